@@ -1,0 +1,3 @@
+module github.com/loopkernel/loopkernel
+
+go 1.26
