@@ -1,0 +1,5 @@
+// Package proto holds the control-plane gRPC service of out-of-process
+// selector plugins; selector.proto is the source and says how to regenerate.
+package proto
+
+//go:generate protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative selector.proto
