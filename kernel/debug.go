@@ -1,0 +1,83 @@
+package kernel
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// GetDebug reports whether debug mode is on.
+func (l *Loop) GetDebug() bool { return l.debug }
+
+// SetDebug turns debug mode on or off. In debug mode the loop logs
+// callbacks slower than SlowCallbackDuration with their source, records where
+// each callback was scheduled, and rejects non-thread-safe calls from
+// goroutines other than the loop's with ErrWrongGoroutine.
+func (l *Loop) SetDebug(on bool) { l.debug = on }
+
+// SlowCallbackDuration is the debug-mode threshold above which a callback is
+// logged (asyncio: loop.slow_callback_duration; 100 ms by default).
+func (l *Loop) SlowCallbackDuration() time.Duration { return l.slowCallback }
+
+// SetSlowCallbackDuration sets the debug-mode slow-callback threshold.
+func (l *Loop) SetSlowCallbackDuration(d time.Duration) { l.slowCallback = d }
+
+// runTimed is run's debug-mode path: it times the callback and logs it with
+// its source and scheduling site when it took too long.
+func (l *Loop) runTimed(h *handle) {
+	t0 := time.Now()
+	l.call(h)
+	if dt := time.Since(t0); dt >= l.slowCallback {
+		args := []any{"callback", funcName(h.fn), "took", dt}
+		if h.src != 0 {
+			if f := runtime.FuncForPC(h.src); f != nil {
+				file, line := f.FileLine(h.src)
+				args = append(args, "scheduled_at", fmt.Sprintf("%s:%d", file, line))
+			}
+		}
+		l.logger.Warn(fmt.Sprintf("Executing %s took %.3f seconds", h.String(), dt.Seconds()), args...)
+	}
+}
+
+// curGoroutineID reads the current goroutine's id from its stack header.
+// Go hides goroutine identity on purpose; the kernel needs it only when a
+// loop starts running and for debug-mode thread checks, never per callback
+// in normal mode.
+func curGoroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
+}
+
+// running maps goroutine ids to the loop each is running, for
+// RunningLoop and the one-loop-per-goroutine rule.
+var running sync.Map // uint64 -> *Loop
+
+func enterRunning(gid uint64, l *Loop) error {
+	if other, loaded := running.LoadOrStore(gid, l); loaded {
+		if other.(*Loop) == l {
+			return ErrRunning
+		}
+		return ErrOtherLoopRunning
+	}
+	return nil
+}
+
+func leaveRunning(gid uint64) { running.Delete(gid) }
+
+// RunningLoop returns the loop running on the calling goroutine, or nil
+// (asyncio: get_running_loop, which raises instead of returning None).
+func RunningLoop() *Loop {
+	if l, ok := running.Load(curGoroutineID()); ok {
+		return l.(*Loop)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// Executor runs blocking functions off the loop (asyncio: the executor of
+// run_in_executor). Submit must not block the loop for long.
+type Executor interface {
+	// Submit arranges for fn to run; it fails once the executor is shut down.
+	Submit(fn func()) error
+	// Shutdown stops accepting work; with wait it also waits for running
+	// work to finish.
+	Shutdown(wait bool)
+}
+
+// ErrExecutorShutdown: work submitted to an executor that was shut down.
+var ErrExecutorShutdown = errors.New("executor is shut down")
+
+// goExecutor runs each function on its own goroutine, at most limit at a
+// time (like Python's ThreadPoolExecutor: min(32, cores+4)). Waiting work
+// queues as parked goroutines, which cost a few KiB each and never block the
+// caller.
+type goExecutor struct {
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	shut bool
+}
+
+// NewGoExecutor returns the default executor: goroutines, at most limit
+// running at once (limit <= 0 picks min(32, NumCPU+4)).
+func NewGoExecutor(limit int) Executor {
+	if limit <= 0 {
+		limit = min(32, runtime.NumCPU()+4)
+	}
+	return &goExecutor{sem: make(chan struct{}, limit)}
+}
+
+func (e *goExecutor) Submit(fn func()) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut {
+		return ErrExecutorShutdown
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.sem <- struct{}{}
+		defer func() { <-e.sem }()
+		fn()
+	}()
+	return nil
+}
+
+func (e *goExecutor) Shutdown(wait bool) {
+	e.mu.Lock()
+	e.shut = true
+	e.mu.Unlock()
+	if wait {
+		e.wg.Wait()
+	}
+}
+
+// SetDefaultExecutor sets the executor RunInExecutor uses when given nil.
+// The loop does not shut down an executor it was given.
+func (l *Loop) SetDefaultExecutor(e Executor) {
+	if l.executor != nil && l.ownExecutor {
+		l.executor.Shutdown(false)
+	}
+	l.executor, l.ownExecutor = e, false
+}
+
+// ShutdownDefaultExecutor shuts the default executor down and returns a
+// future that completes when its running work has finished.
+func (l *Loop) ShutdownDefaultExecutor() (*Future[struct{}], error) {
+	if err := l.checkUsable(); err != nil {
+		return nil, fmt.Errorf("shutdown default executor: %w", err)
+	}
+	f := CreateFuture[struct{}](l)
+	ex := l.executor
+	l.executor, l.ownExecutor = nil, false
+	if ex == nil {
+		f.SetResult(struct{}{})
+		return f, nil
+	}
+	go func() {
+		ex.Shutdown(true)
+		l.CallSoonThreadsafe(func() { f.SetResult(struct{}{}) })
+	}()
+	return f, nil
+}
+
+// RunInExecutor runs fn on ex (the loop's default executor when ex is nil)
+// and returns a future for its result (asyncio: loop.run_in_executor). A
+// panic in fn becomes a *PanicError.
+func RunInExecutor[T any](l *Loop, ex Executor, fn func() (T, error)) (*Future[T], error) {
+	if err := l.checkUsable(); err != nil {
+		return nil, fmt.Errorf("run in executor: %w", err)
+	}
+	if ex == nil {
+		if l.executor == nil {
+			l.executor, l.ownExecutor = NewGoExecutor(0), true
+		}
+		ex = l.executor
+	}
+	f := CreateFuture[T](l)
+	err := ex.Submit(func() {
+		v, err := callGuarded(fn)
+		l.CallSoonThreadsafe(func() {
+			if f.Done() { // cancelled meanwhile
+				return
+			}
+			if err != nil {
+				f.SetException(err)
+			} else {
+				f.SetResult(v)
+			}
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("run in executor: %w", err)
+	}
+	return f, nil
+}
+
+func callGuarded[T any](fn func() (T, error)) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
+	return fn()
+}

@@ -1,0 +1,216 @@
+package kernel
+
+import (
+	"fmt"
+)
+
+// Awaitable is a Future or a Task: something a coroutine can await and
+// RunUntilComplete can run. Only the kernel's own types implement it.
+type Awaitable interface {
+	// Done reports whether the result, an error or a cancellation is set.
+	Done() bool
+	// Cancelled reports whether it was cancelled.
+	Cancelled() bool
+	// Cancel requests cancellation; it reports false if already done.
+	Cancel() bool
+	// Err is the outcome without the value: nil on success, the error, a
+	// *CancelledError, or ErrInvalidState while pending.
+	Err() error
+	core() *futureCore
+}
+
+type futureState uint8
+
+const (
+	pending futureState = iota
+	finished
+	cancelled
+)
+
+// futureCore is the untyped part of every Future: state, error, done
+// callbacks. The first done callback is kept inline because almost every
+// future has exactly one (the task awaiting it), which saves an allocation.
+type futureCore struct {
+	loop  *Loop
+	state futureState
+	err   error
+	cb0   func()
+	cbs   []func()
+	task  *taskState // non-nil when this future is a Task's
+}
+
+func (f *futureCore) core() *futureCore { return f }
+
+// Done reports whether the future is done.
+func (f *futureCore) Done() bool { return f.state != pending }
+
+func (f *futureCore) done() bool { return f.state != pending }
+
+// Cancelled reports whether the future was cancelled.
+func (f *futureCore) Cancelled() bool { return f.state == cancelled }
+
+// Loop returns the loop the future belongs to.
+func (f *futureCore) Loop() *Loop { return f.loop }
+
+// Err returns nil on success, the error set with SetException, a
+// *CancelledError if cancelled, or ErrInvalidState while pending.
+func (f *futureCore) Err() error { return f.errOf() }
+
+func (f *futureCore) errOf() error {
+	if f.state == pending {
+		return fmt.Errorf("future is pending: %w", ErrInvalidState)
+	}
+	return f.err
+}
+
+// Cancel cancels the future (or, for a task, requests that its coroutine be
+// cancelled) and schedules its done callbacks. It reports false if the
+// future is already done.
+func (f *futureCore) Cancel() bool { return f.cancel("") }
+
+// CancelMsg is Cancel with a message carried by the *CancelledError.
+func (f *futureCore) CancelMsg(msg string) bool { return f.cancel(msg) }
+
+func (f *futureCore) cancel(msg string) bool {
+	if f.task != nil {
+		return f.task.cancel(msg)
+	}
+	return f.cancelNow(msg)
+}
+
+func (f *futureCore) cancelNow(msg string) bool {
+	if f.state != pending {
+		return false
+	}
+	f.state, f.err = cancelled, &CancelledError{Msg: msg}
+	f.scheduleCallbacks()
+	return true
+}
+
+func (f *futureCore) finish(err error) {
+	f.state, f.err = finished, err
+	f.scheduleCallbacks()
+}
+
+// addDone registers fn to be scheduled with CallSoon when the future is
+// done (at once if it is done already). The id lets removeDone withdraw it.
+func (f *futureCore) addDone(fn func()) int {
+	if f.state != pending {
+		f.loop.CallSoon(fn)
+		return 0
+	}
+	if f.cb0 == nil && len(f.cbs) == 0 {
+		f.cb0 = fn
+		return 1
+	}
+	f.cbs = append(f.cbs, fn)
+	return len(f.cbs) + 1
+}
+
+func (f *futureCore) removeDone(id int) {
+	switch {
+	case id == 1:
+		f.cb0 = nil
+	case id > 1 && id-2 < len(f.cbs):
+		f.cbs[id-2] = nil
+	}
+}
+
+func (f *futureCore) scheduleCallbacks() {
+	if cb := f.cb0; cb != nil {
+		f.cb0 = nil
+		f.loop.CallSoon(cb)
+	}
+	for i, cb := range f.cbs {
+		if cb != nil {
+			f.loop.CallSoon(cb)
+		}
+		f.cbs[i] = nil
+	}
+	f.cbs = f.cbs[:0]
+}
+
+func (f *futureCore) stateString() string {
+	switch f.state {
+	case pending:
+		return "pending"
+	case cancelled:
+		return "cancelled"
+	}
+	if f.err != nil {
+		return fmt.Sprintf("finished error=%q", f.err.Error())
+	}
+	return "finished"
+}
+
+// Future is the result of an operation that completes later
+// (asyncio.Future). It is not thread-safe: complete it on the loop's
+// goroutine (from elsewhere, through CallSoonThreadsafe).
+type Future[T any] struct {
+	futureCore
+	value T
+}
+
+// CreateFuture returns a pending future attached to l (asyncio:
+// loop.create_future()). Go methods cannot take type parameters, so this is
+// a function of the loop rather than a method.
+func CreateFuture[T any](l *Loop) *Future[T] {
+	return &Future[T]{futureCore: futureCore{loop: l}}
+}
+
+// SetResult marks the future done with v and schedules its callbacks. It
+// fails with ErrInvalidState if the future is already done.
+func (f *Future[T]) SetResult(v T) error {
+	if f.state != pending {
+		return fmt.Errorf("set result on a %s future: %w", f.stateString(), ErrInvalidState)
+	}
+	f.value = v
+	f.finish(nil)
+	return nil
+}
+
+// SetException marks the future done with err. Use Cancel, not a
+// *CancelledError, to cancel.
+func (f *Future[T]) SetException(err error) error {
+	if err == nil {
+		return fmt.Errorf("set exception: nil error: %w", ErrInvalidState)
+	}
+	if f.state != pending {
+		return fmt.Errorf("set exception on a %s future: %w", f.stateString(), ErrInvalidState)
+	}
+	f.finish(err)
+	return nil
+}
+
+// Result returns the value and error. A pending future returns
+// ErrInvalidState; a cancelled one a *CancelledError.
+func (f *Future[T]) Result() (T, error) {
+	if f.state != finished || f.err != nil {
+		var zero T
+		return zero, f.errOf()
+	}
+	return f.value, nil
+}
+
+// AddDoneCallback schedules fn(f) with CallSoon once the future is done.
+func (f *Future[T]) AddDoneCallback(fn func(*Future[T])) {
+	f.addDone(func() { fn(f) })
+}
+
+// Await suspends the calling task until the future is done and returns its
+// result. A future that is already done returns at once without yielding.
+// If the task is cancelled while it waits, Await returns a *CancelledError.
+func (f *Future[T]) Await(co *Co) (T, error) {
+	if err := co.await(&f.futureCore); err != nil {
+		var zero T
+		return zero, err
+	}
+	return f.Result()
+}
+
+func (f *Future[T]) String() string {
+	if f.state == finished && f.err == nil {
+		return fmt.Sprintf("<Future finished result=%v>", f.value)
+	}
+	return "<Future " + f.stateString() + ">"
+}

@@ -1,0 +1,227 @@
+package kernel
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"runtime"
+	"time"
+)
+
+// handle is the loop's record of one scheduled callback. Handles are pooled
+// per loop: when a callback has run, its handle goes back on the loop's free
+// list with a new generation, so the Handle values given out for it go stale
+// instead of dangling. A cancelled handle is never recycled, which keeps
+// Cancelled true for as long as anyone holds the Handle.
+type handle struct {
+	fn   func()
+	ctx  context.Context // optional; a done context skips the callback
+	stop func() bool     // unregisters a context.AfterFunc, if any
+	loop *Loop
+	gen  uint64
+	next *handle // free list
+
+	when  time.Duration // timers: deadline on the loop clock
+	seq   uint64        // timers: FIFO among equal deadlines
+	index int           // timers: position in the heap, -1 when not in it
+
+	cancelled  bool
+	persistent bool    // reader/writer/signal handles: run many times, never recycled
+	src        uintptr // debug mode: the PC that scheduled the callback
+}
+
+// Handle is a callback scheduled with CallSoon or CallSoonThreadsafe
+// (asyncio.Handle). The zero Handle refers to nothing.
+type Handle struct {
+	h   *handle
+	gen uint64
+}
+
+func (h Handle) live() bool { return h.h != nil && h.h.gen == h.gen }
+
+// Cancel stops the callback from running. Cancelling a callback that has
+// already run or been cancelled does nothing. Like asyncio, it is not
+// thread-safe: call it on the loop's goroutine.
+func (h Handle) Cancel() {
+	if h.live() {
+		h.h.loop.cancel(h.h)
+	}
+}
+
+// Cancelled reports whether the callback was cancelled.
+func (h Handle) Cancelled() bool { return h.live() && h.h.cancelled }
+
+// String names the callback, for logs and the exception handler.
+func (h Handle) String() string {
+	if !h.live() {
+		return "<Handle finished>"
+	}
+	return h.h.String()
+}
+
+func (h *handle) String() string {
+	state := ""
+	if h.cancelled {
+		state = " cancelled"
+	}
+	if h.index >= 0 {
+		return fmt.Sprintf("<TimerHandle%s when=%v %s>", state, h.when, funcName(h.fn))
+	}
+	return fmt.Sprintf("<Handle%s %s>", state, funcName(h.fn))
+}
+
+// TimerHandle is a callback scheduled with CallLater or CallAt
+// (asyncio.TimerHandle).
+type TimerHandle struct {
+	Handle
+	when time.Duration
+}
+
+// When is the time, on the loop clock (Loop.Time), the callback is due.
+func (t TimerHandle) When() time.Duration { return t.when }
+
+// funcName describes a callback by its function's name and source position;
+// it is only used on error and debug paths.
+func funcName(fn func()) string {
+	if fn == nil {
+		return "<nil>"
+	}
+	f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer())
+	if f == nil {
+		return "<unknown>"
+	}
+	file, line := f.FileLine(f.Entry())
+	return fmt.Sprintf("%s (%s:%d)", f.Name(), file, line)
+}
+
+// ring is the ready queue: a FIFO of handles in a power-of-two ring that
+// grows by doubling and never shrinks, so steady-state pushes allocate nothing.
+type ring struct {
+	buf  []*handle
+	head int
+	n    int
+}
+
+func (r *ring) push(h *handle) {
+	if r.n == len(r.buf) {
+		r.grow()
+	}
+	r.buf[(r.head+r.n)&(len(r.buf)-1)] = h
+	r.n++
+}
+
+func (r *ring) pop() *handle {
+	h := r.buf[r.head]
+	r.buf[r.head] = nil
+	r.head = (r.head + 1) & (len(r.buf) - 1)
+	r.n--
+	return h
+}
+
+func (r *ring) grow() {
+	size := 2 * len(r.buf)
+	if size == 0 {
+		size = 256
+	}
+	buf := make([]*handle, size)
+	for i := 0; i < r.n; i++ {
+		buf[i] = r.buf[(r.head+i)&(len(r.buf)-1)]
+	}
+	r.buf, r.head = buf, 0
+}
+
+func (r *ring) clear() {
+	for r.n > 0 {
+		r.pop()
+	}
+}
+
+// timerHeap is a binary min-heap on (when, seq). It is hand-rolled rather
+// than container/heap so that the hot path makes no interface calls.
+type timerHeap []*handle
+
+func (t timerHeap) less(i, j int) bool {
+	if t[i].when != t[j].when {
+		return t[i].when < t[j].when
+	}
+	return t[i].seq < t[j].seq
+}
+
+func (t timerHeap) swap(i, j int) {
+	t[i], t[j] = t[j], t[i]
+	t[i].index = i
+	t[j].index = j
+}
+
+func (t *timerHeap) push(h *handle) {
+	h.index = len(*t)
+	*t = append(*t, h)
+	t.up(h.index)
+}
+
+func (t *timerHeap) pop() *handle {
+	old := *t
+	n := len(old) - 1
+	old.swap(0, n)
+	h := old[n]
+	old[n] = nil
+	*t = old[:n]
+	if n > 0 {
+		t.down(0)
+	}
+	h.index = -1
+	return h
+}
+
+func (t timerHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !t.less(i, p) {
+			return
+		}
+		t.swap(i, p)
+		i = p
+	}
+}
+
+func (t timerHeap) down(i int) {
+	n := len(t)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && t.less(r, l) {
+			m = r
+		}
+		if !t.less(m, i) {
+			return
+		}
+		t.swap(i, m)
+		i = m
+	}
+}
+
+// rebuild drops cancelled timers and restores the heap order.
+func (t *timerHeap) rebuild() {
+	old := *t
+	kept := old[:0]
+	for _, h := range old {
+		if h.cancelled {
+			h.index = -1
+			continue
+		}
+		kept = append(kept, h)
+	}
+	for i := len(kept); i < len(old); i++ {
+		old[i] = nil
+	}
+	*t = kept
+	for i, h := range kept {
+		h.index = i
+	}
+	for i := len(kept)/2 - 1; i >= 0; i-- {
+		kept.down(i)
+	}
+}

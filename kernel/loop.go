@@ -1,0 +1,534 @@
+package kernel
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/loopkernel/loopkernel/sdk"
+)
+
+const (
+	// maxSelectTimeout caps one wait, as CPython does: timers a month away
+	// must not overflow a back-end's millisecond timeout.
+	maxSelectTimeout = 24 * time.Hour
+	// Lazily removed cancelled timers are swept out of the heap when they are
+	// more than half of it (and the heap is not tiny), so a program that keeps
+	// cancelling timers cannot grow the heap without bound.
+	minTimersForSweep = 100
+	// eventBatch is how many readiness events one wait collects.
+	eventBatch = 256
+	// defaultSlowCallback is the debug-mode threshold for logging a callback.
+	defaultSlowCallback = 100 * time.Millisecond
+	// busyPollInterval bounds how long the loop may go without polling the
+	// selector while callbacks keep it busy. A zero-timeout poll is a system
+	// call (about a microsecond); a loop whose callbacks schedule callbacks
+	// (task switches, future chains) would otherwise pay it every iteration.
+	// Like tokio's event interval, the loop skips zero-timeout polls until
+	// this much time has passed since the last one, so readiness is picked up
+	// at most this late while no callback ever starves I/O. A stopping loop
+	// always polls, as the spec requires.
+	busyPollInterval = 25 * time.Microsecond
+	busyClockEvery   = 8
+)
+
+// clockEpoch anchors Loop.Time: a monotonic clock shared by every loop.
+var clockEpoch = time.Now()
+
+// Loop is an event loop (asyncio.AbstractEventLoop). Create one with New; a
+// Loop must be closed with Close when it is no longer needed.
+type Loop struct {
+	sel    sdk.Selector
+	events []sdk.Event
+	logger hclog.Logger
+
+	ready    ring
+	timers   timerHeap
+	timerSeq uint64
+	// cancelledTimers counts cancelled handles still in the heap.
+	cancelledTimers int
+	free            *handle // recycled handles
+
+	// Callbacks from other goroutines: appended under tsMu, moved to ready
+	// by the loop. sleeping tells a producer whether the loop may be blocked
+	// in Wait and so needs a Wake.
+	tsMu     sync.Mutex
+	tsQueue  []*handle
+	tsSpare  []*handle
+	tsLen    atomic.Int32
+	sleeping atomic.Bool
+
+	running  bool
+	stopping bool
+	closed   atomic.Bool // read by other goroutines in CallSoonThreadsafe
+	goid     uint64      // goroutine running the loop, while running
+
+	fds fdTable
+	sig signalState
+
+	excHandler  ExceptionHandler
+	taskFactory TaskFactory
+	currentTask *taskState
+	tasks       map[*taskState]struct{} // pending tasks, ended by Close
+
+	debug        bool
+	slowCallback time.Duration
+
+	executor    Executor
+	ownExecutor bool
+
+	asyncgens         map[asyncGenCloser]struct{}
+	asyncgensShutdown bool
+
+	fatal     error         // set when the selector fails; ends RunForever
+	lastPoll  time.Duration // loop clock at the last selector poll
+	busyIters uint32        // iterations since then with callbacks ready
+}
+
+// Option configures a Loop at New.
+type Option func(*Loop)
+
+// WithLogger sets the logger for the default exception handler and debug
+// reports. The default is an hclog logger named "loopkernel" on stderr.
+func WithLogger(l hclog.Logger) Option { return func(lp *Loop) { lp.logger = l } }
+
+// WithDebug sets debug mode, overriding the LOOPKERNEL_DEBUG environment
+// variable.
+func WithDebug(on bool) Option { return func(lp *Loop) { lp.debug = on } }
+
+// WithExecutor sets the default executor used by RunInExecutor.
+func WithExecutor(e Executor) Option { return func(lp *Loop) { lp.executor = e } }
+
+// New returns a loop that drives its I/O through sel. The loop owns sel from
+// now on and closes it in Close. Debug mode starts on when the environment
+// variable LOOPKERNEL_DEBUG is set to anything but "" or "0".
+func New(sel sdk.Selector, opts ...Option) *Loop {
+	l := &Loop{
+		sel:          sel,
+		events:       make([]sdk.Event, eventBatch),
+		slowCallback: defaultSlowCallback,
+	}
+	if v := os.Getenv("LOOPKERNEL_DEBUG"); v != "" && v != "0" {
+		l.debug = true
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	if l.logger == nil {
+		l.logger = hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: os.Stderr})
+	}
+	l.fds.init()
+	return l
+}
+
+// Selector returns the back-end the loop polls through.
+func (l *Loop) Selector() sdk.Selector { return l.sel }
+
+// Logger returns the loop's logger.
+func (l *Loop) Logger() hclog.Logger { return l.logger }
+
+// Time returns the loop's clock: a monotonic reading, shared by all loops,
+// against which CallAt deadlines are given (asyncio: loop.time()).
+func (l *Loop) Time() time.Duration { return time.Since(clockEpoch) }
+
+// IsRunning reports whether the loop is running.
+func (l *Loop) IsRunning() bool { return l.running }
+
+// IsClosed reports whether the loop was closed.
+func (l *Loop) IsClosed() bool { return l.closed.Load() }
+
+// Stop stops a running loop after the current batch of callbacks; called
+// before RunForever, it makes the next run poll once with zero timeout, run
+// that batch and return. Not thread-safe: from another goroutine, use
+// CallSoonThreadsafe(l.Stop).
+func (l *Loop) Stop() { l.stopping = true }
+
+// checkUsable is the guard of every non-thread-safe scheduling call.
+func (l *Loop) checkUsable() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if l.debug && l.running && curGoroutineID() != l.goid {
+		return ErrWrongGoroutine
+	}
+	return nil
+}
+
+// RunForever runs the loop until Stop is called. It returns an error if the
+// loop is closed or already running, or if the back-end failed for good (the
+// failure is also passed to the exception handler).
+func (l *Loop) RunForever() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if l.running {
+		return ErrRunning
+	}
+	gid := curGoroutineID()
+	if err := enterRunning(gid, l); err != nil {
+		return err
+	}
+	l.running, l.goid, l.fatal = true, gid, nil
+	defer func() {
+		leaveRunning(gid)
+		l.running, l.stopping, l.goid = false, false, 0
+	}()
+	for {
+		l.runOnce()
+		if l.fatal != nil {
+			return l.fatal
+		}
+		if l.stopping {
+			return nil
+		}
+	}
+}
+
+// RunUntilComplete runs the loop until f is done and returns f's error (nil
+// on success; read the value with f.Result). Pass CreateTask(...) to run a
+// coroutine. If the loop is stopped before f completes, it returns
+// ErrStoppedBeforeDone.
+func (l *Loop) RunUntilComplete(f Awaitable) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if l.running {
+		return ErrRunning
+	}
+	core := f.core()
+	if core.loop != l {
+		return fmt.Errorf("run until complete: %w", ErrDifferentLoop)
+	}
+	id := core.addDone(l.Stop)
+	err := l.RunForever()
+	core.removeDone(id)
+	if err != nil {
+		return err
+	}
+	if !core.done() {
+		return ErrStoppedBeforeDone
+	}
+	return core.errOf()
+}
+
+// Close closes the loop: pending callbacks and timers are discarded, signal
+// handlers removed, the default executor shut down without waiting, and the
+// selector closed. Closing a running loop fails; closing twice does nothing.
+func (l *Loop) Close() error {
+	if l.running {
+		return fmt.Errorf("cannot close a running event loop: %w", ErrRunning)
+	}
+	if l.closed.Load() {
+		return nil
+	}
+	l.tsMu.Lock()
+	l.closed.Store(true)
+	clear(l.tsQueue)
+	l.tsQueue = l.tsQueue[:0]
+	l.tsMu.Unlock()
+	l.tsLen.Store(0)
+	l.ready.clear()
+	for _, h := range l.timers {
+		h.index = -1
+	}
+	clear(l.timers)
+	l.timers = l.timers[:0]
+	l.sig.removeAll()
+	l.abandonTasks()
+	if l.executor != nil && l.ownExecutor {
+		l.executor.Shutdown(false)
+	}
+	l.executor = nil
+	l.fds.reset()
+	return l.sel.Close()
+}
+
+// runOnce is one iteration of the loop; see the package comment.
+func (l *Loop) runOnce() {
+	// 1. Drop cancelled timers at the head, and sweep if too many lie deeper.
+	if len(l.timers) > minTimersForSweep && 2*l.cancelledTimers > len(l.timers) {
+		l.timers.rebuild()
+		l.cancelledTimers = 0
+	}
+	for len(l.timers) > 0 && l.timers[0].cancelled {
+		l.timers.pop()
+		l.cancelledTimers--
+	}
+
+	// 2. Poll with a timeout derived from the ready queue and the next timer.
+	// While callbacks keep the loop busy, zero-timeout polls are rationed
+	// (busyPollInterval), and the clock, which costs ~40 ns under a VM's
+	// kvm-clock, is read only every busyClockEvery iterations.
+	var now time.Duration
+	timeout, poll := time.Duration(-1), true
+	switch {
+	case l.stopping:
+		timeout = 0
+	case l.ready.n > 0:
+		timeout = 0
+		l.busyIters++
+		if len(l.timers) == 0 && l.busyIters%busyClockEvery != 0 {
+			poll = false
+		} else {
+			now = l.Time()
+			poll = now-l.lastPoll >= busyPollInterval
+		}
+	case len(l.timers) > 0:
+		now = l.Time()
+		timeout = max(0, min(l.timers[0].when-now, maxSelectTimeout))
+	}
+	if poll {
+		if timeout != 0 {
+			l.sleeping.Store(true)
+			if l.tsLen.Load() > 0 || l.sig.pending.Load() != 0 {
+				timeout = 0
+			}
+		}
+		n, err := l.sel.Wait(l.events, timeout)
+		l.sleeping.Store(false)
+		if err != nil {
+			l.selectorFailed(err)
+			return
+		}
+		now = l.Time()
+		l.lastPoll, l.busyIters = now, 0
+		// 3. Turn readiness into ready callbacks.
+		l.dispatchIO(l.events[:n])
+	}
+
+	// 3b. Signals and other goroutines' callbacks.
+	l.sig.dispatch(l)
+	if l.tsLen.Load() > 0 {
+		l.drainThreadsafe()
+	}
+
+	// 4. Move due timers to the ready queue.
+	if len(l.timers) > 0 {
+		for len(l.timers) > 0 && l.timers[0].when <= now {
+			h := l.timers.pop()
+			if h.cancelled {
+				l.cancelledTimers--
+				continue
+			}
+			l.ready.push(h)
+		}
+	}
+
+	// 5. Run exactly the callbacks that are ready now; whatever they schedule
+	// waits for the next iteration.
+	for ntodo := l.ready.n; ntodo > 0; ntodo-- {
+		h := l.ready.pop()
+		if h.cancelled {
+			continue
+		}
+		l.run(h)
+	}
+}
+
+// run calls one callback, routing a panic to the exception handler, and then
+// recycles its handle.
+func (l *Loop) run(h *handle) {
+	if h.ctx != nil && h.ctx.Err() != nil {
+		h.cancelled = true
+		return
+	}
+	if l.debug {
+		l.runTimed(h)
+	} else {
+		l.call(h)
+	}
+	if h.persistent || h.cancelled {
+		return
+	}
+	if h.stop != nil {
+		h.stop()
+	}
+	h.fn, h.ctx, h.stop = nil, nil, nil
+	h.gen++
+	h.next, l.free = l.free, h
+}
+
+func (l *Loop) call(h *handle) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.CallExceptionHandler(ErrorContext{
+				Message: "Exception in callback " + h.String(),
+				Err:     newPanicError(r),
+				Handle:  Handle{h, h.gen},
+			})
+		}
+	}()
+	h.fn()
+}
+
+// newHandle takes a handle from the free list.
+func (l *Loop) newHandle(fn func()) *handle {
+	h := l.free
+	if h != nil {
+		l.free = h.next
+		h.next = nil
+	} else {
+		h = &handle{loop: l, gen: 1, index: -1}
+	}
+	h.fn = fn
+	if l.debug {
+		h.src = callerPC()
+	}
+	return h
+}
+
+func (l *Loop) cancel(h *handle) {
+	if h.cancelled {
+		return
+	}
+	h.cancelled = true
+	if h.stop != nil {
+		h.stop()
+	}
+	if h.index >= 0 {
+		l.cancelledTimers++
+	}
+}
+
+// CallSoon schedules fn to run on the next iteration, after the callbacks
+// already scheduled (FIFO); it runs exactly once unless cancelled. Not
+// thread-safe.
+func (l *Loop) CallSoon(fn func()) (Handle, error) {
+	if err := l.checkUsable(); err != nil {
+		return Handle{}, fmt.Errorf("call soon: %w", err)
+	}
+	h := l.newHandle(fn)
+	l.ready.push(h)
+	return Handle{h, h.gen}, nil
+}
+
+// CallSoonContext is CallSoon with a context: fn receives ctx, and if ctx is
+// done by the time the callback is due it is skipped as if cancelled.
+func (l *Loop) CallSoonContext(ctx context.Context, fn func(context.Context)) (Handle, error) {
+	h, err := l.CallSoon(func() { fn(ctx) })
+	if err == nil {
+		h.h.ctx = ctx
+	}
+	return h, err
+}
+
+// CallLater schedules fn to run after delay (a negative delay is due at
+// once, in deadline order with other due timers).
+func (l *Loop) CallLater(delay time.Duration, fn func()) (TimerHandle, error) {
+	return l.CallAt(l.Time()+delay, fn)
+}
+
+// CallAt schedules fn to run when the loop clock (Time) reaches when.
+func (l *Loop) CallAt(when time.Duration, fn func()) (TimerHandle, error) {
+	if err := l.checkUsable(); err != nil {
+		return TimerHandle{}, fmt.Errorf("call at: %w", err)
+	}
+	h := l.newHandle(fn)
+	h.when = when
+	l.timerSeq++
+	h.seq = l.timerSeq
+	l.timers.push(h)
+	return TimerHandle{Handle{h, h.gen}, when}, nil
+}
+
+// CallLaterContext is CallLater with a context: fn receives ctx, and
+// cancelling ctx cancels the timer.
+func (l *Loop) CallLaterContext(ctx context.Context, delay time.Duration, fn func(context.Context)) (TimerHandle, error) {
+	return l.CallAtContext(ctx, l.Time()+delay, fn)
+}
+
+// CallAtContext is CallAt with a context, as CallLaterContext.
+func (l *Loop) CallAtContext(ctx context.Context, when time.Duration, fn func(context.Context)) (TimerHandle, error) {
+	th, err := l.CallAt(when, func() { fn(ctx) })
+	if err != nil {
+		return th, err
+	}
+	th.h.ctx = ctx
+	// The context may be cancelled on any goroutine; the cancellation
+	// reaches the timer through the thread-safe queue.
+	hv := th.Handle
+	th.h.stop = context.AfterFunc(ctx, func() {
+		l.CallSoonThreadsafe(hv.Cancel)
+	})
+	return th, nil
+}
+
+// CallSoonThreadsafe is CallSoon for any goroutine: it wakes the loop if it
+// is blocked in its selector.
+func (l *Loop) CallSoonThreadsafe(fn func()) (Handle, error) {
+	h := &handle{loop: l, gen: 1, index: -1, fn: fn}
+	if err := l.pushThreadsafe(h); err != nil {
+		return Handle{}, err
+	}
+	// Not h.gen: the loop may already have run and recycled h.
+	return Handle{h, 1}, nil
+}
+
+// CallSoonThreadsafeContext is CallSoonThreadsafe with a context, as
+// CallSoonContext.
+func (l *Loop) CallSoonThreadsafeContext(ctx context.Context, fn func(context.Context)) (Handle, error) {
+	h := &handle{loop: l, gen: 1, index: -1, fn: func() { fn(ctx) }, ctx: ctx}
+	if err := l.pushThreadsafe(h); err != nil {
+		return Handle{}, err
+	}
+	return Handle{h, 1}, nil
+}
+
+func (l *Loop) pushThreadsafe(h *handle) error {
+	l.tsMu.Lock()
+	if l.closed.Load() {
+		l.tsMu.Unlock()
+		return fmt.Errorf("call soon threadsafe: %w", ErrClosed)
+	}
+	l.tsQueue = append(l.tsQueue, h)
+	l.tsLen.Add(1)
+	l.tsMu.Unlock()
+	if l.sleeping.Load() {
+		l.wake()
+	}
+	return nil
+}
+
+func (l *Loop) wake() {
+	if err := l.sel.Wake(); err != nil && !l.closed.Load() {
+		l.logger.Warn("waking the selector failed", "error", err)
+	}
+}
+
+func (l *Loop) drainThreadsafe() {
+	l.tsMu.Lock()
+	q := l.tsQueue
+	l.tsQueue = l.tsSpare[:0]
+	l.tsLen.Store(0)
+	l.tsMu.Unlock()
+	for i, h := range q {
+		l.ready.push(h)
+		q[i] = nil
+	}
+	l.tsSpare = q[:0]
+}
+
+// selectorFailed ends the run: a back-end that cannot wait any more leaves
+// the loop unable to keep any of its promises, so the error is reported and
+// RunForever returns it.
+func (l *Loop) selectorFailed(err error) {
+	err = fmt.Errorf("selector %s failed: %w", l.sel.Capabilities().Name, err)
+	l.fatal = err
+	l.CallExceptionHandler(ErrorContext{Message: "selector failed; stopping the event loop", Err: err})
+}
+
+// callerPC is the PC of the caller's caller, recorded in debug mode so slow
+// or failing callbacks can be traced to where they were scheduled.
+func callerPC() uintptr {
+	var pcs [1]uintptr
+	if runtime.Callers(3, pcs[:]) == 0 {
+		return 0
+	}
+	return pcs[0]
+}
