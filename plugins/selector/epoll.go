@@ -1,0 +1,259 @@
+package selector
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/loopkernel/loopkernel/sdk"
+	"golang.org/x/sys/unix"
+)
+
+// wakeToken is the epoll data word of the selector's own eventfd. epoll hands
+// back only the 64-bit data word, so the eventfd needs a value no
+// registration can carry; Register refuses it. It is slot 2^32-1 of
+// generation 2^32-1, which a registration table never reaches.
+const wakeToken = ^sdk.Token(0)
+
+type epollReg struct {
+	fd       int
+	interest sdk.Events
+}
+
+// epollSelector is the level-triggered epoll(7) selector.
+//
+// The token travels in the epoll_event data word (Fd and Pad together), so a
+// ready event maps to its registration without a lookup by descriptor. Wait
+// still checks the token against the registration table, because a descriptor
+// closed behind the selector's back while another copy of it stays open keeps
+// its epoll registration alive, and the seam promises that an unregistered
+// token is never reported.
+//
+// An empty interest set is not passed to epoll as events=0: epoll always
+// reports EPOLLERR and EPOLLHUP, so a hung-up descriptor the owner had paused
+// would make every Wait return at once. Such a registration is taken out of
+// the epoll set instead and put back when Modify gives it interest again.
+type epollSelector struct {
+	epfd int
+	w    waker
+	regs map[sdk.Token]epollReg
+	fds  map[int]sdk.Token
+	buf  []unix.EpollEvent // reused by every Wait so that Wait does not allocate
+}
+
+// NewEpoll returns a level-triggered selector over Linux epoll. It refuses
+// regular files (epoll answers EPERM for them; errors.Is(err, unix.EPERM)
+// holds for the returned error).
+func NewEpoll() (sdk.Selector, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	s := &epollSelector{
+		epfd: epfd,
+		regs: make(map[sdk.Token]epollReg),
+		fds:  make(map[int]sdk.Token),
+		buf:  make([]unix.EpollEvent, 64),
+	}
+	if err := s.w.open(); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setEpollToken(&ev, wakeToken)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, s.w.fd, &ev); err != nil {
+		s.w.close()
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll: watch wake eventfd: %w", os.NewSyscallError("epoll_ctl", err))
+	}
+	return s, nil
+}
+
+func setEpollToken(ev *unix.EpollEvent, tok sdk.Token) {
+	ev.Fd = int32(uint32(tok))
+	ev.Pad = int32(uint32(tok >> 32))
+}
+
+func epollToken(ev *unix.EpollEvent) sdk.Token {
+	return sdk.Token(uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32)
+}
+
+func toEpoll(e sdk.Events) uint32 {
+	var m uint32
+	if e&sdk.Read != 0 {
+		m |= unix.EPOLLIN
+	}
+	if e&sdk.Write != 0 {
+		m |= unix.EPOLLOUT
+	}
+	return m
+}
+
+func fromEpoll(m uint32) sdk.Events {
+	var e sdk.Events
+	if m&unix.EPOLLIN != 0 {
+		e |= sdk.Read
+	}
+	if m&unix.EPOLLOUT != 0 {
+		e |= sdk.Write
+	}
+	if m&unix.EPOLLERR != 0 {
+		e |= sdk.Error
+	}
+	if m&unix.EPOLLHUP != 0 {
+		e |= sdk.Hangup
+	}
+	return e
+}
+
+func (s *epollSelector) ctl(op, fd int, tok sdk.Token, interest sdk.Events) error {
+	ev := unix.EpollEvent{Events: toEpoll(interest)}
+	setEpollToken(&ev, tok)
+	if err := unix.EpollCtl(s.epfd, op, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+func (s *epollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) error {
+	if s.w.isClosed() {
+		return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, sdk.ErrClosed)
+	}
+	if tok == wakeToken {
+		return fmt.Errorf("epoll: register fd %d as %v: token reserved for the wake-up: %w", fd, tok, unix.EINVAL)
+	}
+	if _, ok := s.regs[tok]; ok {
+		return fmt.Errorf("epoll: register fd %d as %v: token %w", fd, tok, sdk.ErrExists)
+	}
+	if other, ok := s.fds[fd]; ok {
+		return fmt.Errorf("epoll: register fd %d as %v: fd %w as %v", fd, tok, sdk.ErrExists, other)
+	}
+	if fd < 0 {
+		return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, unix.EBADF)
+	}
+	if err := s.ctl(unix.EPOLL_CTL_ADD, fd, tok, interest); err != nil {
+		return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, err)
+	}
+	if interest == 0 {
+		// The ADD above validated the descriptor (EBADF, EPERM) exactly as a
+		// later Modify would; an idle registration stays out of the set.
+		if err := s.ctl(unix.EPOLL_CTL_DEL, fd, tok, 0); err != nil {
+			return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, err)
+		}
+	}
+	s.regs[tok] = epollReg{fd: fd, interest: interest}
+	s.fds[fd] = tok
+	return nil
+}
+
+func (s *epollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
+	if s.w.isClosed() {
+		return fmt.Errorf("epoll: modify %v: %w", tok, sdk.ErrClosed)
+	}
+	r, ok := s.regs[tok]
+	if !ok {
+		return fmt.Errorf("epoll: modify %v: %w", tok, sdk.ErrNotRegistered)
+	}
+	if toEpoll(interest) == toEpoll(r.interest) {
+		r.interest = interest
+		s.regs[tok] = r
+		return nil
+	}
+	var err error
+	switch {
+	case r.interest == 0:
+		err = s.ctl(unix.EPOLL_CTL_ADD, r.fd, tok, interest)
+	case interest == 0:
+		err = s.ctl(unix.EPOLL_CTL_DEL, r.fd, tok, 0)
+	default:
+		err = s.ctl(unix.EPOLL_CTL_MOD, r.fd, tok, interest)
+	}
+	if err != nil {
+		return fmt.Errorf("epoll: modify %v (fd %d) to %v: %w", tok, r.fd, interest, err)
+	}
+	r.interest = interest
+	s.regs[tok] = r
+	return nil
+}
+
+// Unregister always forgets the registration, even when epoll_ctl fails, so
+// that the token is never reported again. EBADF and ENOENT are not errors
+// here: they mean the descriptor was closed first, which already took it out
+// of the epoll set.
+func (s *epollSelector) Unregister(tok sdk.Token) error {
+	if s.w.isClosed() {
+		return fmt.Errorf("epoll: unregister %v: %w", tok, sdk.ErrClosed)
+	}
+	r, ok := s.regs[tok]
+	if !ok {
+		return fmt.Errorf("epoll: unregister %v: %w", tok, sdk.ErrNotRegistered)
+	}
+	delete(s.regs, tok)
+	delete(s.fds, r.fd)
+	if r.interest == 0 {
+		return nil
+	}
+	if err := s.ctl(unix.EPOLL_CTL_DEL, r.fd, tok, 0); err != nil &&
+		!errors.Is(err, unix.EBADF) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("epoll: unregister %v (fd %d): %w", tok, r.fd, err)
+	}
+	return nil
+}
+
+func (s *epollSelector) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
+	if s.w.isClosed() {
+		return 0, fmt.Errorf("epoll: wait: %w", sdk.ErrClosed)
+	}
+	// One slot more than the caller can take, so that the wake-up never
+	// crowds out a registration. What does not fit stays ready and comes
+	// back on the next Wait; epoll rotates its ready list, so nothing starves.
+	if want := len(events) + 1; len(s.buf) < want {
+		s.buf = make([]unix.EpollEvent, want)
+	}
+	n, err := unix.EpollWait(s.epfd, s.buf[:len(events)+1], msTimeout(timeout))
+	if err != nil {
+		if err == unix.EINTR {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("epoll: wait: %w", os.NewSyscallError("epoll_wait", err))
+	}
+	out := 0
+	for i := range s.buf[:n] {
+		ev := &s.buf[i]
+		tok := epollToken(ev)
+		if tok == wakeToken {
+			s.w.consume()
+			continue
+		}
+		if _, ok := s.regs[tok]; !ok || out == len(events) {
+			continue
+		}
+		events[out] = sdk.Event{Token: tok, Events: fromEpoll(ev.Events)}
+		out++
+	}
+	return out, nil
+}
+
+func (s *epollSelector) Wake() error { return s.w.wake("epoll") }
+
+func (s *epollSelector) Capabilities() sdk.Capabilities {
+	return sdk.Capabilities{Name: "epoll", RegularFiles: false}
+}
+
+// Close releases the epoll and wake descriptors; the registered descriptors
+// stay open, they belong to the caller.
+func (s *epollSelector) Close() error {
+	first, err := s.w.close()
+	if !first {
+		return fmt.Errorf("epoll: close: %w", sdk.ErrClosed)
+	}
+	s.regs, s.fds = nil, nil
+	if cerr := unix.Close(s.epfd); cerr != nil && err == nil {
+		err = os.NewSyscallError("close", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("epoll: close: %w", err)
+	}
+	return nil
+}
