@@ -1,0 +1,58 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// RunSelector binds every selector-contract case to t as a subtest, each
+// building its selectors with f:
+//
+//	func TestMySelector(t *testing.T) { conformance.RunSelector(t, mysel.New) }
+//
+// Run it with -race: several cases call Wake from other goroutines.
+func RunSelector(t *testing.T, f Factory) {
+	t.Helper()
+	RunSuite(t, SelectorSuite(), f)
+}
+
+// RunSuite binds every case of s to t as a subtest. The cases go through the
+// same runner as the command line (so a hanging case is cut off at
+// DefaultTimeout, or earlier if the test binary's deadline is nearer, instead
+// of stalling the whole binary), and each result is replayed onto its
+// subtest.
+func RunSuite(t *testing.T, s Suite, f Factory) {
+	t.Helper()
+	timeout := DefaultTimeout
+	if dl, ok := t.Deadline(); ok {
+		if left := time.Until(dl) / 2; left < timeout {
+			timeout = left
+		}
+	}
+	rn, err := newRunner(f, Options{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cs := range s.Cases {
+		t.Run(cs.Name, func(t *testing.T) {
+			replay(t, rn.run(context.Background(), s.Name, cs))
+		})
+	}
+}
+
+func replay(t *testing.T, r Result) {
+	t.Helper()
+	if r.Log != "" {
+		t.Log(r.Log)
+	}
+	switch r.Status {
+	case Pass:
+	case Skip:
+		t.Skip(r.SkipReason)
+	case Hang:
+		t.Errorf("HANG: %s", r.Message)
+	default:
+		t.Error(r.Message)
+	}
+}
