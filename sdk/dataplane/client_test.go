@@ -520,3 +520,37 @@ func TestErrorsWrap(t *testing.T) {
 	err := sockErr("recvmsg", unix.ECONNRESET)
 	require.True(t, errors.Is(err, ErrPeerGone) && errors.Is(err, unix.ECONNRESET))
 }
+
+// TestWaitAllocatesNothing: the steady-state loop (interest churn plus one
+// exchange with an event) allocates nothing on either side; AllocsPerRun
+// counts the in-process plugin's allocations too.
+func TestWaitAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	c, _ := newClient(t, nil)
+	a, b := pair(t)
+	_, err := unix.Write(b, []byte("x"))
+	require.NoError(t, err)
+	tok := sdk.MakeToken(1, 1)
+	require.NoError(t, c.Register(a, tok, sdk.Read))
+	evs := make([]sdk.Event, 8)
+	flip := false
+	step := func() {
+		flip = !flip
+		in := sdk.Read
+		if flip {
+			in |= sdk.Write
+		}
+		if err := c.Modify(tok, in); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Wait(evs, -1); err != nil || n != 1 {
+			t.Fatalf("Wait = %d, %v", n, err)
+		}
+	}
+	step() // warm the queue and maps
+	if allocs := testing.AllocsPerRun(200, step); allocs != 0 {
+		t.Fatalf("%v allocations per Modify+Wait, want 0", allocs)
+	}
+}
