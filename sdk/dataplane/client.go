@@ -51,6 +51,9 @@ type Client struct {
 	// wakeNext makes the next Wait poll: set by Replace, because a wake sent
 	// to the dead plugin was lost with it.
 	wakeNext bool
+	// errPending holds tokens whose Error event did not fit in the events
+	// slice of the Wait that learned of it; the next Wait reports them.
+	errPending []sdk.Token
 	// broken is set when a send failed halfway through a batch; the plugin's
 	// table can no longer be trusted, so every Wait fails until Replace.
 	broken error
@@ -327,7 +330,7 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	if timeout < 0 {
 		timeout = -1
 	}
-	if c.wakeNext {
+	if c.wakeNext || len(c.errPending) > 0 {
 		timeout, c.wakeNext = 0, false
 	}
 	c.wakeSent.Store(false)
@@ -354,6 +357,19 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 		return 0, fmt.Errorf("dataplane: wait: %w: reply of type %#02x", ErrProtocol, f.typ)
 	}
 	n := 0
+	keep := c.errPending[:0]
+	for _, tok := range c.errPending {
+		if r, ok := c.regs[tok]; !ok || !r.failed {
+			continue // unregistered or replaced since
+		}
+		if n < len(events) {
+			events[n] = sdk.Event{Token: tok, Events: sdk.Error}
+			n++
+		} else {
+			keep = append(keep, tok)
+		}
+	}
+	c.errPending = keep
 	for i := 0; i < int(f.count); i++ {
 		tok := recToken(f.recs, i)
 		r, live := c.regs[tok]
@@ -365,10 +381,11 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 			c.log.Warn("plugin selector refused a registration; reporting an error event", "token", tok, "fd", r.fd, "error", unix.Errno(errno))
 			r.failed = true
 			c.regs[tok] = r
-			ev := sdk.Error
 			if n < len(events) {
-				events[n] = sdk.Event{Token: tok, Events: ev}
+				events[n] = sdk.Event{Token: tok, Events: sdk.Error}
 				n++
+			} else {
+				c.errPending = append(c.errPending, tok)
 			}
 			continue
 		}

@@ -193,3 +193,37 @@ func TestPluginErrorFrame(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
+
+// Error events that do not fit the caller's slice are kept for the next
+// Wait, which polls so they arrive promptly.
+func TestErrorEventsCarriedOver(t *testing.T) {
+	c, fake := newFakeClient(t)
+	a, _ := pair(t)
+	b, _ := pair(t)
+	t1, t2 := sdk.MakeToken(1, 1), sdk.MakeToken(2, 1)
+	require.NoError(t, c.Register(a, t1, sdk.Read))
+	require.NoError(t, c.Register(b, t2, sdk.Read))
+	done := fake.replyAsync(t, func(seq uint32) []byte {
+		return encEvents(seq, 0, evRec{t1, 0, uint32(unix.EPERM)}, evRec{t2, 0, uint32(unix.EPERM)})
+	})
+	evs := make([]sdk.Event, 1)
+	n, err := c.Wait(evs, -1)
+	require.NoError(t, err)
+	<-done
+	require.Equal(t, []sdk.Event{{Token: t1, Events: sdk.Error}}, evs[:n])
+
+	var timeout uint64
+	done = fake.replyAsync(t, func(seq uint32) []byte {
+		return encEvents(seq, 0)
+	})
+	n, err = c.Wait(evs, -1)
+	require.NoError(t, err)
+	<-done
+	timeout = le.Uint64(fake.buf[16:])
+	require.Equal(t, uint64(0), timeout, "the Wait that reports carried errors polls")
+	require.Equal(t, []sdk.Event{{Token: t2, Events: sdk.Error}}, evs[:n])
+	// Failed registrations are not sent again: unregistering them is local.
+	require.NoError(t, c.Unregister(t1))
+	require.NoError(t, c.Unregister(t2))
+	require.Len(t, c.queue, 0)
+}

@@ -178,6 +178,11 @@ func (sv *server) recv(flags int) (hostFrame, error) {
 	if perr != nil {
 		closeAll(sv.rights)
 		sv.rights = sv.rights[:0]
+		if b := sv.recvBuf[:n]; n >= headerLen && le.Uint32(b) == magic && b[4] != Version {
+			// Say so plainly, so the host can tell an old plugin from a broken one.
+			sv.sendError(0, fmt.Errorf("host speaks data-plane version %d, plugin %d: %w", b[4], Version, unix.EPROTONOSUPPORT))
+			return f, perr
+		}
 		return f, sv.violation(perr)
 	}
 	return f, nil

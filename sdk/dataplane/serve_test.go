@@ -163,3 +163,15 @@ func TestSocketpairCloexec(t *testing.T) {
 		require.Equal(t, unix.SOCK_SEQPACKET, typ)
 	}
 }
+
+func TestServeRefusesOtherVersion(t *testing.T) {
+	f, p := startFakeHost(t)
+	hello := encHeader(tHello, 0, 0, 0)
+	hello[4] = 2
+	f.send(t, hello)
+	fr, err := decodePluginFrame(f.read(t), 0, 0)
+	require.NoError(t, err)
+	require.Equal(t, tError, fr.typ)
+	require.Equal(t, uint32(unix.EPROTONOSUPPORT), fr.errno)
+	require.ErrorIs(t, p.wait(t), ErrProtocol)
+}
