@@ -16,6 +16,7 @@ package brokensel
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/loopkernel/loopkernel/plugins/selector"
@@ -39,7 +40,8 @@ func Wrap(inner sdk.Selector) sdk.Selector { return &broken{Selector: inner} }
 
 type broken struct {
 	sdk.Selector
-	seen uint64 // events the inner selector has reported so far
+	seen   uint64      // events the inner selector has reported so far
+	closed atomic.Bool // so that Wake still honours the ErrClosed rule
 }
 
 // Wait drops every second event the inner selector reports.
@@ -57,8 +59,19 @@ func (b *broken) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	return kept, err
 }
 
-// Wake forgets the wake-up.
-func (b *broken) Wake() error { return nil }
+// Wake forgets the wake-up (but still fails after Close, so that only the
+// two advertised rules break).
+func (b *broken) Wake() error {
+	if b.closed.Load() {
+		return fmt.Errorf("brokensel: wake: %w", sdk.ErrClosed)
+	}
+	return nil
+}
+
+func (b *broken) Close() error {
+	b.closed.Store(true)
+	return b.Selector.Close()
+}
 
 func (b *broken) Capabilities() sdk.Capabilities {
 	caps := b.Selector.Capabilities()

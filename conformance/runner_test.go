@@ -1,0 +1,208 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loopkernel/loopkernel/conformance/internal/brokensel"
+	"github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestBrokenSelectorIsCaught is the suite's own certificate: run against a
+// selector that drops every second event and ignores Wake, it must fail the
+// cases for exactly those rules, name the rules, finish without hanging, and
+// still pass cases the breakage does not touch.
+func TestBrokenSelectorIsCaught(t *testing.T) {
+	want := map[string]string{
+		"level-triggered/read": ruleLevelRead,
+		"wake/interrupts-wait": ruleWakeInterrupts,
+		"wake/before-wait":     ruleWakeBeforeWait,
+		"unknown-token":        "",
+		"closed-selector":      "",
+	}
+	rs, err := Run(context.Background(), SelectorSuite(), brokensel.New, Options{
+		Match: func(name string) bool { _, ok := want[name]; return ok },
+	})
+	require.NoError(t, err)
+	require.Len(t, rs, len(want))
+	for _, r := range rs {
+		assert.Equal(t, "selector", r.Suite)
+		assert.Equal(t, brokensel.Name, r.Subject)
+		rule := want[r.Case]
+		if rule == "" {
+			assert.Equal(t, Pass, r.Status, "%s: %s", r.Case, r.Message)
+			continue
+		}
+		assert.Equal(t, Fail, r.Status, "%s should fail", r.Case)
+		assert.Contains(t, r.Message, "rule: "+rule, "%s failure must name its rule", r.Case)
+		assert.Equal(t, "rule: "+rule, firstLine(r.Message)[:len("rule: "+rule)], "the JUnit summary line leads with the rule")
+	}
+}
+
+// fakeSel is the least selector the runner needs: it only has to report
+// capabilities and close.
+type fakeSel struct {
+	sdk.Selector
+	caps sdk.Capabilities
+}
+
+func (f fakeSel) Capabilities() sdk.Capabilities { return f.caps }
+func (f fakeSel) Close() error                   { return nil }
+
+func fakeFactory(caps sdk.Capabilities) Factory {
+	return func() (sdk.Selector, error) { return fakeSel{caps: caps}, nil }
+}
+
+func TestRunOutcomes(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var cleaned sync.WaitGroup
+	cleaned.Add(1)
+	suite := Suite{Name: "runner", Cases: []Case{
+		{Name: "pass", Run: func(c *C) { c.Logf("hello %d", 1) }},
+		{Name: "errorf", Run: func(c *C) {
+			assert.Equal(c, 1, 2, "rule: one is two")
+			c.Logf("still running after Errorf")
+		}},
+		{Name: "failnow", Run: func(c *C) {
+			c.Cleanup(cleaned.Done)
+			require.True(c, false, "rule: true is false")
+			panic("not reached")
+		}},
+		{Name: "panic", Run: func(c *C) { panic("boom") }},
+		{Name: "skip", Run: func(c *C) { c.Skip("nothing to do here") }},
+		{Name: "needs-files", Needs: "regular-files", Run: func(c *C) { t.Error("ran a case whose capability is missing") }},
+		{Name: "needs-fds", Needs: "fds:100", Run: func(c *C) { t.Error("ran a case whose capability is missing") }},
+		{Name: "needs-few-fds", Needs: "fds:10", Run: func(c *C) {}},
+		{Name: "needs-unknown", Needs: "teleport", Run: func(c *C) {}},
+		{Name: "hang", Run: func(c *C) { <-release }},
+		{Name: "after-hang", Run: func(c *C) {}},
+		{Name: "filtered-out", Run: func(c *C) { t.Error("Match should have excluded this case") }},
+	}}
+	var progress []string
+	rs, err := Run(context.Background(), suite, fakeFactory(sdk.Capabilities{Name: "fake", MaxFDs: 50}), Options{
+		Timeout:  200 * time.Millisecond,
+		Match:    func(name string) bool { return name != "filtered-out" },
+		Subject:  "fake (test)",
+		Progress: func(r Result) { progress = append(progress, r.Case+":"+string(r.Status)) },
+	})
+	require.NoError(t, err)
+	cleaned.Wait() // FailNow still runs cleanups
+
+	got := map[string]Result{}
+	for _, r := range rs {
+		assert.Equal(t, "runner", r.Suite)
+		assert.Equal(t, "fake (test)", r.Subject)
+		got[r.Case] = r
+	}
+	require.Len(t, rs, len(suite.Cases)-1)
+	assert.Equal(t, Pass, got["pass"].Status)
+	assert.Equal(t, "hello 1", got["pass"].Log)
+	assert.Equal(t, Fail, got["errorf"].Status)
+	assert.Contains(t, got["errorf"].Message, "rule: one is two")
+	assert.Equal(t, "still running after Errorf", got["errorf"].Log)
+	assert.Equal(t, Fail, got["failnow"].Status)
+	assert.Contains(t, got["failnow"].Message, "rule: true is false")
+	assert.Equal(t, Fail, got["panic"].Status)
+	assert.Contains(t, got["panic"].Message, "panic: boom")
+	assert.Equal(t, Skip, got["skip"].Status)
+	assert.Equal(t, "nothing to do here", got["skip"].SkipReason)
+	assert.Equal(t, Skip, got["needs-files"].Status)
+	assert.Contains(t, got["needs-files"].SkipReason, "regular-files")
+	assert.Equal(t, Skip, got["needs-fds"].Status)
+	assert.Contains(t, got["needs-fds"].SkipReason, "fds:100")
+	assert.Equal(t, Pass, got["needs-few-fds"].Status)
+	assert.Equal(t, Skip, got["needs-unknown"].Status)
+	assert.Contains(t, got["needs-unknown"].SkipReason, `unknown capability "teleport"`)
+	assert.Equal(t, Hang, got["hang"].Status)
+	assert.Contains(t, got["hang"].Message, "did not end within 200ms")
+	assert.Equal(t, Pass, got["after-hang"].Status, "the runner moves on after a hang")
+
+	require.Len(t, progress, 2*len(rs))
+	assert.Equal(t, []string{"pass:run", "pass:pass", "errorf:run", "errorf:fail"}, progress[:4])
+}
+
+func TestRunFactoryAndContextErrors(t *testing.T) {
+	boom := errors.New("no selector today")
+	_, err := Run(context.Background(), SelectorSuite(), func() (sdk.Selector, error) { return nil, boom }, Options{})
+	require.ErrorIs(t, err, boom)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	suite := Suite{Name: "ctx", Cases: []Case{
+		{Name: "first", Run: func(c *C) { cancel() }},
+		{Name: "second", Run: func(c *C) { t.Error("ran after the context was cancelled") }},
+	}}
+	rs, err := Run(ctx, suite, fakeFactory(sdk.Capabilities{Name: "fake"}), Options{})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Len(t, rs, 1)
+}
+
+func sampleResults() []Result {
+	return []Result{
+		{Suite: "selector", Subject: "epoll", Case: "a", Status: Pass, Duration: 1500 * time.Microsecond, Log: "log <line>"},
+		{Suite: "selector", Subject: "epoll", Case: "b", Status: Fail, Duration: time.Millisecond,
+			Message: "\tError Trace:\tx.go:1\n\tMessages:\trule: something & more\n"},
+		{Suite: "selector", Subject: "poll", Case: "c", Status: Skip, SkipReason: "needs capability regular-files"},
+		{Suite: "selector", Subject: "poll", Case: "d", Status: Hang, Duration: time.Second, Message: "case did not end within 1s"},
+	}
+}
+
+func TestWriteJUnit(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, WriteJUnit(&buf, sampleResults()))
+	require.True(t, strings.HasPrefix(buf.String(), "<?xml"))
+	var doc junitSuites
+	require.NoError(t, xml.Unmarshal(buf.Bytes(), &doc), buf.String())
+	assert.Equal(t, 4, doc.Tests)
+	assert.Equal(t, 1, doc.Failures)
+	assert.Equal(t, 1, doc.Errors)
+	assert.Equal(t, 1, doc.Skipped)
+	require.Len(t, doc.Suites, 2)
+	assert.Equal(t, "selector [epoll]", doc.Suites[0].Name)
+	assert.Equal(t, "0.003", doc.Suites[0].Time)
+	assert.Equal(t, "log <line>", doc.Suites[0].Cases[0].SystemOut)
+	require.NotNil(t, doc.Suites[0].Cases[1].Failure)
+	assert.Equal(t, "rule: something & more", doc.Suites[0].Cases[1].Failure.Message)
+	assert.Equal(t, "selector [poll]", doc.Suites[1].Name)
+	require.NotNil(t, doc.Suites[1].Cases[0].Skipped)
+	assert.Equal(t, "needs capability regular-files", doc.Suites[1].Cases[0].Skipped.Message)
+	require.NotNil(t, doc.Suites[1].Cases[1].Error)
+	assert.Equal(t, "hang", doc.Suites[1].Cases[1].Error.Type)
+}
+
+func TestWriteJSON(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, WriteJSON(&buf, sampleResults()))
+	var back []Result
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &back))
+	assert.Equal(t, sampleResults(), back)
+
+	buf.Reset()
+	require.NoError(t, WriteJSON(&buf, nil))
+	assert.Equal(t, "[]\n", buf.String())
+}
+
+// TestRunSuiteReplaysOntoSubtests binds a real suite to a real selector
+// through RunSuite, the go test entry, on a filtered case list.
+func TestRunSuiteReplaysOntoSubtests(t *testing.T) {
+	suite := SelectorSuite()
+	var cases []Case
+	for _, cs := range suite.Cases {
+		if cs.Name == "regular-file" || cs.Name == "read-readiness/socket" {
+			cases = append(cases, cs)
+		}
+	}
+	require.Len(t, cases, 2)
+	suite.Cases = cases
+	RunSuite(t, suite, selector.NewEpoll)
+}
