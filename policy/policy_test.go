@@ -1,0 +1,298 @@
+package policy
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/loopkernel/loopkernel/kernel"
+)
+
+// fresh resets the process-wide policy and current loop around a test, and
+// closes whatever loop the test left current.
+func fresh(t *testing.T) {
+	t.Helper()
+	reset := func() {
+		state.Lock()
+		l := state.loop
+		state.current, state.loop = nil, nil
+		state.Unlock()
+		if l != nil && !l.IsRunning() {
+			l.Close()
+		}
+	}
+	reset()
+	t.Cleanup(reset)
+}
+
+func runHello(t *testing.T, l *kernel.Loop) {
+	t.Helper()
+	ran := false
+	_, err := l.CallSoon(func() { ran = true; l.Stop() })
+	require.NoError(t, err)
+	require.NoError(t, l.RunForever())
+	assert.True(t, ran)
+}
+
+func TestBuiltinsAreRegistered(t *testing.T) {
+	names := Names()
+	assert.Contains(t, names, "epoll")
+	assert.Contains(t, names, "poll")
+	assert.IsNonDecreasing(t, names)
+	assert.Contains(t, names, Default)
+}
+
+func TestEveryRegisteredPolicyBuildsAWorkingLoop(t *testing.T) {
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			p, err := Lookup(name)
+			require.NoError(t, err)
+			assert.Equal(t, name, p.Name)
+			assert.NotEmpty(t, p.Description)
+			l, err := p.NewEventLoop()
+			require.NoError(t, err)
+			defer l.Close()
+			runHello(t, l)
+		})
+	}
+}
+
+func TestPolicySelectsItsSelector(t *testing.T) {
+	for _, name := range []string{"epoll", "poll"} {
+		p, err := Lookup(name)
+		require.NoError(t, err)
+		l, err := p.NewEventLoop()
+		require.NoError(t, err)
+		assert.Equal(t, name, l.Selector().Capabilities().Name)
+		require.NoError(t, l.Close())
+	}
+}
+
+func TestLookupUnknownListsKnownNames(t *testing.T) {
+	_, err := Lookup("kqueue")
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, ErrUnknownPolicy))
+	assert.Contains(t, err.Error(), `"kqueue"`)
+	for _, n := range Names() {
+		assert.Contains(t, err.Error(), n)
+	}
+}
+
+func TestLookupReturnsACopy(t *testing.T) {
+	p, err := Lookup("poll")
+	require.NoError(t, err)
+	p.Selector = "epoll"
+	p.Description = "changed"
+	again, err := Lookup("poll")
+	require.NoError(t, err)
+	assert.Equal(t, "poll", again.Selector)
+	assert.NotEqual(t, "changed", again.Description)
+}
+
+func TestRegisterRejectsProgrammingErrors(t *testing.T) {
+	assert.Panics(t, func() { Register(Policy{Name: "", Selector: "epoll"}) })
+	assert.Panics(t, func() { Register(Policy{Name: "x-no-selector"}) })
+	assert.Panics(t, func() { Register(Policy{Name: "plugin:foo", Selector: "epoll"}) })
+	assert.Panics(t, func() { Register(Policy{Name: "epoll", Selector: "epoll"}) }, "duplicate")
+	assert.NotContains(t, Names(), "x-no-selector")
+}
+
+func TestRegisterCustomPolicyWithExecutorAndOptions(t *testing.T) {
+	var submitted atomic.Int32
+	Register(Policy{
+		Name:        "test-counting-executor",
+		Description: "poll with a counting executor, debug on",
+		Selector:    "poll",
+		Executor: func() kernel.Executor {
+			return countingExecutor{kernel.NewGoExecutor(1), &submitted}
+		},
+		Options: []kernel.Option{kernel.WithDebug(true)},
+	})
+	assert.Contains(t, Names(), "test-counting-executor")
+	p, err := Lookup("test-counting-executor")
+	require.NoError(t, err)
+	l, err := p.NewEventLoop()
+	require.NoError(t, err)
+	defer l.Close()
+	assert.True(t, l.GetDebug())
+	assert.Equal(t, "poll", l.Selector().Capabilities().Name)
+
+	f, err := kernel.RunInExecutor(l, nil, func() (int, error) { return 42, nil })
+	require.NoError(t, err)
+	require.NoError(t, l.RunUntilComplete(f))
+	v, err := f.Result()
+	require.NoError(t, err)
+	assert.Equal(t, 42, v)
+	assert.Equal(t, int32(1), submitted.Load())
+}
+
+type countingExecutor struct {
+	kernel.Executor
+	n *atomic.Int32
+}
+
+func (c countingExecutor) Submit(fn func()) error {
+	c.n.Add(1)
+	return c.Executor.Submit(fn)
+}
+
+func TestSelectPrecedence(t *testing.T) {
+	t.Setenv(EnvVar, "")
+	p, err := Select("")
+	require.NoError(t, err)
+	assert.Equal(t, Default, p.Name, "nothing set: default")
+
+	t.Setenv(EnvVar, "poll")
+	p, err = Select("")
+	require.NoError(t, err)
+	assert.Equal(t, "poll", p.Name, "env beats default")
+	p, err = FromEnv()
+	require.NoError(t, err)
+	assert.Equal(t, "poll", p.Name)
+
+	p, err = Select("epoll")
+	require.NoError(t, err)
+	assert.Equal(t, "epoll", p.Name, "flag beats env")
+}
+
+func TestSelectUnknown(t *testing.T) {
+	t.Setenv(EnvVar, "nope")
+	_, err := FromEnv()
+	require.ErrorIs(t, err, ErrUnknownPolicy)
+	assert.Contains(t, err.Error(), EnvVar, "says the bad name came from the environment")
+
+	_, err = Select("bogus")
+	require.ErrorIs(t, err, ErrUnknownPolicy)
+	assert.Contains(t, err.Error(), "bogus")
+	assert.NotContains(t, err.Error(), EnvVar)
+}
+
+func TestSelectAdHocPluginSpec(t *testing.T) {
+	p, err := Select("plugin:/nonexistent/loopkernel-plugin-x")
+	require.NoError(t, err)
+	assert.Equal(t, "plugin:/nonexistent/loopkernel-plugin-x", p.Selector)
+	_, err = p.NewEventLoop()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "/nonexistent/loopkernel-plugin-x")
+
+	_, err = Select("plugin:")
+	require.ErrorIs(t, err, ErrUnknownPolicy, "an empty plugin spec is not a policy")
+}
+
+func TestGetEventLoopCreatesOnceAndSetEventLoopReplaces(t *testing.T) {
+	fresh(t)
+	l1, err := GetEventLoop()
+	require.NoError(t, err)
+	l2, err := GetEventLoop()
+	require.NoError(t, err)
+	assert.Same(t, l1, l2)
+	assert.Equal(t, Default, l1.Selector().Capabilities().Name)
+
+	mine, err := NewEventLoop()
+	require.NoError(t, err)
+	assert.NotSame(t, l1, mine)
+	SetEventLoop(mine)
+	got, err := GetEventLoop()
+	require.NoError(t, err)
+	assert.Same(t, mine, got)
+	require.NoError(t, l1.Close())
+
+	SetEventLoop(nil)
+	l3, err := GetEventLoop()
+	require.NoError(t, err)
+	assert.NotSame(t, mine, l3)
+	require.NoError(t, mine.Close())
+}
+
+func TestGetEventLoopReturnsTheRunningLoop(t *testing.T) {
+	fresh(t)
+	current, err := GetEventLoop()
+	require.NoError(t, err)
+
+	other, err := NewEventLoop()
+	require.NoError(t, err)
+	defer other.Close()
+	var inside *kernel.Loop
+	_, err = other.CallSoon(func() {
+		inside, err = GetEventLoop()
+		other.Stop()
+	})
+	require.NoError(t, err)
+	require.NoError(t, other.RunForever())
+	require.NoError(t, err)
+	assert.Same(t, other, inside, "inside a callback: the running loop")
+
+	after, err := GetEventLoop()
+	require.NoError(t, err)
+	assert.Same(t, current, after, "outside: the current loop again")
+}
+
+func TestSetEventLoopPolicySwitchesAndForgetsTheCurrentLoop(t *testing.T) {
+	fresh(t)
+	assert.Equal(t, Default, GetEventLoopPolicy().Name)
+	before, err := GetEventLoop()
+	require.NoError(t, err)
+	defer before.Close()
+
+	p, err := Lookup("poll")
+	require.NoError(t, err)
+	SetEventLoopPolicy(p)
+	p.Selector = "epoll" // the caller's copy; the policy in force must not change
+	assert.Equal(t, "poll", GetEventLoopPolicy().Name)
+	assert.Equal(t, "poll", GetEventLoopPolicy().Selector)
+
+	l, err := GetEventLoop()
+	require.NoError(t, err)
+	assert.NotSame(t, before, l)
+	assert.Equal(t, "poll", l.Selector().Capabilities().Name)
+	runHello(t, l)
+
+	n, err := NewEventLoop()
+	require.NoError(t, err)
+	assert.Equal(t, "poll", n.Selector().Capabilities().Name)
+	require.NoError(t, n.Close())
+
+	SetEventLoopPolicy(nil)
+	assert.Equal(t, Default, GetEventLoopPolicy().Name)
+	assert.False(t, before.IsClosed(), "switching policy does not close loops it handed out")
+	require.NoError(t, l.Close())
+
+	assert.Panics(t, func() { SetEventLoopPolicy(&Policy{Name: "empty"}) })
+}
+
+func TestGetEventLoopFailsCleanlyWhenThePolicyCannotOpenItsSelector(t *testing.T) {
+	fresh(t)
+	SetEventLoopPolicy(&Policy{Name: "broken", Selector: "no-such-backend"})
+	_, err := GetEventLoop()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "broken")
+	assert.Contains(t, err.Error(), "no-such-backend")
+	_, err = GetEventLoop() // no half-made loop was kept
+	require.Error(t, err)
+}
+
+func TestConcurrentUse(t *testing.T) {
+	fresh(t)
+	var wg sync.WaitGroup
+	loops := make([]*kernel.Loop, 16)
+	for i := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = Names()
+			_, _ = Lookup("poll")
+			_ = GetEventLoopPolicy()
+			l, err := GetEventLoop()
+			assert.NoError(t, err)
+			loops[i] = l
+		}()
+	}
+	wg.Wait()
+	for _, l := range loops[1:] {
+		assert.Same(t, loops[0], l, "one current loop for every goroutine")
+	}
+}
