@@ -83,6 +83,8 @@ type Loop struct {
 	executor    Executor
 	ownExecutor bool
 
+	resolver sdk.Resolver // nil: the in-process default (kernel/resolver.go)
+
 	asyncgens         map[asyncGenCloser]struct{}
 	asyncgensShutdown bool
 
