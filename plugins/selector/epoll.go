@@ -107,6 +107,10 @@ func fromEpoll(m uint32) sdk.Events {
 	return e
 }
 
+// active reports whether an interest set asks for anything. Error and Hangup
+// are only ever reported, so a set holding nothing else is empty.
+func active(interest sdk.Events) bool { return interest&(sdk.Read|sdk.Write) != 0 }
+
 func (s *epollSelector) ctl(op, fd int, tok sdk.Token, interest sdk.Events) error {
 	ev := unix.EpollEvent{Events: toEpoll(interest)}
 	setEpollToken(&ev, tok)
@@ -135,7 +139,7 @@ func (s *epollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) err
 	if err := s.ctl(unix.EPOLL_CTL_ADD, fd, tok, interest); err != nil {
 		return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, err)
 	}
-	if interest == 0 {
+	if !active(interest) {
 		// The ADD above validated the descriptor (EBADF, EPERM) exactly as a
 		// later Modify would; an idle registration stays out of the set.
 		if err := s.ctl(unix.EPOLL_CTL_DEL, fd, tok, 0); err != nil {
@@ -162,9 +166,9 @@ func (s *epollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 	}
 	var err error
 	switch {
-	case r.interest == 0:
+	case !active(r.interest):
 		err = s.ctl(unix.EPOLL_CTL_ADD, r.fd, tok, interest)
-	case interest == 0:
+	case !active(interest):
 		err = s.ctl(unix.EPOLL_CTL_DEL, r.fd, tok, 0)
 	default:
 		err = s.ctl(unix.EPOLL_CTL_MOD, r.fd, tok, interest)
@@ -191,7 +195,7 @@ func (s *epollSelector) Unregister(tok sdk.Token) error {
 	}
 	delete(s.regs, tok)
 	delete(s.fds, r.fd)
-	if r.interest == 0 {
+	if !active(r.interest) {
 		return nil
 	}
 	if err := s.ctl(unix.EPOLL_CTL_DEL, r.fd, tok, 0); err != nil &&

@@ -85,7 +85,7 @@ func fromPoll(m int16) sdk.Events {
 // pollFd is what goes into the array for a registration: -1 while it has no
 // interest, so that poll ignores it.
 func pollFd(fd int, interest sdk.Events) unix.PollFd {
-	if interest&(sdk.Read|sdk.Write) == 0 {
+	if !active(interest) {
 		return unix.PollFd{Fd: -1}
 	}
 	return unix.PollFd{Fd: int32(fd), Events: toPoll(interest)}
