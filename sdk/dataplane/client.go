@@ -346,15 +346,19 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 		return 0, fmt.Errorf("dataplane: wait: %w", err)
 	}
 	c.exchanges++
+	if f.typ == tError {
+		errno := unix.Errno(f.errno)
+		if errno == unix.EPROTO || f.seq != c.seq {
+			// The plugin is giving up on this connection.
+			return 0, fmt.Errorf("dataplane: wait: %w: plugin says: %s: %w", ErrProtocol, f.msg, errno)
+		}
+		return 0, fmt.Errorf("dataplane: wait: plugin: %s: %w", f.msg, errno)
+	}
+	if f.typ != tEvents {
+		return 0, fmt.Errorf("dataplane: wait: %w: reply of type %#02x", ErrProtocol, f.typ)
+	}
 	if f.seq != c.seq {
 		return 0, fmt.Errorf("dataplane: wait: %w: reply for request %d, want %d", ErrProtocol, f.seq, c.seq)
-	}
-	switch f.typ {
-	case tEvents:
-	case tError:
-		return 0, fmt.Errorf("dataplane: wait: plugin: %s: %w", f.msg, unix.Errno(f.errno))
-	default:
-		return 0, fmt.Errorf("dataplane: wait: %w: reply of type %#02x", ErrProtocol, f.typ)
 	}
 	n := 0
 	keep := c.errPending[:0]

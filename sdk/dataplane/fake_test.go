@@ -139,6 +139,7 @@ func TestGarbageIsProtocolError(t *testing.T) {
 		"hello reply":     func(seq uint32) []byte { return encHelloReply("again", 0, 0) },
 		"too many events": func(seq uint32) []byte { return encEvents(seq, 0, evRec{1, 1, 0}, evRec{2, 1, 0}) },
 		"random":          func(seq uint32) []byte { return []byte("hello, this is not a frame at all") },
+		"plugin gives up": func(seq uint32) []byte { return encError(0, uint32(unix.EPROTO), "bad request") },
 	}
 	for name, answer := range cases {
 		t.Run(name, func(t *testing.T) {
