@@ -1,0 +1,453 @@
+package plugin
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/loopkernel/loopkernel/sdk"
+)
+
+func launch(t testing.TB, spec Spec) *Selector {
+	t.Helper()
+	if spec.Logger == nil {
+		spec.Logger = testLogger(t)
+	}
+	sel, err := Launch(context.Background(), spec)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sel.Close() })
+	return sel
+}
+
+// pipe returns a pipe's ends as descriptors, closed at cleanup.
+func pipe(t testing.TB) (r, w int) {
+	t.Helper()
+	var p [2]int
+	require.NoError(t, unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC))
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return p[0], p[1]
+}
+
+// waitFor waits until a Wait reports tok (restarts in between return 0).
+func waitFor(t *testing.T, sel sdk.Selector, tok sdk.Token) sdk.Events {
+	t.Helper()
+	evs := make([]sdk.Event, 8)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := sel.Wait(evs, time.Second)
+		require.NoError(t, err)
+		for _, e := range evs[:n] {
+			if e.Token == tok {
+				return e.Events
+			}
+		}
+	}
+	t.Fatalf("no event for %v within 10s", tok)
+	return 0
+}
+
+// alive reports whether pid is a process that has not exited. A zombie has
+// exited: once its parent (the host) is gone, reaping it is up to init,
+// which may take its time.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+func TestReadinessThroughThePlugin(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll"})
+	assert.Equal(t, "testpoll", sel.Capabilities().Name)
+	r, w := pipe(t)
+	tok := sdk.MakeToken(1, 1)
+	require.NoError(t, sel.Register(r, tok, sdk.Read))
+
+	evs := make([]sdk.Event, 4)
+	n, err := sel.Wait(evs, 0)
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing written yet")
+
+	_, err = unix.Write(w, []byte("x"))
+	require.NoError(t, err)
+	assert.Equal(t, sdk.Read, waitFor(t, sel, tok))
+	// Level-triggered: still readable.
+	assert.Equal(t, sdk.Read, waitFor(t, sel, tok))
+
+	require.NoError(t, sel.Modify(tok, 0))
+	n, err = sel.Wait(evs, 0)
+	require.NoError(t, err)
+	assert.Zero(t, n, "empty interest reports nothing")
+	require.NoError(t, sel.Unregister(tok))
+	assert.ErrorIs(t, sel.Unregister(tok), sdk.ErrNotRegistered)
+
+	st, err := sel.Stats(context.Background())
+	require.NoError(t, err)
+	assert.NotZero(t, st.Waits)
+	assert.NotZero(t, st.Events)
+	assert.Positive(t, st.CPUUser+st.CPUSys, "plugin CPU time from getrusage")
+	assert.Zero(t, st.Restarts)
+}
+
+func TestWakeEndsAnIndefiniteWait(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll"})
+	done := make(chan error, 1)
+	go func() {
+		_, err := sel.Wait(make([]sdk.Event, 1), -1)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, sel.Wake())
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wake did not end the Wait")
+	}
+}
+
+func TestRestartAfterSIGKILLKeepsRegistrations(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll"})
+	r1, w1 := pipe(t)
+	r2, _ := pipe(t)
+	tok1, tok2 := sdk.MakeToken(1, 7), sdk.MakeToken(2, 7)
+	require.NoError(t, sel.Register(r1, tok1, sdk.Read))
+	require.NoError(t, sel.Register(r2, tok2, sdk.Read))
+	_, err := unix.Write(w1, []byte("x"))
+	require.NoError(t, err)
+	assert.Equal(t, sdk.Read, waitFor(t, sel, tok1))
+
+	before, err := sel.Stats(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(before.Pid, syscall.SIGKILL))
+
+	// The first Wait after the death restarts and returns 0; a later one
+	// reports the registration carried over to the new process.
+	assert.Equal(t, sdk.Read, waitFor(t, sel, tok1))
+	after, err := sel.Stats(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, before.Pid, after.Pid)
+	assert.Equal(t, 1, after.Restarts)
+	assert.EqualValues(t, 2, after.Registrations, "both registrations handed over")
+	assert.False(t, alive(before.Pid), "old plugin reaped")
+}
+
+func TestCrashLoopBacksOffThenFails(t *testing.T) {
+	sel := launch(t, Spec{Name: "crashloop", MaxRestarts: 3, MaxBackoff: 15 * time.Millisecond})
+	evs := make([]sdk.Event, 1)
+	start := time.Now()
+	restarts := 0
+	var err error
+	for restarts < 10 {
+		if _, err = sel.Wait(evs, 0); err != nil {
+			break
+		}
+		restarts++
+	}
+	require.Error(t, err)
+	assert.Equal(t, 3, restarts, "each restart's Wait returned 0, nil")
+	assert.ErrorIs(t, err, sdk.ErrPluginFailed)
+	msg := err.Error()
+	assert.Contains(t, msg, `"crashloop"`)
+	assert.Contains(t, msg, "exit status 3")
+	assert.Contains(t, msg, "after 3 restarts")
+	// Backoff 0, 10ms, then capped at 15ms: at least 25ms of sleeping.
+	assert.GreaterOrEqual(t, time.Since(start), 25*time.Millisecond)
+	// The failure is sticky.
+	_, err2 := sel.Wait(evs, 0)
+	assert.ErrorIs(t, err2, sdk.ErrPluginFailed)
+	assert.ErrorIs(t, sel.Register(0, 1, sdk.Read), sdk.ErrPluginFailed)
+}
+
+func TestHungPluginIsKilledAndReplaced(t *testing.T) {
+	sel := launch(t, Spec{Name: "hang", MaxRestarts: 1, ReplyTimeout: 100 * time.Millisecond})
+	evs := make([]sdk.Event, 1)
+	n, err := sel.Wait(evs, 0)
+	require.NoError(t, err, "first hang: restarted")
+	assert.Zero(t, n)
+	_, err = sel.Wait(evs, 0)
+	require.ErrorIs(t, err, sdk.ErrPluginFailed)
+	assert.ErrorIs(t, err, errNoAnswer)
+	assert.Contains(t, err.Error(), "signal: killed")
+}
+
+func TestCloseIsGraceful(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll"})
+	p := sel.proc
+	require.NoError(t, sel.Close())
+	<-p.run.exited
+	assert.Equal(t, 0, p.run.state.ExitCode(), "exited by itself after Shutdown")
+	assert.ErrorIs(t, sel.Close(), sdk.ErrClosed)
+	_, err := sel.Wait(make([]sdk.Event, 1), 0)
+	assert.ErrorIs(t, err, sdk.ErrClosed)
+}
+
+func TestCloseKillsAPluginThatDoesNotStop(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll", StopTimeout: 200 * time.Millisecond})
+	st, err := sel.Stats(context.Background())
+	require.NoError(t, err)
+	// A stopped process answers nothing, not even Shutdown.
+	require.NoError(t, syscall.Kill(st.Pid, syscall.SIGSTOP))
+	start := time.Now()
+	require.NoError(t, sel.Close())
+	took := time.Since(start)
+	assert.False(t, alive(st.Pid))
+	assert.Less(t, took, 5*time.Second, "Close is bounded by StopTimeout plus cleanup")
+	assert.GreaterOrEqual(t, took, 200*time.Millisecond, "it waited for the graceful stop first")
+}
+
+func TestSHA256Pinning(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	f, err := os.Open(exe)
+	require.NoError(t, err)
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	require.NoError(t, err)
+
+	sel := launch(t, Spec{Name: "testpoll", SHA256: hex.EncodeToString(h.Sum(nil))})
+	require.NoError(t, sel.Close())
+
+	_, err = Launch(context.Background(), Spec{Name: "testpoll", SHA256: strings.Repeat("00", 32)})
+	require.ErrorIs(t, err, ErrChecksum)
+	assert.Contains(t, err.Error(), exe)
+
+	_, err = Launch(context.Background(), Spec{Name: "testpoll", SHA256: "not-hex"})
+	assert.ErrorContains(t, err, "not a hex SHA-256")
+}
+
+func TestConfigure(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll", Config: map[string]string{"log_level": "debug"}})
+	require.NoError(t, sel.Close())
+	_, err := Launch(context.Background(), Spec{Name: "testpoll", Config: map[string]string{"frobnicate": "1"}})
+	assert.ErrorContains(t, err, `has no setting "frobnicate"`)
+}
+
+func TestUnknownBundledName(t *testing.T) {
+	_, err := Launch(context.Background(), Spec{Name: "nosuch"})
+	assert.ErrorContains(t, err, `no bundled selector "nosuch"`)
+}
+
+// TestHostKilled: a host that dies by SIGKILL leaves neither its plugin
+// process nor the plugin's socket directory behind.
+func TestHostKilled(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	tmp := t.TempDir()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), envTestHost+"=1", "TMPDIR="+tmp)
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	var pid int
+	var dir string
+	_, err = fmt.Sscanf(strings.TrimSpace(line), "pid=%d dir=%s", &pid, &dir)
+	require.NoError(t, err, "helper said %q", line)
+	require.True(t, alive(pid))
+	require.True(t, strings.HasPrefix(dir, tmp), "socket dir %s under the host's TMPDIR", dir)
+	entries, _ := os.ReadDir(dir)
+	require.NotEmpty(t, entries, "the plugin's socket is there while it runs")
+
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	killed := time.Now()
+	deadline := killed.Add(5 * time.Second)
+	for alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.False(t, alive(pid), "plugin %d outlived its host", pid)
+	t.Logf("plugin gone %v after its host was killed", time.Since(killed))
+	_, err = os.Stat(dir)
+	assert.True(t, errors.Is(err, os.ErrNotExist), "socket dir %s left behind: %v", dir, err)
+	left, _ := os.ReadDir(tmp)
+	assert.Empty(t, left, "nothing left in the host's TMPDIR")
+}
+
+var examplePlugin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "loopkernel-example-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "loopkernel-plugin-example")
+	out, err := exec.Command("go", "build", "-o", path, "../../examples/selector-plugin").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
+})
+
+func buildExample(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the example plugin")
+	}
+	path, err := examplePlugin()
+	require.NoError(t, err)
+	return path
+}
+
+func TestThirdPartyExample(t *testing.T) {
+	path := buildExample(t)
+	dir := filepath.Dir(path)
+
+	found, err := Discover(dir)
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	assert.Equal(t, Spec{Name: "example", Path: path}, found[0])
+
+	for _, spec := range []string{"plugin:" + path, "plugin:example"} {
+		t.Run(spec, func(t *testing.T) {
+			sel, err := Open(context.Background(), spec, Options{PluginDir: dir, Template: Spec{Logger: testLogger(t)}})
+			require.NoError(t, err)
+			defer sel.Close()
+			assert.Equal(t, "example", sel.Capabilities().Name)
+			r, w := pipe(t)
+			_, err = unix.Write(w, []byte("x"))
+			require.NoError(t, err)
+			tok := sdk.MakeToken(3, 1)
+			require.NoError(t, sel.Register(r, tok, sdk.Read))
+			assert.Equal(t, sdk.Read, waitFor(t, sel, tok))
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	f, err := Resolve("testpoll", Options{})
+	require.NoError(t, err)
+	sel, err := f()
+	require.NoError(t, err)
+	_, inproc := sel.(*testPoll)
+	assert.True(t, inproc, "a bare name is in-process")
+	require.NoError(t, sel.Close())
+
+	f, err = Resolve("plugin:testpoll", Options{Template: Spec{Logger: testLogger(t)}})
+	require.NoError(t, err)
+	sel, err = f()
+	require.NoError(t, err)
+	_, oop := sel.(*Selector)
+	assert.True(t, oop, "plugin:NAME is out-of-process")
+	require.NoError(t, sel.Close())
+
+	for spec, want := range map[string]string{
+		"nosuch":            "no such back-end",
+		"plugin:":           "needs a name or a path",
+		"plugin:nosuch":     "no plugin directory",
+		"plugin:/nonexist/": "no such file",
+	} {
+		_, err := Resolve(spec, Options{})
+		assert.ErrorContains(t, err, want, spec)
+	}
+	_, err = Resolve("plugin:nosuch", Options{PluginDir: t.TempDir()})
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestDiscoverSkipsNonPlugins(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), mode))
+	}
+	write("loopkernel-plugin-b", 0o755)
+	write("loopkernel-plugin-a", 0o755)
+	write("loopkernel-plugin-noexec", 0o644)
+	write("other", 0o755)
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "loopkernel-plugin-dir"), 0o755))
+	found, err := Discover(dir)
+	require.NoError(t, err)
+	require.Len(t, found, 2)
+	assert.Equal(t, "a", found[0].Name)
+	assert.Equal(t, "b", found[1].Name)
+	_, err = Discover(filepath.Join(dir, "missing"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// BenchmarkStart measures a plugin start: fork/exec, go-plugin handshake,
+// control handshake and data-plane hello (Close is not timed).
+func BenchmarkStart(b *testing.B) {
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		sel, err := Launch(context.Background(), Spec{Name: "testpoll"})
+		total += time.Since(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		_ = sel.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/start")
+}
+
+// BenchmarkRestart measures detection and replacement of a killed plugin:
+// from SIGKILL to the first Wait that reports readiness again.
+func BenchmarkRestart(b *testing.B) {
+	sel, err := Launch(context.Background(), Spec{Name: "testpoll", RestartWindow: time.Nanosecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sel.Close()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	unix.Write(p[1], []byte("x"))
+	tok := sdk.MakeToken(1, 1)
+	if err := sel.Register(p[0], tok, sdk.Read); err != nil {
+		b.Fatal(err)
+	}
+	evs := make([]sdk.Event, 4)
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		st, err := sel.Stats(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		syscall.Kill(st.Pid, syscall.SIGKILL)
+		for {
+			n, err := sel.Wait(evs, time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n > 0 {
+				break
+			}
+		}
+		total += time.Since(t0)
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/restart")
+}

@@ -1,0 +1,146 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+
+	"github.com/loopkernel/loopkernel/sdk/dataplane"
+	pb "github.com/loopkernel/loopkernel/sdk/proto"
+)
+
+// process is one running plugin process, host side: the go-plugin client
+// that owns the process and its socket directory, the control stub, and the
+// host's end of the data plane (not yet adopted by a dataplane.Client).
+type process struct {
+	name    string
+	served  string // the back-end name the plugin reported
+	client  *goplugin.Client
+	run     *procRunner
+	control pb.ControlClient
+	conn    *os.File // host's end of the data plane
+	pid     int
+
+	stopOnce sync.Once
+}
+
+// startProcess starts one plugin process and completes the control
+// handshake. ctx bounds the start.
+func startProcess(ctx context.Context, s *Spec, name, path string, env []string) (_ *process, err error) {
+	hostEnd, pluginEnd, err := dataplane.Socketpair()
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: data-plane socketpair: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = hostEnd.Close()
+			_ = pluginEnd.Close() // no-op once the runner has started
+		}
+	}()
+
+	p := &process{name: name, conn: hostEnd}
+	startTimeout := s.StartTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < startTimeout {
+		startTimeout = time.Until(dl)
+	}
+	p.client = goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  handshake,
+		Plugins:          goplugin.PluginSet{pluginKey: &grpcPlugin{}},
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		Logger:           s.Logger,
+		StartTimeout:     startTimeout,
+		// go-plugin makes a 0700 directory inside TempDir for the socket,
+		// tells the plugin through PLUGIN_UNIX_SOCKET_DIR and removes it in
+		// Kill; the plugin removes it itself if the host dies first.
+		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: os.TempDir()},
+		RunnerFunc: func(_ hclog.Logger, base *exec.Cmd, _ string) (runner.Runner, error) {
+			cmd := exec.Command(path, s.Args...)
+			cmd.Env = append(base.Env, env...)
+			r, err := newProcRunner(name, cmd, pluginEnd)
+			p.run = r
+			return r, err
+		},
+	})
+	defer func() {
+		if err != nil {
+			p.client.Kill()
+		}
+	}()
+
+	rpc, err := p.client.Client()
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: starting %s: %w", name, path, err)
+	}
+	raw, err := rpc.Dispense(pluginKey)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", name, err)
+	}
+	p.control = raw.(pb.ControlClient)
+	p.pid = p.run.pid
+
+	hctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	hs, err := p.control.Handshake(hctx, &pb.HandshakeRequest{
+		ControlVersion:   controlVersion,
+		DataplaneVersion: dataplaneVersion,
+		PluginName:       s.Name, // empty: any
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: handshake: %w", name, err)
+	}
+	p.served = hs.PluginName
+	if int(hs.Pid) != p.pid {
+		return nil, fmt.Errorf("plugin %q: handshake answered by pid %d, started pid %d", name, hs.Pid, p.pid)
+	}
+	if len(s.Config) > 0 {
+		if _, err := p.control.Configure(hctx, &pb.ConfigureRequest{Settings: s.Config}); err != nil {
+			return nil, fmt.Errorf("plugin %q: configure: %w", name, err)
+		}
+	}
+	return p, nil
+}
+
+// kill ends the process at once and waits until it has been reaped.
+func (p *process) kill() {
+	_ = p.run.Kill(context.Background())
+	<-p.run.exited
+	p.stop(time.Time{})
+}
+
+// stop shuts the process down: with a deadline, gracefully first (Shutdown
+// RPC, then wait for the exit), and killed once the deadline passes. It
+// reports whether the process had to be killed. go-plugin's Kill afterwards
+// finds the process gone, so its own two-second grace never applies; it
+// closes the gRPC connection and removes the socket directory.
+func (p *process) stop(deadline time.Time) (killed bool) {
+	p.stopOnce.Do(func() {
+		if !deadline.IsZero() {
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			_, _ = p.control.Shutdown(ctx, &pb.ShutdownRequest{DeadlineUnixNs: deadline.UnixNano()})
+			select {
+			case <-p.run.exited:
+			case <-ctx.Done():
+			}
+			cancel()
+		}
+		select {
+		case <-p.run.exited:
+		default:
+			killed = true
+			_ = p.run.Kill(context.Background())
+			<-p.run.exited
+		}
+		p.client.Kill()
+	})
+	return killed
+}
+
+// exitStatus is how the process ended ("signal: killed", "exit status 2").
+func (p *process) exitStatus() string { return p.run.exitStatus() }

@@ -1,0 +1,128 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// spawner is one goroutine locked to one OS thread for the life of the
+// process; every plugin is forked from it. PR_SET_PDEATHSIG is tied to the
+// thread that forked the child: if a plugin were forked from whatever thread
+// the calling goroutine happened to run on, the runtime could later retire
+// that thread (it does when a goroutine exits while locked to it) and the
+// plugin would be told its parent died while the host is alive and well.
+var spawner struct {
+	once sync.Once
+	reqs chan func()
+}
+
+func onSpawnerThread(f func()) {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread must outlive every child
+			for g := range spawner.reqs {
+				g()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawner.reqs <- func() { f(); close(done) }
+	<-done
+}
+
+// procRunner is our go-plugin runner.Runner: like go-plugin's own command
+// runner, except that it forks on the spawner thread with a parent-death
+// signal, passes the data-plane socket, and records how the process ended.
+type procRunner struct {
+	name      string
+	cmd       *exec.Cmd
+	pluginEnd *os.File // the plugin's end of the data plane; closed here once started
+	stdout    io.ReadCloser
+	stderr    io.ReadCloser
+
+	pid    int
+	exited chan struct{} // closed when the process has been reaped
+	state  *os.ProcessState
+}
+
+func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File) (*procRunner, error) {
+	cmd.ExtraFiles = []*os.File{pluginEnd} // becomes descriptor 3
+	cmd.Env = append(cmd.Env, envDataPlaneFD+"=3")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	return &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}, nil
+}
+
+func (r *procRunner) Start(context.Context) error {
+	var err error
+	onSpawnerThread(func() { err = r.cmd.Start() })
+	// The host must not keep the plugin's end open, or it would never see
+	// end-of-file on its own end when the plugin dies.
+	_ = r.pluginEnd.Close()
+	if err != nil {
+		close(r.exited)
+		return fmt.Errorf("starting plugin %q: %w", r.name, err)
+	}
+	r.pid = r.cmd.Process.Pid
+	return nil
+}
+
+// Wait is called once, by go-plugin, after the output pipes reach EOF.
+func (r *procRunner) Wait(context.Context) error {
+	err := r.cmd.Wait()
+	r.state = r.cmd.ProcessState
+	close(r.exited)
+	return err
+}
+
+// Kill sends SIGKILL; a process already gone is not an error.
+func (r *procRunner) Kill(context.Context) error {
+	if r.cmd.Process == nil {
+		return nil
+	}
+	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+// exitStatus describes how the process ended, for error messages.
+func (r *procRunner) exitStatus() string {
+	select {
+	case <-r.exited:
+		if r.state == nil {
+			return "not started"
+		}
+		return r.state.String()
+	default:
+		return "running"
+	}
+}
+
+func (r *procRunner) Stdout() io.ReadCloser { return r.stdout }
+func (r *procRunner) Stderr() io.ReadCloser { return r.stderr }
+func (r *procRunner) Name() string          { return r.name }
+func (r *procRunner) ID() string            { return strconv.Itoa(r.pid) }
+func (r *procRunner) Diagnose(context.Context) string {
+	return fmt.Sprintf("plugin %q (%s) did not complete the go-plugin handshake: is it built with loopkernel's sdk/plugin.Serve for this architecture?", r.name, r.cmd.Path)
+}
+
+// Host and plugin share one network namespace: addresses need no translation.
+func (r *procRunner) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
+func (r *procRunner) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }

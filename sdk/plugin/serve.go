@@ -1,0 +1,253 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+
+	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/dataplane"
+)
+
+// Environment variables between host and plugin. They are part of the
+// plugin protocol, so a plugin written against another language's go-plugin
+// port can honour them too.
+const (
+	// envDataPlaneFD holds the descriptor number of the plugin's end of the
+	// data-plane socketpair (always 3: the first exec.Cmd.ExtraFiles slot).
+	envDataPlaneFD = "LOOPKERNEL_DATAPLANE_FD"
+	// envBundled names the bundled back-end a re-executed host binary serves.
+	envBundled = "LOOPKERNEL_BUNDLED_PLUGIN"
+	// envLogLevel is the hclog level the plugin logs at (default info).
+	envLogLevel = "LOOPKERNEL_PLUGIN_LOG_LEVEL"
+	// envSocketDir is go-plugin's PLUGIN_UNIX_SOCKET_DIR: the private
+	// directory the host made for this plugin's gRPC socket.
+	envSocketDir = "PLUGIN_UNIX_SOCKET_DIR"
+)
+
+// Versions of the two planes. The control version is also go-plugin's
+// ProtocolVersion, so an incompatible plugin is refused before any RPC.
+const (
+	controlVersion   = 1
+	dataplaneVersion = 1
+)
+
+// handshake is checked by go-plugin before anything else: a binary started
+// by hand (without the cookie) prints a friendly refusal and exits.
+var handshake = goplugin.HandshakeConfig{
+	ProtocolVersion:  controlVersion,
+	MagicCookieKey:   "LOOPKERNEL_SELECTOR_PLUGIN",
+	MagicCookieValue: "d8b1c0c2-loopkernel-selector",
+}
+
+// pluginKey is the one entry in go-plugin's plugin set.
+const pluginKey = "selector"
+
+// Configurer is implemented by a Selector that accepts settings sent with
+// the Configure control call (Spec.Config on the host). Settings the SDK
+// handles itself ("log_level") never reach it; a selector that does not
+// implement Configurer rejects every other key.
+type Configurer interface {
+	Configure(key, value string) error
+}
+
+// Serve runs a selector plugin: it is what a plugin's main calls, and it does
+// not return. It serves newSelector's selector on the data plane the host
+// passed in, answers control calls over go-plugin gRPC, and exits when the
+// host asks it to shut down, closes the data plane, or dies.
+//
+// name is the back-end's name; the host checks it matches the plugin it
+// meant to start. Logs go through hclog as JSON on stderr, which the host
+// forwards to its own logger under the plugin's name.
+func Serve(name string, newSelector sdk.Factory) {
+	os.Exit(serve(name, newSelector))
+}
+
+// ServeBundled serves the bundled back-end named in the environment when the
+// process was started as a bundled plugin, and exits; otherwise it returns at
+// once. Put it first in main (and in TestMain), after the back-ends have been
+// registered with sdk.Register (init functions run before main).
+func ServeBundled() {
+	name, ok := os.LookupEnv(envBundled)
+	if !ok {
+		return
+	}
+	f, found := sdk.Lookup(name)
+	if !found {
+		fmt.Fprintf(os.Stderr, "loopkernel: no bundled selector %q (have %v)\n", name, sdk.Registered())
+		os.Exit(2)
+	}
+	Serve(name, f)
+}
+
+// serve is Serve without the exit, returning the exit status.
+func serve(name string, newSelector sdk.Factory) int {
+	// go-plugin swaps os.Stderr for a pipe of its own once it is serving;
+	// logs must keep going to the real stderr, which the host reads.
+	stderr := os.Stderr
+	logger := hclog.New(&hclog.LoggerOptions{
+		Output:     stderr,
+		JSONFormat: true,
+		Level:      hclog.LevelFromString(os.Getenv(envLogLevel)),
+	})
+	if logger.GetLevel() == hclog.NoLevel {
+		logger.SetLevel(hclog.Info)
+	}
+	if os.Getenv(handshake.MagicCookieKey) != handshake.MagicCookieValue {
+		fmt.Fprintf(stderr, "%s is a loopkernel selector plugin; a loopkernel host starts it, not a person.\n", os.Args[0])
+		return 1
+	}
+
+	conn, err := dataPlaneFromEnv()
+	if err != nil {
+		logger.Error("no data plane", "error", err)
+		return 1
+	}
+	// A socket directory that outlives the plugin is litter in /tmp; every
+	// way out below goes through here.
+	socketDir := os.Getenv(envSocketDir)
+	defer func() {
+		if socketDir != "" {
+			_ = os.RemoveAll(socketDir)
+		}
+	}()
+
+	// Parent death arrives as SIGTERM (PR_SET_PDEATHSIG); an operator's
+	// SIGTERM or SIGHUP means the same: tidy up and go.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	// Once the host is gone, our stderr is a pipe nobody reads. Go kills a
+	// program that writes to a broken pipe on fd 1 or 2 with SIGPIPE, which
+	// would skip the cleanup; ignored, the write just fails with EPIPE.
+	signal.Ignore(syscall.SIGPIPE)
+
+	sel, err := newSelector()
+	if err != nil {
+		logger.Error("cannot create selector", "name", name, "error", err)
+		return 1
+	}
+	ctrl := newControlServer(name, &countingSelector{Selector: sel, ownFD: int(conn.Fd())}, logger)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dpDone := make(chan error, 1)
+	go func() { dpDone <- dataplane.Serve(ctx, conn, ctrl.sel, logger) }()
+
+	var grpcSrv struct {
+		sync.Mutex
+		*grpc.Server
+	}
+	servedDone := make(chan struct{})
+	go func() {
+		defer close(servedDone)
+		goplugin.Serve(&goplugin.ServeConfig{
+			HandshakeConfig: handshake,
+			Plugins:         goplugin.PluginSet{pluginKey: &grpcPlugin{server: ctrl}},
+			GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+				grpcSrv.Lock()
+				defer grpcSrv.Unlock()
+				grpcSrv.Server = grpc.NewServer(opts...)
+				return grpcSrv.Server
+			},
+			Logger: logger,
+		})
+	}()
+
+	status := 0
+	var deadline time.Time
+	select {
+	case err := <-dpDone:
+		// The host closed its end (it exited, or it gave up on us) or sent
+		// something we cannot parse; either way nobody is listening any more.
+		ctrl.setDataPlaneErr(err)
+		if err != nil && !errors.Is(err, dataplane.ErrPeerGone) && !errors.Is(err, context.Canceled) {
+			logger.Error("data plane failed", "error", err)
+			status = 1
+		}
+		dpDone = nil
+	case sig := <-sigs:
+		logger.Info("terminating on signal", "signal", sig.String())
+	case deadline = <-ctrl.shutdown:
+		logger.Debug("shutdown requested", "deadline", deadline)
+	case <-servedDone:
+		// go-plugin's own controller shutdown (the host's client.Kill).
+	}
+
+	// Stop the data plane, then close the selector. A selector that hangs in
+	// Close must not keep the process alive past the host's deadline.
+	if deadline.IsZero() {
+		deadline = time.Now().Add(time.Second)
+	}
+	cancel()
+	if dpDone != nil {
+		select {
+		case err := <-dpDone:
+			ctrl.setDataPlaneErr(err)
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- ctrl.sel.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil && !errors.Is(err, sdk.ErrClosed) {
+			logger.Warn("closing selector", "error", err)
+		}
+	case <-time.After(time.Until(deadline)):
+		logger.Warn("selector did not close before the shutdown deadline")
+		status = 1
+	}
+	close(ctrl.stopped)
+
+	// Let a Shutdown reply go out before the process disappears, but do
+	// not wait for go-plugin's long-lived streams.
+	grpcSrv.Lock()
+	srv := grpcSrv.Server
+	grpcSrv.Unlock()
+	if srv != nil {
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(50 * time.Millisecond):
+			srv.Stop()
+		}
+	}
+	return status
+}
+
+// dataPlaneFromEnv adopts the descriptor the host passed and hides it from
+// anything this plugin might itself execute.
+func dataPlaneFromEnv() (*os.File, error) {
+	s := os.Getenv(envDataPlaneFD)
+	if s == "" {
+		return nil, fmt.Errorf("%s is not set: the host did not pass a data-plane socket", envDataPlaneFD)
+	}
+	fd, err := strconv.Atoi(s)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q is not a descriptor number", envDataPlaneFD, s)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("data-plane descriptor %d: %w", fd, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fmt.Errorf("data-plane descriptor %d is not a socket", fd)
+	}
+	unix.CloseOnExec(fd)
+	for _, k := range []string{envDataPlaneFD, envBundled} {
+		_ = os.Unsetenv(k)
+	}
+	return os.NewFile(uintptr(fd), "dataplane"), nil
+}
