@@ -24,7 +24,7 @@ type testEpoll struct {
 }
 
 // evToken is the internal token of the wake eventfd.
-const evToken = sdk.Token(1<<64 - 2)
+const evToken = ^sdk.Token(0)
 
 func newTestEpoll() (*testEpoll, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)

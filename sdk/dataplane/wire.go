@@ -77,8 +77,10 @@ const interestMask = sdk.Read | sdk.Write
 const reportMask = sdk.Read | sdk.Write | sdk.Error | sdk.Hangup
 
 // reservedToken is the token the plugin uses for its own end of the data
-// plane in its real selector; the host never registers it.
-const reservedToken = sdk.Token(math.MaxUint64)
+// plane in its real selector; the host never registers it. It is not
+// MaxUint64 because back-ends reserve that one for their own wake-up
+// (plugins/selector's epoll does).
+const reservedToken = sdk.Token(math.MaxUint64 - 1)
 
 var (
 	// ErrProtocol: the peer sent a frame that breaks WIRE.md. The connection
