@@ -18,6 +18,16 @@ const (
 	ruleWakeBeforeWait = "a Wake before Wait makes the next Wait return promptly"
 )
 
+// Messages for the plain calls every case makes: a failure there still names
+// the rule that was broken.
+const (
+	msgRegister   = "rule: Register of an open socket or pipe under a free token succeeds"
+	msgModify     = "rule: Modify of a registered token succeeds"
+	msgUnregister = "rule: Unregister of a registered token succeeds"
+	msgWake       = "rule: Wake succeeds on an open selector"
+	msgClose      = "rule: Close succeeds once"
+)
+
 // SelectorSuite returns the selector contract: what sdk.Selector's doc
 // comments promise, checked against real descriptors (socketpairs, pipes, a
 // loopback TCP socket, a regular file).
@@ -107,7 +117,7 @@ func caseLevelRead(c *C) {
 	s := c.NewSelector()
 	a, b := c.socketpair()
 	tok := sdk.MakeToken(4, 1)
-	require.NoError(c, s.Register(a, tok, sdk.Read))
+	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
 	c.write(b, []byte("x"))
 	c.expect(s, tok, sdk.Read, "a readable descriptor is reported with Read")
 	missed := countReported(c, s, tok, sdk.Read)
@@ -120,7 +130,7 @@ func caseLevelWrite(c *C) {
 	s := c.NewSelector()
 	a, _ := c.socketpair()
 	tok := sdk.MakeToken(4, 2)
-	require.NoError(c, s.Register(a, tok, sdk.Write))
+	require.NoError(c, s.Register(a, tok, sdk.Write), msgRegister)
 	missed := countReported(c, s, tok, sdk.Write)
 	require.LessOrEqual(c, missed, 1, "rule: level-triggered write readiness is reported on every Wait while writable: %d of %d Waits missed it", missed, levelRounds)
 }
@@ -129,7 +139,7 @@ func caseEOF(c *C) {
 	s := c.NewSelector()
 	a, b := c.socketpair()
 	tok := sdk.MakeToken(5, 1)
-	require.NoError(c, s.Register(a, tok, sdk.Read))
+	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
 	c.fixture("shutdown", unix.Shutdown(b, unix.SHUT_WR))
 	c.expect(s, tok, sdk.Read, "EOF (the peer shut down writing) is reported as Read")
 	n, err := unix.Read(a, make([]byte, 8))
@@ -144,8 +154,8 @@ func casePeerClose(c *C) {
 	a, b := c.socketpair()
 	r, w := c.pipe()
 	ta, tr := sdk.MakeToken(6, 1), sdk.MakeToken(7, 1)
-	require.NoError(c, s.Register(a, ta, sdk.Read))
-	require.NoError(c, s.Register(r, tr, sdk.Read))
+	require.NoError(c, s.Register(a, ta, sdk.Read), msgRegister)
+	require.NoError(c, s.Register(r, tr, sdk.Read), msgRegister)
 	c.closeFD(b)
 	c.closeFD(w)
 	ev := c.expect(s, ta, sdk.Read|sdk.Hangup, "a socket whose peer closed is reported as Read or Hangup")
@@ -168,7 +178,7 @@ func caseErrorEvent(c *C) {
 func caseTimeoutZero(c *C) {
 	s := c.NewSelector()
 	a, _ := c.socketpair()
-	require.NoError(c, s.Register(a, sdk.MakeToken(9, 1), sdk.Read))
+	require.NoError(c, s.Register(a, sdk.MakeToken(9, 1), sdk.Read), msgRegister)
 	buf := make([]sdk.Event, 8)
 	start := time.Now()
 	n, err := s.Wait(buf, 0)
@@ -181,7 +191,7 @@ func caseTimeoutZero(c *C) {
 func caseTimeoutHonoured(c *C) {
 	s := c.NewSelector()
 	a, _ := c.socketpair()
-	require.NoError(c, s.Register(a, sdk.MakeToken(10, 1), sdk.Read))
+	require.NoError(c, s.Register(a, sdk.MakeToken(10, 1), sdk.Read), msgRegister)
 	buf := make([]sdk.Event, 8)
 	for _, tc := range []struct {
 		d, early time.Duration
@@ -235,7 +245,7 @@ func waitRescued(c *C, s sdk.Selector, before func() error) (rescued bool, befor
 	close(returned)
 	beforeErr = <-helper
 	_, rescued = got[rescue]
-	require.NoError(c, s.Unregister(rescue))
+	require.NoError(c, s.Unregister(rescue), msgUnregister)
 	return rescued, beforeErr
 }
 
@@ -314,7 +324,7 @@ func caseWakeConcurrent(c *C) {
 	c.Logf("%d Wake calls from %d goroutines", calls.Load(), goroutines)
 	require.Zero(c, failures.Load(), "rule: Wake is safe from any goroutine: %d calls failed, first: %v", failures.Load(), firstErr.Load())
 	c.waitOnce(s, buf, 0) // consume what the burst left pending
-	require.NoError(c, s.Wake())
+	require.NoError(c, s.Wake(), msgWake)
 	rescued, _ := waitRescued(c, s, nil)
 	require.False(c, rescued, "rule: Wake keeps working after a burst from many goroutines (%s)", ruleWakeBeforeWait)
 }
@@ -350,7 +360,7 @@ func caseSmallBuffer(c *C) {
 	s := c.NewSelector()
 	for i := 0; i < pairs; i++ {
 		a, b := c.socketpair()
-		require.NoError(c, s.Register(a, sdk.MakeToken(uint32(i), 1), sdk.Read))
+		require.NoError(c, s.Register(a, sdk.MakeToken(uint32(i), 1), sdk.Read), msgRegister)
 		c.write(b, []byte("x"))
 	}
 	seen := map[sdk.Token]bool{}
@@ -368,8 +378,8 @@ func caseUnregisterDuringDispatch(c *C) {
 	a1, b1 := c.socketpair()
 	a2, b2 := c.socketpair()
 	t1, t2 := sdk.MakeToken(11, 1), sdk.MakeToken(12, 1)
-	require.NoError(c, s.Register(a1, t1, sdk.Read))
-	require.NoError(c, s.Register(a2, t2, sdk.Read))
+	require.NoError(c, s.Register(a1, t1, sdk.Read), msgRegister)
+	require.NoError(c, s.Register(a2, t2, sdk.Read), msgRegister)
 	c.write(b1, []byte("x"))
 	c.write(b2, []byte("x"))
 	buf := make([]sdk.Event, 8)
@@ -388,7 +398,7 @@ func caseUnregisterDuringDispatch(c *C) {
 		require.NotContains(c, got, t2, "rule: once Unregister returns, Wait never reports the token, even one whose event was already dispatched")
 	}
 	c.expect(s, t1, sdk.Read, "other registrations are unaffected by an Unregister")
-	require.NoError(c, s.Unregister(t1))
+	require.NoError(c, s.Unregister(t1), msgUnregister)
 	c.notReported(s, t1, 0, "once Unregister returns, Wait never reports the token")
 }
 
@@ -396,10 +406,10 @@ func caseStaleTokens(c *C) {
 	s := c.NewSelector()
 	a, b := c.socketpair()
 	old, cur := sdk.MakeToken(13, 1), sdk.MakeToken(13, 2)
-	require.NoError(c, s.Register(a, old, sdk.Read))
+	require.NoError(c, s.Register(a, old, sdk.Read), msgRegister)
 	c.write(b, []byte("x"))
 	c.expect(s, old, sdk.Read, "a readable descriptor is reported with Read")
-	require.NoError(c, s.Unregister(old))
+	require.NoError(c, s.Unregister(old), msgUnregister)
 	require.NoError(c, s.Register(a, cur, sdk.Read), "rule: a descriptor can be registered again after Unregister")
 	buf := make([]sdk.Event, 8)
 	for i := 0; i < 3; i++ {
@@ -409,13 +419,13 @@ func caseStaleTokens(c *C) {
 	c.expect(s, cur, sdk.Read, "a re-registered descriptor is reported under its new token")
 	// The kernel's order: unregister, close, and a new descriptor that will
 	// most likely get the same number is registered under the next generation.
-	require.NoError(c, s.Unregister(cur))
+	require.NoError(c, s.Unregister(cur), msgUnregister)
 	c.closeFD(a)
 	c.closeFD(b)
 	a2, b2 := c.socketpair()
 	c.Logf("old fd %d, new fd %d", a, a2)
 	next := sdk.MakeToken(13, 3)
-	require.NoError(c, s.Register(a2, next, sdk.Read))
+	require.NoError(c, s.Register(a2, next, sdk.Read), msgRegister)
 	c.write(b2, []byte("x"))
 	for i := 0; i < 3; i++ {
 		got := c.waitOnce(s, buf, settle)
@@ -429,7 +439,7 @@ func caseClosedFDs(c *C) {
 	s := c.NewSelector()
 	a, _ := c.socketpair()
 	tok := sdk.MakeToken(14, 1)
-	require.NoError(c, s.Register(a, tok, sdk.Read|sdk.Write))
+	require.NoError(c, s.Register(a, tok, sdk.Read|sdk.Write), msgRegister)
 	c.closeFD(a) // behind the selector's back: the kernel never does this, a buggy caller might
 	err := s.Unregister(tok)
 	c.Logf("Unregister after close: %v", err)
@@ -451,7 +461,7 @@ func caseDuplicate(c *C) {
 	a, b := c.socketpair()
 	x, y := c.socketpair()
 	t1, t2 := sdk.MakeToken(16, 1), sdk.MakeToken(17, 1)
-	require.NoError(c, s.Register(a, t1, sdk.Read))
+	require.NoError(c, s.Register(a, t1, sdk.Read), msgRegister)
 	require.ErrorIs(c, s.Register(x, t1, sdk.Read), sdk.ErrExists, "rule: registering a token that is already registered fails with ErrExists")
 	require.ErrorIs(c, s.Register(a, t2, sdk.Read), sdk.ErrExists, "rule: registering a descriptor that is already registered fails with ErrExists")
 	require.ErrorIs(c, s.Unregister(t2), sdk.ErrNotRegistered, "rule: a failed Register leaves nothing registered")
@@ -468,9 +478,9 @@ func caseUnknownToken(c *C) {
 	require.ErrorIs(c, s.Modify(tok, sdk.Read), sdk.ErrNotRegistered, "rule: Modify of an unknown token fails with ErrNotRegistered")
 	require.ErrorIs(c, s.Unregister(tok), sdk.ErrNotRegistered, "rule: Unregister of an unknown token fails with ErrNotRegistered")
 	a, _ := c.socketpair()
-	require.NoError(c, s.Register(a, tok, sdk.Read))
+	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
 	require.ErrorIs(c, s.Modify(sdk.MakeToken(18, 2), sdk.Read), sdk.ErrNotRegistered, "rule: a token is matched on slot and generation: another generation is unknown")
-	require.NoError(c, s.Unregister(tok))
+	require.NoError(c, s.Unregister(tok), msgUnregister)
 	require.ErrorIs(c, s.Modify(tok, sdk.Read), sdk.ErrNotRegistered, "rule: Modify of an unregistered token fails with ErrNotRegistered")
 	require.ErrorIs(c, s.Unregister(tok), sdk.ErrNotRegistered, "rule: a second Unregister fails with ErrNotRegistered")
 }
@@ -480,13 +490,13 @@ func caseModify(c *C) {
 	a, b := c.socketpair()
 	tok := sdk.MakeToken(19, 1)
 	c.write(b, []byte("x")) // a is now readable and writable
-	require.NoError(c, s.Register(a, tok, sdk.Read))
+	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
 	ev := c.expect(s, tok, sdk.Read, "a readable descriptor is reported with Read")
 	require.Zero(c, ev&sdk.Write, "rule: conditions outside the interest set are not reported: got %v", ev)
 	require.NoError(c, s.Modify(tok, sdk.Write), "rule: Modify of a registered token succeeds")
 	ev = c.expect(s, tok, sdk.Write, "Modify replaces the interest set: Write is reported after Modify(Write)")
 	require.Zero(c, ev&sdk.Read, "rule: Modify replaces the interest set: Read is not reported after Modify(Write), got %v", ev)
-	require.NoError(c, s.Modify(tok, sdk.Read|sdk.Write))
+	require.NoError(c, s.Modify(tok, sdk.Read|sdk.Write), msgModify)
 	ev = c.expect(s, tok, sdk.Read, "Modify replaces the interest set: Read is reported after Modify(Read|Write)")
 	require.Equal(c, sdk.Read|sdk.Write, ev&(sdk.Read|sdk.Write), "rule: one event per ready token, conditions merged: got %v", ev)
 }
@@ -498,9 +508,9 @@ func caseInterestZero(c *C) {
 	c.write(b, []byte("x"))
 	require.NoError(c, s.Register(a, tok, 0), "rule: registering with an empty interest set succeeds")
 	c.notReported(s, tok, 20*time.Millisecond, "an empty interest set reports nothing")
-	require.NoError(c, s.Modify(tok, sdk.Read))
+	require.NoError(c, s.Modify(tok, sdk.Read), msgModify)
 	c.expect(s, tok, sdk.Read, "a registration made with no interest reports once Modify gives it some")
-	require.NoError(c, s.Modify(tok, 0))
+	require.NoError(c, s.Modify(tok, 0), msgModify)
 	c.notReported(s, tok, 20*time.Millisecond, "Modify to an empty interest set stops all reports")
 	c.closeFD(b)
 	c.notReported(s, tok, 20*time.Millisecond, "an empty interest set reports nothing, not even a hangup")
@@ -519,7 +529,7 @@ func caseInterestZero(c *C) {
 		break
 	}
 	require.Empty(c, early, "rule: a hung-up registration with an empty interest set does not end Wait early: %v Waits returned after %v", d, early)
-	require.NoError(c, s.Modify(tok, sdk.Read))
+	require.NoError(c, s.Modify(tok, sdk.Read), msgModify)
 	c.expect(s, tok, sdk.Read|sdk.Hangup, "a paused registration whose peer closed reports once resumed")
 }
 
@@ -527,12 +537,12 @@ func caseOwnership(c *C) {
 	s := c.NewSelector()
 	a, b := c.socketpair()
 	tok := sdk.MakeToken(21, 1)
-	require.NoError(c, s.Register(a, tok, sdk.Read))
-	require.NoError(c, s.Unregister(tok))
+	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
+	require.NoError(c, s.Unregister(tok), msgUnregister)
 	_, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0)
 	require.NoError(c, err, "rule: Unregister never closes the descriptor; it stays the caller's")
-	require.NoError(c, s.Register(a, tok, sdk.Read))
-	require.NoError(c, s.Close())
+	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
+	require.NoError(c, s.Close(), msgClose)
 	_, err = unix.FcntlInt(uintptr(a), unix.F_GETFD, 0)
 	require.NoError(c, err, "rule: Close never closes the registered descriptors")
 	c.write(b, []byte("x"))
@@ -543,7 +553,7 @@ func caseClosedSelector(c *C) {
 	s := c.NewSelector()
 	a, b := c.socketpair()
 	tok := sdk.MakeToken(22, 1)
-	require.NoError(c, s.Register(a, tok, sdk.Read))
+	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
 	require.NoError(c, s.Close(), "rule: Close succeeds once")
 	const rule = "rule: every call after Close fails with ErrClosed"
 	require.ErrorIs(c, s.Register(b, sdk.MakeToken(23, 1), sdk.Read), sdk.ErrClosed, rule+" (Register)")
