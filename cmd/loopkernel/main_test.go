@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/loopkernel/loopkernel/policy"
+)
+
+// binary is the loopkernel command built once for every test: the tests run
+// it as a user would, in its own process, so that signals, exit codes and
+// stdout are the real ones.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "loopkernel-cmd-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "loopkernel")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building loopkernel:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// hangGuard bounds a command that should finish promptly, so a broken loop
+// fails the test instead of hanging the suite; it is no timing target.
+const hangGuard = time.Minute
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// loopkernel runs the binary with args and extra environment entries.
+func loopkernel(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		require.True(t, ok, "running %v: %v", args, err)
+		code = ee.ExitCode()
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+// cleanEnv is the test's environment without a policy choice of its own.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, policy.EnvVar+"=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func TestPolicies(t *testing.T) {
+	r := loopkernel(t, nil, "policies")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Regexp(t, `(?m)^epoll \(default\)\s+epoll\s+\S`, r.stdout)
+	assert.Regexp(t, `(?m)^poll\s+poll\s+\S`, r.stdout)
+	for _, name := range policy.Names() {
+		assert.Contains(t, r.stdout, name)
+	}
+	assert.Contains(t, r.stdout, "selected: epoll")
+}
+
+func TestPolicyFlagAndEnvironment(t *testing.T) {
+	// The flag after the subcommand's arguments, before the subcommand, and
+	// the environment variable all select; the flag beats the environment.
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"flag after command", nil, []string{"policies", "--policy", "poll"}, "poll"},
+		{"flag before command", nil, []string{"--policy=poll", "policies"}, "poll"},
+		{"environment", []string{policy.EnvVar + "=poll"}, []string{"policies"}, "poll"},
+		{"flag beats environment", []string{policy.EnvVar + "=poll"}, []string{"policies", "-policy", "epoll"}, "epoll"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := loopkernel(t, c.env, c.args...)
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "selected: "+c.want+"\n")
+		})
+	}
+}
+
+func TestExampleHello(t *testing.T) {
+	for _, p := range policy.Names() {
+		t.Run(p, func(t *testing.T) {
+			r := loopkernel(t, nil, "example", "hello", "--policy", p)
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, "Hello World\n", r.stdout)
+		})
+	}
+}
+
+func TestExampleWatchFD(t *testing.T) {
+	for _, p := range policy.Names() {
+		t.Run(p, func(t *testing.T) {
+			r := loopkernel(t, []string{policy.EnvVar + "=" + p}, "example", "watch-fd")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, "Received: abc\n", r.stdout)
+		})
+	}
+}
+
+func TestExampleDate(t *testing.T) {
+	// The real example runs for 5 s; the flags shrink it, the logic is the
+	// same: a date per interval while time remains.
+	r := loopkernel(t, nil, "example", "date", "--interval", "10ms", "--duration", "50ms")
+	require.Equal(t, 0, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	require.NotEmpty(t, lines)
+	// A loaded machine may fire late and so print fewer; never more.
+	assert.LessOrEqual(t, len(lines), 5)
+	date := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$`)
+	for _, l := range lines {
+		assert.Regexp(t, date, l)
+	}
+	for i := 1; i < len(lines); i++ {
+		assert.Less(t, lines[i-1], lines[i], "dates move forward")
+	}
+}
+
+func TestExampleSignalsSelfSignal(t *testing.T) {
+	r := loopkernel(t, nil, "example", "signals", "--self-signal")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Event loop running forever, press Ctrl+C to interrupt.\n")
+	assert.Regexp(t, `(?m)^pid \d+: send SIGINT or SIGTERM to exit\.$`, r.stdout)
+	assert.True(t, strings.HasSuffix(r.stdout, "Got signal SIGINT: exit\n"), r.stdout)
+}
+
+// TestExampleSignalsFromOutside plays the user: it waits for the example to
+// say it is running, sends SIGTERM, and expects a clean exit.
+func TestExampleSignalsFromOutside(t *testing.T) {
+	for _, sig := range []struct {
+		sig  syscall.Signal
+		name string
+	}{{syscall.SIGTERM, "SIGTERM"}, {syscall.SIGINT, "SIGINT"}} {
+		t.Run(sig.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, "example", "signals")
+			cmd.Env = cleanEnv()
+			out, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+			sc := bufio.NewScanner(out)
+			var got []string
+			for sc.Scan() {
+				got = append(got, sc.Text())
+				if strings.HasPrefix(sc.Text(), "pid ") {
+					// The handlers are installed before this line is printed.
+					require.Equal(t, fmt.Sprintf("pid %d: send SIGINT or SIGTERM to exit.", cmd.Process.Pid), sc.Text())
+					require.NoError(t, cmd.Process.Signal(sig.sig))
+				}
+			}
+			require.NoError(t, cmd.Wait(), "stderr: %s", stderr.String())
+			assert.Equal(t, "Got signal "+sig.name+": exit", got[len(got)-1])
+		})
+	}
+}
+
+func TestUnknownPolicyFailsListingNames(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"flag", nil, []string{"example", "hello", "--policy", "kqueue"}},
+		{"environment", []string{policy.EnvVar + "=kqueue"}, []string{"example", "hello"}},
+		{"policies command", []string{policy.EnvVar + "=kqueue"}, []string{"policies"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := loopkernel(t, c.env, c.args...)
+			assert.NotEqual(t, 0, r.code)
+			assert.NotContains(t, r.stdout, "Hello World")
+			assert.Contains(t, r.stderr, `"kqueue"`)
+			for _, name := range policy.Names() {
+				assert.Contains(t, r.stderr, name)
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage:"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"example"}, "want exactly one example NAME"},
+		{[]string{"example", "nope"}, `unknown example "nope" (known: hello, date, watch-fd, signals)`},
+		{[]string{"example", "hello", "--no-such-flag"}, "flag provided but not defined"},
+		{[]string{"policies", "extra"}, "unexpected arguments"},
+	} {
+		r := loopkernel(t, nil, c.args...)
+		assert.Equal(t, 2, r.code, "%v", c.args)
+		assert.Contains(t, r.stderr, c.want, "%v", c.args)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	r := loopkernel(t, nil, "help")
+	require.Equal(t, 0, r.code)
+	for _, c := range commands {
+		assert.Contains(t, r.stdout, c.name)
+		assert.Contains(t, r.stdout, c.summary)
+	}
+	r = loopkernel(t, nil, "help", "example")
+	require.Equal(t, 0, r.code)
+	for _, ex := range examples {
+		assert.Contains(t, r.stdout, ex.name)
+	}
+	assert.Contains(t, r.stdout, "-self-signal")
+	assert.Contains(t, r.stdout, "-policy")
+
+	r = loopkernel(t, nil, "example", "-h")
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stderr, "Usage: loopkernel example NAME")
+}
+
+func TestParseInterspersed(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		positional []string
+		policy     string
+	}{
+		{[]string{"hello"}, []string{"hello"}, ""},
+		{[]string{"hello", "--policy", "poll"}, []string{"hello"}, "poll"},
+		{[]string{"--policy=poll", "a", "b"}, []string{"a", "b"}, "poll"},
+		{[]string{"a", "--", "--policy", "x"}, []string{"a", "--policy", "x"}, ""},
+		{[]string{"a", "-policy", "poll", "b"}, []string{"a", "b"}, "poll"},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		e := &env{}
+		addCommonFlags(fs, e)
+		got, err := parseInterspersed(fs, c.args)
+		require.NoError(t, err, "%v", c.args)
+		assert.Equal(t, c.positional, got, "%v", c.args)
+		assert.Equal(t, c.policy, e.policyFlag, "%v", c.args)
+	}
+}
