@@ -36,8 +36,15 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envTestHost) != "" {
 		os.Exit(playHost())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
+	os.Exit(code)
 }
+
+// cleanups run after all tests (built plugin executables).
+var cleanups []func()
 
 // playHost launches a bundled plugin, prints its pid and socket directory,
 // and waits on stdin; the test SIGKILLs it.

@@ -292,31 +292,49 @@ func TestHostKilled(t *testing.T) {
 	assert.Empty(t, left, "nothing left in the host's TMPDIR")
 }
 
-var examplePlugin = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "loopkernel-example-")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "loopkernel-plugin-example")
-	out, err := exec.Command("go", "build", "-o", path, "../../examples/selector-plugin").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return path, nil
-})
+// goBuild builds a plugin executable once per test binary, into a
+// directory of its own (so Discover sees only it) that TestMain removes.
+func goBuild(name, pkg string) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "loopkernel-plugin-test-")
+		if err != nil {
+			return "", err
+		}
+		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+		path := filepath.Join(dir, "loopkernel-plugin-"+name)
+		out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+		return path, nil
+	})
+}
 
-func buildExample(t *testing.T) string {
+var (
+	examplePlugin = goBuild("example", "../../examples/selector-plugin")
+	brokenPlugin  = goBuild("broken", "../../conformance/internal/brokenplugin")
+)
+
+func buildPlugin(t *testing.T, build func() (string, error)) string {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds the example plugin")
+		t.Skip("builds a plugin executable")
 	}
-	path, err := examplePlugin()
+	path, err := build()
 	require.NoError(t, err)
 	return path
 }
 
+func TestBrokenPluginServes(t *testing.T) {
+	path := buildPlugin(t, brokenPlugin)
+	sel, err := Open(context.Background(), "plugin:"+path, Options{Template: Spec{Logger: testLogger(t)}})
+	require.NoError(t, err)
+	defer sel.Close()
+	assert.Equal(t, "broken", sel.Capabilities().Name)
+}
+
 func TestThirdPartyExample(t *testing.T) {
-	path := buildExample(t)
+	path := buildPlugin(t, examplePlugin)
 	dir := filepath.Dir(path)
 
 	found, err := Discover(dir)
