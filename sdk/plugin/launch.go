@@ -127,6 +127,14 @@ func Launch(ctx context.Context, spec Spec) (*Selector, error) {
 	s.cur.Store(p)
 	s.watchdog = time.AfterFunc(time.Hour, s.onNoAnswer)
 	s.watchdog.Stop()
+	if s.logger.IsDebug() {
+		// One more round trip, worth it only when someone reads it.
+		if c, err := p.control.Capabilities(ctx, &pb.CapabilitiesRequest{}); err == nil {
+			b := c.GetBuild()
+			s.logger.Debug("plugin build", "selector", c.Name, "go", b.GetGoVersion(), "main", b.GetMainPath(),
+				"version", b.GetMainVersion(), "revision", b.GetVcsRevision(), "modified", b.GetVcsModified(), "sdk", b.GetSdkVersion())
+		}
+	}
 	return s, nil
 }
 

@@ -17,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/sdk"
+	pb "github.com/loopkernel/loopkernel/sdk/proto"
 )
 
 func launch(t testing.TB, spec Spec) *Selector {
@@ -468,4 +470,49 @@ func BenchmarkRestart(b *testing.B) {
 		total += time.Since(t0)
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/restart")
+}
+
+func TestControlPlane(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Debug, Output: lockedWriter{&mu, &logs}})
+	sel := launch(t, Spec{Name: "testpoll", Logger: logger})
+	ctl := sel.proc.control
+	ctx := context.Background()
+
+	caps, err := ctl.Capabilities(ctx, &pb.CapabilitiesRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, "testpoll", caps.Name)
+	assert.True(t, caps.RegularFiles)
+	assert.NotEmpty(t, caps.GetBuild().GetGoVersion())
+
+	h, err := ctl.Health(ctx, &pb.HealthRequest{})
+	require.NoError(t, err)
+	assert.True(t, h.Serving)
+	assert.Positive(t, h.UptimeNs)
+
+	_, err = ctl.Handshake(ctx, &pb.HandshakeRequest{ControlVersion: controlVersion + 1, DataplaneVersion: dataplaneVersion})
+	assert.ErrorContains(t, err, "speaks control v1")
+	_, err = ctl.Handshake(ctx, &pb.HandshakeRequest{ControlVersion: controlVersion, DataplaneVersion: dataplaneVersion, PluginName: "other"})
+	assert.ErrorContains(t, err, `launched plugin "other" but this binary serves "testpoll"`)
+	_, err = ctl.Configure(ctx, &pb.ConfigureRequest{Settings: map[string]string{"log_level": "loud"}})
+	assert.ErrorContains(t, err, "log_level")
+
+	require.NoError(t, sel.Close())
+	mu.Lock()
+	defer mu.Unlock()
+	// The plugin's own hclog lines arrive through go-plugin under its name.
+	assert.Contains(t, logs.String(), "host.testpoll: selector plugin serving")
+	assert.Contains(t, logs.String(), "plugin build: plugin=testpoll selector=testpoll")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -164,6 +164,7 @@ func serve(name string, newSelector sdk.Factory) int {
 		})
 	}()
 
+	logger.Debug("selector plugin serving", "name", name, "pid", os.Getpid())
 	status := 0
 	var deadline time.Time
 	select {
