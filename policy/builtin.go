@@ -2,15 +2,25 @@ package policy
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
-// The builtin policies: one per bundled in-process selector.
+// The builtin policies: every bundled selector in both placements.
 func init() {
+	// The out-of-process placement of a bundled back-end re-executes this
+	// binary, whose main calls plugin.ServeBundled, which serves the back-end
+	// registered under that name with sdk.Register. plugins/selector keeps its
+	// own list (selector.Bundled) and does not register, so do it here; a
+	// name someone registered already (plugins/selector's own init, once it
+	// has one, runs before this since we import it) is left alone.
+	for _, b := range selector.Bundled {
+		if _, ok := sdk.Lookup(b.Name); !ok {
+			sdk.Register(b.Name, b.New)
+		}
+	}
 	Register(Policy{
 		Name:        "epoll",
 		Description: "in-process Linux epoll selector (default; cost per wait independent of idle descriptors)",
@@ -21,18 +31,22 @@ func init() {
 		Description: "in-process poll(2) selector (accepts every descriptor kind, regular files included)",
 		Selector:    "poll",
 	})
+	Register(Policy{
+		Name:        "epoll-plugin",
+		Description: "the epoll selector in a supervised plugin process (this binary re-executed; readiness over the socketpair data plane)",
+		Selector:    pluginPrefix + "epoll",
+	})
+	Register(Policy{
+		Name:        "poll-plugin",
+		Description: "the poll selector in a supervised plugin process (this binary re-executed; readiness over the socketpair data plane)",
+		Selector:    pluginPrefix + "poll",
+	})
 }
 
-// openSelector opens the selector a spec names; see Policy.Selector.
-//
-// EXTENSION POINT (out-of-process placement): specs with the plugin: prefix
-// are meant for the selector-plugin host in sdk/plugin (H3). Until that is
-// wired here, they fail with an explicit error instead of silently running
-// the back-end in-process, and the "epoll-plugin"/"poll-plugin" policies are
-// not registered.
-func openSelector(_ context.Context, spec string) (sdk.Selector, error) {
-	if strings.HasPrefix(spec, pluginPrefix) {
-		return nil, fmt.Errorf("selector %q: out-of-process selector plugins are not available in this build", spec)
-	}
-	return selector.New(spec)
+// openSelector opens the selector a spec names (see Policy.Selector): a
+// back-end registered with sdk.Register in-process, or through sdk/plugin a
+// bundled back-end or a plugin executable out of process. Plugin
+// executables named by NAME are looked up in $LOOPKERNEL_PLUGIN_DIR.
+func openSelector(ctx context.Context, spec string) (sdk.Selector, error) {
+	return plugin.Open(ctx, spec, plugin.Options{})
 }

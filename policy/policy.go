@@ -33,6 +33,7 @@ import (
 	"sync"
 
 	"github.com/loopkernel/loopkernel/kernel"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 const (
@@ -71,6 +72,9 @@ type Policy struct {
 	// Close; an executor made here is not shut down by Close (the kernel
 	// treats an executor it was given as the caller's).
 	Executor func() kernel.Executor
+	// Resolver builds the getaddrinfo/getnameinfo back-end of each new loop.
+	// Nil leaves the kernel's default (Go's resolver, in process).
+	Resolver func() sdk.Resolver
 	// Options are applied to every new loop after the policy's own (a
 	// logger, debug mode).
 	Options []kernel.Option
@@ -95,7 +99,11 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (*kernel.Loop, error) 
 		opts = append(opts, kernel.WithExecutor(p.Executor()))
 	}
 	opts = append(opts, p.Options...)
-	return kernel.New(sel, opts...), nil
+	l := kernel.New(sel, opts...)
+	if p.Resolver != nil {
+		l.SetResolver(p.Resolver())
+	}
+	return l, nil
 }
 
 // String is the policy's name, for logs.

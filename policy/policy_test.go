@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,7 +11,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/loopkernel/loopkernel/kernel"
+	"github.com/loopkernel/loopkernel/plugins/resolver"
+	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
 // fresh resets the process-wide policy and current loop around a test, and
@@ -70,6 +77,61 @@ func TestPolicySelectsItsSelector(t *testing.T) {
 		assert.Equal(t, name, l.Selector().Capabilities().Name)
 		require.NoError(t, l.Close())
 	}
+}
+
+func TestPluginPoliciesRunTheSelectorOutOfProcess(t *testing.T) {
+	for _, name := range []string{"epoll-plugin", "poll-plugin"} {
+		t.Run(name, func(t *testing.T) {
+			p, err := Lookup(name)
+			require.NoError(t, err)
+			l, err := p.NewEventLoop()
+			require.NoError(t, err)
+			defer l.Close()
+			ps, ok := l.Selector().(*plugin.Selector)
+			require.True(t, ok, "selector is %T", l.Selector())
+			assert.Equal(t, strings.TrimSuffix(name, "-plugin"), ps.Capabilities().Name)
+
+			// Readiness really travels through the plugin.
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			require.NoError(t, err)
+			defer unix.Close(fds[0])
+			defer unix.Close(fds[1])
+			var got string
+			require.NoError(t, l.AddReader(fds[0], func() {
+				buf := make([]byte, 16)
+				n, err := unix.Read(fds[0], buf)
+				if err == nil {
+					got = string(buf[:n])
+				}
+				l.RemoveReader(fds[0])
+				l.Stop()
+			}))
+			_, err = unix.Write(fds[1], []byte("abc"))
+			require.NoError(t, err)
+			require.NoError(t, l.RunForever())
+			assert.Equal(t, "abc", got)
+
+			st, err := ps.Stats(context.Background())
+			require.NoError(t, err)
+			assert.Positive(t, st.Waits, "the plugin counted the loop's waits")
+		})
+	}
+}
+
+func TestResolverField(t *testing.T) {
+	r := resolver.New(nil)
+	p := &Policy{Name: "with-resolver", Selector: "epoll", Resolver: func() sdk.Resolver { return r }}
+	l, err := p.NewEventLoop()
+	require.NoError(t, err)
+	defer l.Close()
+	assert.Same(t, r, l.Resolver())
+
+	d, err := Lookup(Default)
+	require.NoError(t, err)
+	l2, err := d.NewEventLoop()
+	require.NoError(t, err)
+	defer l2.Close()
+	assert.NotSame(t, r, l2.Resolver(), "no Resolver: the kernel's default")
 }
 
 func TestLookupUnknownListsKnownNames(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/loopkernel/loopkernel/policy"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
 // command is one subcommand.
@@ -71,10 +72,10 @@ func (u usageError) Error() string { return u.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func main() {
-	// TODO(lead): the very first line of main must be the bundled-plugin
-	// re-exec hook, plugin.ServeBundled() from sdk/plugin, once that package
-	// has landed, so that policies epoll-plugin/poll-plugin can run this
-	// binary as their plugin process.
+	// First, before anything else: when a plugin policy (epoll-plugin,
+	// poll-plugin) re-executes this binary as its selector plugin, serve
+	// that back-end and exit instead of running the command.
+	plugin.ServeBundled()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

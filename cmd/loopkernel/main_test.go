@@ -26,6 +26,9 @@ import (
 // stdout are the real ones.
 var binary string
 
+// thirdParty is examples/selector-plugin, built beside it.
+var thirdParty string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "loopkernel-cmd-test")
 	if err != nil {
@@ -37,6 +40,15 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building loopkernel:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	// A third-party selector plugin, for the ad-hoc plugin:PATH policy.
+	thirdParty = filepath.Join(dir, "loopkernel-plugin-example")
+	build = exec.Command("go", "build", "-o", thirdParty, "../../examples/selector-plugin")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the example plugin:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -137,6 +149,22 @@ func TestExampleWatchFD(t *testing.T) {
 	}
 }
 
+// TestThirdPartyPlugin runs an example on a selector plugin that is not
+// registered as a policy: by path, and by name from the plugin directory.
+func TestThirdPartyPlugin(t *testing.T) {
+	r := loopkernel(t, nil, "example", "watch-fd", "--policy", "plugin:"+thirdParty)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "Received: abc\n", r.stdout)
+
+	r = loopkernel(t, []string{"LOOPKERNEL_PLUGIN_DIR=" + filepath.Dir(thirdParty)}, "example", "hello", "--policy", "plugin:example")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "Hello World\n", r.stdout)
+
+	r = loopkernel(t, nil, "example", "hello", "--policy", "plugin:/nonexistent/loopkernel-plugin-x")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "/nonexistent/loopkernel-plugin-x")
+}
+
 func TestExampleDate(t *testing.T) {
 	// The real example runs for 5 s; the flags shrink it, the logic is the
 	// same: a date per interval while time remains.
@@ -156,11 +184,15 @@ func TestExampleDate(t *testing.T) {
 }
 
 func TestExampleSignalsSelfSignal(t *testing.T) {
-	r := loopkernel(t, nil, "example", "signals", "--self-signal")
-	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "Event loop running forever, press Ctrl+C to interrupt.\n")
-	assert.Regexp(t, `(?m)^pid \d+: send SIGINT or SIGTERM to exit\.$`, r.stdout)
-	assert.True(t, strings.HasSuffix(r.stdout, "Got signal SIGINT: exit\n"), r.stdout)
+	for _, p := range []string{"epoll", "epoll-plugin"} {
+		t.Run(p, func(t *testing.T) {
+			r := loopkernel(t, nil, "example", "signals", "--self-signal", "--policy", p)
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "Event loop running forever, press Ctrl+C to interrupt.\n")
+			assert.Regexp(t, `(?m)^pid \d+: send SIGINT or SIGTERM to exit\.$`, r.stdout)
+			assert.True(t, strings.HasSuffix(r.stdout, "Got signal SIGINT: exit\n"), r.stdout)
+		})
+	}
 }
 
 // TestExampleSignalsFromOutside plays the user: it waits for the example to
