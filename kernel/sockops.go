@@ -32,26 +32,27 @@ import (
 // AddReader/AddWriter.
 var ErrFDBusy = errors.New("file descriptor is already watched in that direction")
 
-// sockCheck is the guard every sock_* operation starts with: right loop,
-// open non-blocking socket. It returns the descriptor.
-func (l *Loop) sockCheck(co *Co, sock *Socket, op string) (int, error) {
-	if err := l.checkUsable(); err != nil {
-		return -1, fmt.Errorf("%s: %w", op, err)
+// sockCheck is the guard every sock_* operation starts with: a live loop,
+// an open non-blocking socket. It returns the loop and the descriptor.
+func sockCheck(co *Co, sock *Socket, op string) (*Loop, int, error) {
+	if co == nil {
+		return nil, -1, fmt.Errorf("%s: nil coroutine handle: %w", op, unix.EINVAL)
 	}
-	if co == nil || co.loop != l {
-		return -1, fmt.Errorf("%s: %w", op, ErrDifferentLoop)
+	l := co.loop
+	if err := l.checkUsable(); err != nil {
+		return nil, -1, fmt.Errorf("%s: %w", op, err)
 	}
 	if sock == nil {
-		return -1, fmt.Errorf("%s: nil socket: %w", op, ErrInvalidFD)
+		return nil, -1, fmt.Errorf("%s: nil socket: %w", op, ErrInvalidFD)
 	}
 	fd, err := sock.sysfd(op)
 	if err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	if sock.blocking {
-		return -1, fmt.Errorf("%s: fd %d: %w", op, fd, ErrBlockingSocket)
+		return nil, -1, fmt.Errorf("%s: fd %d: %w", op, fd, ErrBlockingSocket)
 	}
-	return fd, nil
+	return l, fd, nil
 }
 
 // waitFD suspends co until fd is ready for ev (sdk.Read or sdk.Write).
@@ -91,12 +92,12 @@ func sockErr(op, call string, sock *Socket, addr net.Addr, err error) error {
 
 // SockRecv receives up to n bytes (asyncio: loop.sock_recv). A nil slice
 // with a nil error means the peer closed its end (EOF).
-func (l *Loop) SockRecv(co *Co, sock *Socket, n int) ([]byte, error) {
+func SockRecv(co *Co, sock *Socket, n int) ([]byte, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("sock_recv: negative size %d: %w", n, unix.EINVAL)
 	}
 	buf := make([]byte, n)
-	got, err := l.SockRecvInto(co, sock, buf)
+	got, err := SockRecvInto(co, sock, buf)
 	if err != nil || got == 0 {
 		return nil, err
 	}
@@ -105,9 +106,9 @@ func (l *Loop) SockRecv(co *Co, sock *Socket, n int) ([]byte, error) {
 
 // SockRecvInto receives into buf and returns the number of bytes received,
 // 0 at EOF (asyncio: loop.sock_recv_into).
-func (l *Loop) SockRecvInto(co *Co, sock *Socket, buf []byte) (int, error) {
+func SockRecvInto(co *Co, sock *Socket, buf []byte) (int, error) {
 	const op = "sock_recv_into"
-	fd, err := l.sockCheck(co, sock, op)
+	l, fd, err := sockCheck(co, sock, op)
 	if err != nil {
 		return 0, err
 	}
@@ -134,12 +135,12 @@ func (l *Loop) SockRecvInto(co *Co, sock *Socket, buf []byte) (int, error) {
 // SockRecvfrom receives one datagram of up to n bytes and its sender
 // (asyncio: loop.sock_recvfrom). A longer datagram is truncated, as with
 // recvfrom(2).
-func (l *Loop) SockRecvfrom(co *Co, sock *Socket, n int) ([]byte, net.Addr, error) {
+func SockRecvfrom(co *Co, sock *Socket, n int) ([]byte, net.Addr, error) {
 	if n < 0 {
 		return nil, nil, fmt.Errorf("sock_recvfrom: negative size %d: %w", n, unix.EINVAL)
 	}
 	buf := make([]byte, n)
-	got, from, err := l.SockRecvfromInto(co, sock, buf)
+	got, from, err := SockRecvfromInto(co, sock, buf)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -149,9 +150,9 @@ func (l *Loop) SockRecvfrom(co *Co, sock *Socket, n int) ([]byte, net.Addr, erro
 // SockRecvfromInto receives one datagram into buf and returns its length
 // (at most len(buf)) and sender (asyncio: loop.sock_recvfrom_into). The
 // sender is nil on a connected stream socket.
-func (l *Loop) SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr, error) {
+func SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr, error) {
 	const op = "sock_recvfrom_into"
-	fd, err := l.sockCheck(co, sock, op)
+	l, fd, err := sockCheck(co, sock, op)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -184,9 +185,9 @@ func (l *Loop) SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr
 // part of data may have been sent, and there is no telling how much the
 // peer received. MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE: the
 // write fails with EPIPE instead.
-func (l *Loop) SockSendall(co *Co, sock *Socket, data []byte) error {
+func SockSendall(co *Co, sock *Socket, data []byte) error {
 	const op = "sock_sendall"
-	fd, err := l.sockCheck(co, sock, op)
+	l, fd, err := sockCheck(co, sock, op)
 	if err != nil {
 		return err
 	}
@@ -216,9 +217,9 @@ func (l *Loop) SockSendall(co *Co, sock *Socket, data []byte) error {
 
 // SockSendto sends one datagram to addr and returns the bytes sent
 // (asyncio: loop.sock_sendto). addr may be nil on a connected socket.
-func (l *Loop) SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int, error) {
+func SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int, error) {
 	const op = "sock_sendto"
-	fd, err := l.sockCheck(co, sock, op)
+	l, fd, err := sockCheck(co, sock, op)
 	if err != nil {
 		return 0, err
 	}
@@ -253,9 +254,10 @@ func (l *Loop) SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int
 // namespace) for Unix ones. A numeric host is used as it is; a name is
 // resolved with Getaddrinfo for the socket's family and type, and the first
 // address is tried, as asyncio does.
-func (l *Loop) SockConnect(co *Co, sock *Socket, address string) error {
+func SockConnect(co *Co, sock *Socket, address string) error {
 	const op = "sock_connect"
-	if _, err := l.sockCheck(co, sock, op); err != nil {
+	l, _, err := sockCheck(co, sock, op)
+	if err != nil {
 		return err
 	}
 	addr, err := l.sockResolve(co, sock, address)
@@ -337,9 +339,9 @@ func (l *Loop) sockResolve(co *Co, sock *Socket, address string) (net.Addr, erro
 // SockAccept accepts a connection on a listening socket and returns the new
 // socket, non-blocking and close-on-exec, and the peer's address (asyncio:
 // loop.sock_accept).
-func (l *Loop) SockAccept(co *Co, sock *Socket) (*Socket, net.Addr, error) {
+func SockAccept(co *Co, sock *Socket) (*Socket, net.Addr, error) {
 	const op = "sock_accept"
-	fd, err := l.sockCheck(co, sock, op)
+	l, fd, err := sockCheck(co, sock, op)
 	if err != nil {
 		return nil, nil, err
 	}

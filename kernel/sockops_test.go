@@ -50,14 +50,14 @@ func TestSockRecvWaitsForData(t *testing.T) {
 	a, b := rsPair(t, unix.SOCK_STREAM)
 	got, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) {
 		// The receiver starts first and finds nothing: it must wait.
-		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return l.SockRecv(co, a, 100) })
+		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 100) })
 		if err := co.Yield(); err != nil {
 			return nil, err
 		}
 		if recv.Done() {
 			return nil, fmt.Errorf("recv finished without data")
 		}
-		if err := l.SockSendall(co, b, []byte("hello")); err != nil {
+		if err := kernel.SockSendall(co, b, []byte("hello")); err != nil {
 			return nil, err
 		}
 		return recv.Await(co)
@@ -67,7 +67,7 @@ func TestSockRecvWaitsForData(t *testing.T) {
 
 	// EOF: the peer closes, recv returns no bytes and no error.
 	require.NoError(t, b.Close())
-	got, err = rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return l.SockRecv(co, a, 10) })
+	got, err = rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 10) })
 	require.NoError(t, err)
 	assert.Empty(t, got)
 }
@@ -82,7 +82,7 @@ func TestSockTCPRoundTrip(t *testing.T) {
 		t.Run(host, func(t *testing.T) {
 			received, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) {
 				server, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) {
-					conn, peer, err := l.SockAccept(co, ln)
+					conn, peer, err := kernel.SockAccept(co, ln)
 					if err != nil {
 						return nil, err
 					}
@@ -93,7 +93,7 @@ func TestSockTCPRoundTrip(t *testing.T) {
 					var out bytes.Buffer
 					buf := make([]byte, 64<<10)
 					for {
-						n, err := l.SockRecvInto(co, conn, buf)
+						n, err := kernel.SockRecvInto(co, conn, buf)
 						if err != nil {
 							return nil, err
 						}
@@ -107,11 +107,11 @@ func TestSockTCPRoundTrip(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				if err := l.SockConnect(co, c, net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+				if err := kernel.SockConnect(co, c, net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
 					c.Close()
 					return nil, err
 				}
-				if err := l.SockSendall(co, c, payload); err != nil {
+				if err := kernel.SockSendall(co, c, payload); err != nil {
 					c.Close()
 					return nil, err
 				}
@@ -134,7 +134,7 @@ func TestSockConnectRefused(t *testing.T) {
 			return struct{}{}, err
 		}
 		defer c.Close()
-		return struct{}{}, l.SockConnect(co, c, "127.0.0.1:"+strconv.Itoa(port))
+		return struct{}{}, kernel.SockConnect(co, c, "127.0.0.1:"+strconv.Itoa(port))
 	})
 	assert.ErrorIs(t, err, unix.ECONNREFUSED)
 	var oe *net.OpError
@@ -151,22 +151,22 @@ func TestSockUnixConnectAccept(t *testing.T) {
 	require.NoError(t, ln.Listen(0))
 	got, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) {
 		srv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) {
-			conn, _, err := l.SockAccept(co, ln)
+			conn, _, err := kernel.SockAccept(co, ln)
 			if err != nil {
 				return nil, err
 			}
 			defer conn.Close()
-			return l.SockRecv(co, conn, 10)
+			return kernel.SockRecv(co, conn, 10)
 		})
 		c, err := kernel.NewSocket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 		if err != nil {
 			return nil, err
 		}
 		defer c.Close()
-		if err := l.SockConnect(co, c, path); err != nil {
+		if err := kernel.SockConnect(co, c, path); err != nil {
 			return nil, err
 		}
-		if err := l.SockSendall(co, c, []byte("unix")); err != nil {
+		if err := kernel.SockSendall(co, c, []byte("unix")); err != nil {
 			return nil, err
 		}
 		return srv.Await(co)
@@ -193,10 +193,10 @@ func TestSockDatagram(t *testing.T) {
 	}
 	got, err := rsRun(t, l, func(co *kernel.Co) (dg, error) {
 		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) (dg, error) {
-			d, from, err := l.SockRecvfrom(co, b, 100)
+			d, from, err := kernel.SockRecvfrom(co, b, 100)
 			return dg{data: d, from: from}, err
 		})
-		n, err := l.SockSendto(co, a, []byte("ping"), b.LocalAddr())
+		n, err := kernel.SockSendto(co, a, []byte("ping"), b.LocalAddr())
 		if err != nil {
 			return dg{}, err
 		}
@@ -211,11 +211,11 @@ func TestSockDatagram(t *testing.T) {
 
 	// A datagram longer than the buffer is truncated to it.
 	n, err := rsRun(t, l, func(co *kernel.Co) (int, error) {
-		if _, err := l.SockSendto(co, a, []byte("0123456789"), b.LocalAddr()); err != nil {
+		if _, err := kernel.SockSendto(co, a, []byte("0123456789"), b.LocalAddr()); err != nil {
 			return 0, err
 		}
 		buf := make([]byte, 4)
-		n, _, err := l.SockRecvfromInto(co, b, buf)
+		n, _, err := kernel.SockRecvfromInto(co, b, buf)
 		return n, err
 	})
 	require.NoError(t, err)
@@ -226,20 +226,20 @@ func TestSockBlockingRejected(t *testing.T) {
 	l := rsLoop(t)
 	a, b := rsPair(t, unix.SOCK_STREAM)
 	require.NoError(t, a.SetBlocking(true))
-	_, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return l.SockRecv(co, a, 1) })
+	_, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 1) })
 	assert.ErrorIs(t, err, kernel.ErrBlockingSocket)
-	_, err = rsRun(t, l, func(co *kernel.Co) (struct{}, error) { return struct{}{}, l.SockSendall(co, a, []byte("x")) })
+	_, err = rsRun(t, l, func(co *kernel.Co) (struct{}, error) { return struct{}{}, kernel.SockSendall(co, a, []byte("x")) })
 	assert.ErrorIs(t, err, kernel.ErrBlockingSocket)
-	_, err = rsRun(t, l, func(co *kernel.Co) (struct{}, error) { return struct{}{}, l.SockConnect(co, a, "x") })
+	_, err = rsRun(t, l, func(co *kernel.Co) (struct{}, error) { return struct{}{}, kernel.SockConnect(co, a, "x") })
 	assert.ErrorIs(t, err, kernel.ErrBlockingSocket)
 	_, err = rsRun(t, l, func(co *kernel.Co) (*kernel.Socket, error) {
-		s, _, err := l.SockAccept(co, a)
+		s, _, err := kernel.SockAccept(co, a)
 		return s, err
 	})
 	assert.ErrorIs(t, err, kernel.ErrBlockingSocket)
 
 	require.NoError(t, b.Close())
-	_, err = rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return l.SockRecv(co, b, 1) })
+	_, err = rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, b, 1) })
 	assert.ErrorIs(t, err, kernel.ErrSocketClosed)
 }
 
@@ -247,7 +247,7 @@ func TestSockCancelRemovesWatch(t *testing.T) {
 	l := rsLoop(t)
 	a, b := rsPair(t, unix.SOCK_STREAM)
 	_, err := rsRun(t, l, func(co *kernel.Co) (struct{}, error) {
-		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return l.SockRecv(co, a, 10) })
+		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 10) })
 		if err := co.Yield(); err != nil {
 			return struct{}{}, err
 		}
@@ -264,10 +264,10 @@ func TestSockCancelRemovesWatch(t *testing.T) {
 
 	// The descriptor is free for the next operation.
 	got, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) {
-		if err := l.SockSendall(co, b, []byte("after")); err != nil {
+		if err := kernel.SockSendall(co, b, []byte("after")); err != nil {
 			return nil, err
 		}
-		return l.SockRecv(co, a, 10)
+		return kernel.SockRecv(co, a, 10)
 	})
 	require.NoError(t, err)
 	assert.Equal(t, "after", string(got))
@@ -277,16 +277,9 @@ func TestSockBusyDescriptor(t *testing.T) {
 	l := rsLoop(t)
 	a, _ := rsPair(t, unix.SOCK_STREAM)
 	require.NoError(t, l.AddReader(a.Fd(), func() {}))
-	_, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return l.SockRecv(co, a, 10) })
+	_, err := rsRun(t, l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 10) })
 	assert.ErrorIs(t, err, kernel.ErrFDBusy)
 	removed, err := l.RemoveReader(a.Fd())
 	require.NoError(t, err)
 	assert.True(t, removed, "the failed recv must leave the other reader alone")
-}
-
-func TestSockWrongLoop(t *testing.T) {
-	l1, l2 := rsLoop(t), rsLoop(t)
-	a, _ := rsPair(t, unix.SOCK_STREAM)
-	_, err := rsRun(t, l1, func(co *kernel.Co) ([]byte, error) { return l2.SockRecv(co, a, 1) })
-	assert.ErrorIs(t, err, kernel.ErrDifferentLoop)
 }
