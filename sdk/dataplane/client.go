@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -451,11 +452,40 @@ func (c *Client) flush(timeout time.Duration, maxEvents int) error {
 		recs++
 	}
 	if err := send(true); err != nil {
+		if !sent && errors.Is(err, unix.EBADF) && c.dropClosed() {
+			return c.flush(timeout, maxEvents)
+		}
 		return c.abandon(err, sent)
 	}
 	c.queue = c.queue[:0]
 	clear(c.queued)
 	return nil
+}
+
+// dropClosed handles sendmsg's EBADF: a queued registration names a
+// descriptor the caller closed without unregistering it first. Rather than
+// fail every Wait from now on (and every plugin restart after it), those
+// registrations are marked failed and reported as Error events, as if the
+// plugin had refused them. It reports whether it found any.
+func (c *Client) dropClosed() bool {
+	found := false
+	for i, ch := range c.queue {
+		if ch.op != opRegister {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(ch.fd), unix.F_GETFD, 0); err != unix.EBADF {
+			continue
+		}
+		c.log.Warn("registered descriptor was closed before it reached the plugin; reporting an error event", "token", ch.tok, "fd", ch.fd)
+		c.queue[i].op = 0
+		delete(c.queued, ch.tok)
+		r := c.regs[ch.tok]
+		r.failed = true
+		c.regs[ch.tok] = r
+		c.errPending = append(c.errPending, ch.tok)
+		found = true
+	}
+	return found
 }
 
 // abandon handles a failed send. Once part of a batch went out the plugin's

@@ -554,3 +554,27 @@ func TestWaitAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per Modify+Wait, want 0", allocs)
 	}
 }
+
+// A descriptor closed without Unregister before its registration was sent
+// costs that registration (an Error event), not the connection.
+func TestClosedBeforeSendBecomesErrorEvent(t *testing.T) {
+	c, _ := newClient(t, nil)
+	a, b := pair(t)
+	_, err := unix.Write(b, []byte("x"))
+	require.NoError(t, err)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fds[1])
+	good, bad := sdk.MakeToken(1, 1), sdk.MakeToken(2, 1)
+	require.NoError(t, c.Register(a, good, sdk.Read))
+	require.NoError(t, c.Register(fds[0], bad, sdk.Read))
+	require.NoError(t, unix.Close(fds[0])) // contract broken: closed while registered
+	evs := make([]sdk.Event, 4)
+	n, err := c.Wait(evs, -1)
+	require.NoError(t, err)
+	require.Equal(t, map[sdk.Token]sdk.Events{good: sdk.Read, bad: sdk.Error}, tokens(evs[:n]))
+	require.NoError(t, c.Unregister(bad))
+	n, err = c.Wait(evs, -1)
+	require.NoError(t, err)
+	require.Equal(t, []sdk.Event{{Token: good, Events: sdk.Read}}, evs[:n])
+}
