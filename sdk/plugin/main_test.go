@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 		s, err := newTestPoll()
 		return &hangOnWait{s}, err
 	})
+	sdk.Register("garbage", func() (sdk.Selector, error) {
+		s, err := newTestPoll()
+		return &garbageOnWait{s}, err
+	})
 	ServeBundled()
 	if os.Getenv(envTestHost) != "" {
 		os.Exit(playHost())
@@ -75,6 +79,15 @@ func playHost() int {
 type crashOnWait struct{ sdk.Selector }
 
 func (c *crashOnWait) Wait([]sdk.Event, time.Duration) (int, error) { os.Exit(3); return 0, nil }
+
+// garbageOnWait answers a wait with a frame no data-plane peer could parse,
+// written straight to the data-plane socket (descriptor 3 in a plugin).
+type garbageOnWait struct{ sdk.Selector }
+
+func (g *garbageOnWait) Wait([]sdk.Event, time.Duration) (int, error) {
+	_, _ = unix.Write(3, []byte("this is not a frame"))
+	select {}
+}
 
 // hangOnWait never answers.
 type hangOnWait struct{ sdk.Selector }

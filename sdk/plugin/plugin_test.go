@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/dataplane"
 	pb "github.com/loopkernel/loopkernel/sdk/proto"
 )
 
@@ -195,15 +196,59 @@ func TestHungPluginIsKilledAndReplaced(t *testing.T) {
 	assert.Contains(t, err.Error(), "signal: killed")
 }
 
+func TestProtocolViolationIsAFailure(t *testing.T) {
+	sel := launch(t, Spec{Name: "garbage", MaxRestarts: -1})
+	_, err := sel.Wait(make([]sdk.Event, 1), time.Second)
+	require.ErrorIs(t, err, sdk.ErrPluginFailed)
+	assert.ErrorIs(t, err, dataplane.ErrProtocol)
+	assert.Contains(t, err.Error(), "after 0 restarts")
+}
+
+func socketDirOf(t *testing.T, pid int) string {
+	t.Helper()
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	require.NoError(t, err)
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if v, ok := strings.CutPrefix(kv, envSocketDir+"="); ok {
+			return v
+		}
+	}
+	t.Fatalf("plugin %d has no %s", pid, envSocketDir)
+	return ""
+}
+
 func TestCloseIsGraceful(t *testing.T) {
 	sel := launch(t, Spec{Name: "testpoll"})
 	p := sel.proc
+	dir := socketDirOf(t, p.pid)
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "socket directory is private")
 	require.NoError(t, sel.Close())
 	<-p.run.exited
 	assert.Equal(t, 0, p.run.state.ExitCode(), "exited by itself after Shutdown")
+	_, err = os.Stat(dir)
+	assert.ErrorIs(t, err, os.ErrNotExist, "socket directory removed")
 	assert.ErrorIs(t, sel.Close(), sdk.ErrClosed)
-	_, err := sel.Wait(make([]sdk.Event, 1), 0)
+	_, err = sel.Wait(make([]sdk.Event, 1), 0)
 	assert.ErrorIs(t, err, sdk.ErrClosed)
+}
+
+func TestCloseReleasesABlockedWait(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll"})
+	done := make(chan error, 1)
+	go func() {
+		_, err := sel.Wait(make([]sdk.Event, 1), -1)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, sel.Close())
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, sdk.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the Wait")
+	}
 }
 
 func TestCloseKillsAPluginThatDoesNotStop(t *testing.T) {
