@@ -86,7 +86,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			c := netClient(b, placement)
 			req := make([]byte, headerLen+reqBodyLen)
 			putHeader(req, header{typ: tRequest})
-			reply := make([]byte, MaxFrame)
+			reply := make([]byte, maxFrame)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {

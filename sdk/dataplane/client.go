@@ -100,12 +100,12 @@ func NewClient(conn *os.File, logger hclog.Logger) (*Client, error) {
 		regs:    make(map[sdk.Token]reg),
 		byFD:    make(map[int]sdk.Token),
 		queued:  make(map[sdk.Token]int),
-		sendBuf: make([]byte, MaxFrame),
+		sendBuf: make([]byte, maxFrame),
 		sendOOB: make([]byte, oobSpace),
-		fdBuf:   make([]int, 0, MaxFDsPerFrame),
-		recvBuf: make([]byte, MaxFrame+1),
+		fdBuf:   make([]int, 0, maxFDsPerFrame),
+		recvBuf: make([]byte, maxFrame+1),
 		recvOOB: make([]byte, oobSpace),
-		rights:  make([]int, 0, MaxFDsPerFrame),
+		rights:  make([]int, 0, maxFDsPerFrame),
 	}
 	putHeader(c.wakeFrame[:], header{typ: tWake})
 	if err := c.attach(conn); err != nil {
@@ -435,7 +435,7 @@ func (c *Client) flush(timeout time.Duration, maxEvents int) error {
 		if ch.op == 0 {
 			continue
 		}
-		if recs == maxRequestRecords || (ch.op == opRegister && len(fds) == MaxFDsPerFrame) {
+		if recs == maxRequestRecords || (ch.op == opRegister && len(fds) == maxFDsPerFrame) {
 			if err := send(false); err != nil {
 				return c.abandon(err, sent)
 			}

@@ -359,7 +359,7 @@ func TestPluginClosesCopies(t *testing.T) {
 
 func TestBatchLargerThanOneFrame(t *testing.T) {
 	c, _ := newClient(t, nil)
-	const n = MaxFDsPerFrame + 50
+	const n = maxFDsPerFrame + 50
 	for i := range n {
 		a, b := pair(t)
 		_, err := unix.Write(b, []byte("x"))
@@ -370,7 +370,7 @@ func TestBatchLargerThanOneFrame(t *testing.T) {
 	got, err := c.Wait(evs, -1)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), c.exchanges)
-	require.Equal(t, uint64(2), c.frames, "one frame per %d descriptors", MaxFDsPerFrame)
+	require.Equal(t, uint64(2), c.frames, "one frame per %d descriptors", maxFDsPerFrame)
 	seen := tokens(evs[:got])
 	for got < n { // epoll may report fewer than all ready at once
 		m, err := c.Wait(evs, -1)

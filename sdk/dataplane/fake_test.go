@@ -20,7 +20,7 @@ type fakePlugin struct {
 }
 
 func newFake(conn *os.File) *fakePlugin {
-	return &fakePlugin{conn: conn, s: sock{fd: int(conn.Fd())}, buf: make([]byte, MaxFrame+1), oob: make([]byte, oobSpace)}
+	return &fakePlugin{conn: conn, s: sock{fd: int(conn.Fd())}, buf: make([]byte, maxFrame+1), oob: make([]byte, oobSpace)}
 }
 
 // newFakeClient returns a Client whose hello was answered by a fake that

@@ -22,7 +22,7 @@ func FuzzServe(f *testing.F) {
 	f.Add(encRequest(1, fMore, -1, 4, reqRec{1, opRegister, sdk.Read}, reqRec{2, opRegister, 0}), uint8(2))
 	f.Add(encRequest(1, 0, -1, 4, reqRec{1, opRegister, sdk.Read}, reqRec{1, opUnregister, 0}), uint8(1))
 	f.Fuzz(func(t *testing.T, frame []byte, nfds uint8) {
-		if len(frame) > MaxFrame+16 {
+		if len(frame) > maxFrame+16 {
 			return
 		}
 		sel, err := newTestEpoll()
@@ -73,7 +73,7 @@ func FuzzClientReply(f *testing.F) {
 	}
 	f.Add(encEvents(1, 0, evRec{sdk.MakeToken(1, 1), sdk.Read, 0}, evRec{sdk.MakeToken(2, 1), 0, 1}))
 	f.Fuzz(func(t *testing.T, reply []byte) {
-		if len(reply) == 0 || len(reply) > MaxFrame {
+		if len(reply) == 0 || len(reply) > maxFrame {
 			return
 		}
 		c, fake := newFakeClient(t)

@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 // netEcho answers each request-shaped message with a reply after a real
 // Wait(0), exactly the work Serve does for an empty request.
 func netEcho(c *net.UnixConn, sel sdk.Selector) {
-	buf := make([]byte, MaxFrame)
+	buf := make([]byte, maxFrame)
 	evs := make([]sdk.Event, 64)
 	reply := make([]byte, headerLen)
 	putHeader(reply, header{typ: tEvents})

@@ -51,10 +51,10 @@ func Serve(ctx context.Context, conn *os.File, sel sdk.Selector, logger hclog.Lo
 		sel:     sel,
 		s:       sock{fd: fd},
 		fds:     make(map[sdk.Token]int),
-		recvBuf: make([]byte, MaxFrame+1),
+		recvBuf: make([]byte, maxFrame+1),
 		recvOOB: make([]byte, oobSpace),
-		rights:  make([]int, 0, MaxFDsPerFrame),
-		sendBuf: make([]byte, MaxFrame),
+		rights:  make([]int, 0, maxFDsPerFrame),
+		sendBuf: make([]byte, maxFrame),
 	}
 	err := sv.run()
 	sv.release()
@@ -277,7 +277,10 @@ func (sv *server) apply(f hostFrame) {
 			fd := sv.rights[next]
 			next++
 			if _, ok := sv.fds[tok]; ok {
+				// The host never does this; if it did, its table is out of
+				// step, so drop both and let the error record say so.
 				unix.Close(fd)
+				sv.drop(tok)
 				sv.fail(tok, fmt.Errorf("register: token %w", sdk.ErrExists))
 				continue
 			}

@@ -37,8 +37,8 @@ type sock struct {
 // cmsgData is the offset of the payload inside a control message.
 var cmsgData = unix.CmsgLen(0)
 
-// oobSpace is the control buffer that holds MaxFDsPerFrame descriptors.
-var oobSpace = unix.CmsgSpace(4 * MaxFDsPerFrame)
+// oobSpace is the control buffer that holds maxFDsPerFrame descriptors.
+var oobSpace = unix.CmsgSpace(4 * maxFDsPerFrame)
 
 func (s *sock) setMsg(p, oob []byte) {
 	s.msg = unix.Msghdr{}

@@ -27,14 +27,14 @@ const (
 	helloBody  = 16 // max_fds + cap_flags + reserved, after the header
 	errBody    = 8  // errno + reserved, after the header
 
-	// MaxFrame is the largest frame either side sends or accepts.
-	MaxFrame = 65536
-	// MaxFDsPerFrame is Linux's SCM_MAX_FD: the most descriptors one
+	// maxFrame is the largest frame either side sends or accepts.
+	maxFrame = 65536
+	// maxFDsPerFrame is Linux's SCM_MAX_FD: the most descriptors one
 	// sendmsg can carry. Larger batches are split over several frames.
-	MaxFDsPerFrame = 253
-	// maxRequestRecords and maxReplyRecords follow from MaxFrame.
-	maxRequestRecords = (MaxFrame - headerLen - reqBodyLen) / recordLen
-	maxReplyRecords   = (MaxFrame - headerLen) / recordLen
+	maxFDsPerFrame = 253
+	// maxRequestRecords and maxReplyRecords follow from maxFrame.
+	maxRequestRecords = (maxFrame - headerLen - reqBodyLen) / recordLen
+	maxReplyRecords   = (maxFrame - headerLen) / recordLen
 	maxNameLen        = 64
 	maxErrMsgLen      = 1024
 )
@@ -212,8 +212,8 @@ func decodeHostFrame(b []byte, nfds int) (hostFrame, error) {
 	if f.registers != nfds {
 		return f, protoErr("request registers %d descriptors but carried %d", f.registers, nfds)
 	}
-	if f.registers > MaxFDsPerFrame {
-		return f, protoErr("request registers %d descriptors (limit %d)", f.registers, MaxFDsPerFrame)
+	if f.registers > maxFDsPerFrame {
+		return f, protoErr("request registers %d descriptors (limit %d)", f.registers, maxFDsPerFrame)
 	}
 	return f, nil
 }

@@ -225,12 +225,12 @@ func FuzzParseRights(f *testing.F) {
 
 func TestPutRightsRoundTrip(t *testing.T) {
 	oob := make([]byte, oobSpace)
-	want := make([]int, MaxFDsPerFrame)
+	want := make([]int, maxFDsPerFrame)
 	for i := range want {
 		want[i] = 1000 + i
 	}
 	got, err := parseRights(putRights(oob, want), nil)
-	if err != nil || len(got) != len(want) || got[0] != 1000 || got[len(got)-1] != 1000+MaxFDsPerFrame-1 {
+	if err != nil || len(got) != len(want) || got[0] != 1000 || got[len(got)-1] != 1000+maxFDsPerFrame-1 {
 		t.Fatalf("parseRights(putRights(%d fds)) = %d fds, %v", len(want), len(got), err)
 	}
 	if putRights(oob, nil) != nil {
