@@ -89,6 +89,10 @@ type Selector struct {
 	mu     sync.Mutex // guards proc swaps against Stats and Close
 	proc   *process
 	closed bool
+	// life is cancelled by Close, ending a restart in progress (its backoff
+	// sleep and its start) on another goroutine.
+	life   context.Context
+	cancel context.CancelFunc
 
 	// The watchdog kills a plugin that does not answer a Wait in time; it
 	// runs on a timer goroutine, hence the atomics.
@@ -115,11 +119,13 @@ func Launch(ctx context.Context, spec Spec) (*Selector, error) {
 	}
 	p, err := s.start(ctx)
 	if err != nil {
+		s.cancel()
 		return nil, err
 	}
 	dp, err := dataplane.NewClient(p.conn, s.logger.Named("dataplane"))
 	if err != nil {
 		p.kill()
+		s.cancel()
 		return nil, fmt.Errorf("plugin %q: %w", s.name, err)
 	}
 	s.dp = dp
@@ -163,6 +169,7 @@ func newSupervised(spec Spec) (*Selector, error) {
 		display = filepath.Base(spec.Path)
 	}
 	s := &Selector{spec: spec, path: spec.Path, name: display, logger: spec.Logger.With("plugin", display)}
+	s.life, s.cancel = context.WithCancel(context.Background())
 	if spec.Path == "" {
 		if _, ok := sdk.Lookup(spec.Name); !ok {
 			return nil, fmt.Errorf("plugin: no bundled selector %q (bundled: %v)", spec.Name, sdk.Registered())
@@ -334,7 +341,11 @@ func (s *Selector) recover(cause error) error {
 	}
 	old.kill()
 	pid, status := old.pid, old.exitStatus()
+	errClosed := fmt.Errorf("plugin %q: %w", s.name, sdk.ErrClosed)
 	for {
+		if s.life.Err() != nil {
+			return errClosed
+		}
 		now := time.Now()
 		kept := s.restarts[:0]
 		for _, t := range s.restarts {
@@ -354,14 +365,18 @@ func (s *Selector) recover(cause error) error {
 			delay = min(firstBackoff<<(k-1), s.spec.MaxBackoff)
 		}
 		s.logger.Warn("plugin failed; restarting", "pid", pid, "exit", status, "error", cause, "restart", s.total+1, "backoff", delay)
-		time.Sleep(delay)
+		select {
+		case <-time.After(delay):
+		case <-s.life.Done():
+			return errClosed
+		}
 		s.restarts = append(s.restarts, time.Now())
 		s.mu.Lock()
 		s.total++ // Stats reads it from other goroutines
 		s.mu.Unlock()
 
 		t0 := time.Now()
-		p, err := s.start(context.Background())
+		p, err := s.start(s.life)
 		if err == nil {
 			if err = s.dp.Replace(p.conn); err != nil {
 				p.kill()
@@ -369,6 +384,13 @@ func (s *Selector) recover(cause error) error {
 		}
 		if err == nil {
 			s.mu.Lock()
+			if s.closed {
+				// Close ran meanwhile and stopped the old process; this
+				// one is nobody's.
+				s.mu.Unlock()
+				p.kill()
+				return errClosed
+			}
 			s.proc = p
 			s.mu.Unlock()
 			s.cur.Store(p)
@@ -384,6 +406,9 @@ func (s *Selector) recover(cause error) error {
 
 // Close shuts the plugin down: a Shutdown call, then a kill if it has not
 // exited within Spec.StopTimeout. It never closes registered descriptors.
+// It may be called from another goroutine than the loop's: a Wait blocked
+// there, or replacing a failed plugin, returns an error wrapping
+// sdk.ErrClosed.
 func (s *Selector) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -393,6 +418,7 @@ func (s *Selector) Close() error {
 	s.closed = true
 	p := s.proc
 	s.mu.Unlock()
+	s.cancel()
 	if p.stop(time.Now().Add(s.spec.StopTimeout)) {
 		s.logger.Warn("plugin did not stop within its time limit; killed", "pid", p.pid, "limit", s.spec.StopTimeout)
 	}

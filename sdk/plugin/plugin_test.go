@@ -184,6 +184,29 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 	assert.ErrorIs(t, sel.Register(0, 1, sdk.Read), sdk.ErrPluginFailed)
 }
 
+func TestCloseEndsARestartInProgress(t *testing.T) {
+	sel := launch(t, Spec{Name: "crashloop", MaxRestarts: 1000, MaxBackoff: time.Hour})
+	done := make(chan error, 1)
+	go func() {
+		evs := make([]sdk.Event, 1)
+		for {
+			if _, err := sel.Wait(evs, 0); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	// Let it crash a few times, into a long backoff.
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, sel.Close())
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, sdk.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the restart loop")
+	}
+}
+
 func TestHungPluginIsKilledAndReplaced(t *testing.T) {
 	sel := launch(t, Spec{Name: "hang", MaxRestarts: 1, ReplyTimeout: 100 * time.Millisecond})
 	evs := make([]sdk.Event, 1)
