@@ -23,22 +23,22 @@ func init() {
 	}
 	Register(Policy{
 		Name:        "epoll",
-		Description: "in-process Linux epoll selector (default; cost per wait independent of idle descriptors)",
+		Description: "in-process Linux epoll selector (cost per wait independent of idle descriptors)",
 		Selector:    "epoll",
 	})
 	Register(Policy{
 		Name:        "poll",
-		Description: "in-process poll(2) selector (accepts every descriptor kind, regular files included)",
+		Description: "in-process poll(2) selector (accepts every descriptor kind, regular files too)",
 		Selector:    "poll",
 	})
 	Register(Policy{
 		Name:        "epoll-plugin",
-		Description: "the epoll selector in a supervised plugin process (this binary re-executed; readiness over the socketpair data plane)",
+		Description: "epoll in a supervised plugin process (this binary re-executed; readiness over the data plane)",
 		Selector:    pluginPrefix + "epoll",
 	})
 	Register(Policy{
 		Name:        "poll-plugin",
-		Description: "the poll selector in a supervised plugin process (this binary re-executed; readiness over the socketpair data plane)",
+		Description: "poll in a supervised plugin process (this binary re-executed; readiness over the data plane)",
 		Selector:    pluginPrefix + "poll",
 	})
 }
