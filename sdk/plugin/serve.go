@@ -7,14 +7,12 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/dataplane"
@@ -144,23 +142,14 @@ func serve(name string, newSelector sdk.Factory) int {
 	dpDone := make(chan error, 1)
 	go func() { dpDone <- dataplane.Serve(ctx, conn, ctrl.sel, logger) }()
 
-	var grpcSrv struct {
-		sync.Mutex
-		*grpc.Server
-	}
 	servedDone := make(chan struct{})
 	go func() {
 		defer close(servedDone)
 		goplugin.Serve(&goplugin.ServeConfig{
 			HandshakeConfig: handshake,
 			Plugins:         goplugin.PluginSet{pluginKey: &grpcPlugin{server: ctrl}},
-			GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-				grpcSrv.Lock()
-				defer grpcSrv.Unlock()
-				grpcSrv.Server = grpc.NewServer(opts...)
-				return grpcSrv.Server
-			},
-			Logger: logger,
+			GRPCServer:      goplugin.DefaultGRPCServer,
+			Logger:          logger,
 		})
 	}()
 
@@ -211,20 +200,9 @@ func serve(name string, newSelector sdk.Factory) int {
 	}
 	close(ctrl.stopped)
 
-	// Let a Shutdown reply go out before the process disappears, but do
-	// not wait for go-plugin's long-lived streams.
-	grpcSrv.Lock()
-	srv := grpcSrv.Server
-	grpcSrv.Unlock()
-	if srv != nil {
-		stopped := make(chan struct{})
-		go func() { srv.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(50 * time.Millisecond):
-			srv.Stop()
-		}
-	}
+	// No graceful gRPC stop: go-plugin's long-lived streams would hold it
+	// up, and the host does not need the Shutdown reply; it waits for the
+	// process to exit.
 	return status
 }
 
