@@ -61,7 +61,42 @@ func curGoroutineID() uint64 {
 // RunningLoop and the one-loop-per-goroutine rule.
 var running sync.Map // uint64 -> *Loop
 
+// coroutines maps the goroutine of each live task or async-generator body
+// to its loop, in debug mode only. iter.Pull runs a body on a goroutine of
+// its own, so without this debug mode's goroutine check would refuse every
+// call a coroutine makes (and silently drop the callbacks a task schedules
+// when it completes), and a coroutine could run a second loop inside its
+// own. Finding a goroutine's id costs microseconds, which is why only debug
+// mode pays it.
+var coroutines sync.Map // uint64 -> *Loop
+
+// registerCoroutine records the calling coroutine goroutine as acting for l
+// and returns its id for unregisterCoroutine.
+func (l *Loop) registerCoroutine() uint64 {
+	gid := curGoroutineID()
+	coroutines.Store(gid, l)
+	return gid
+}
+
+func unregisterCoroutine(gid uint64) {
+	if gid != 0 {
+		coroutines.Delete(gid)
+	}
+}
+
+// actsFor reports whether goroutine gid is a coroutine of l (debug mode).
+func actsFor(gid uint64, l *Loop) bool {
+	owner, ok := coroutines.Load(gid)
+	return ok && owner.(*Loop) == l
+}
+
 func enterRunning(gid uint64, l *Loop) error {
+	if owner, ok := coroutines.Load(gid); ok {
+		if owner.(*Loop) == l {
+			return ErrRunning
+		}
+		return ErrOtherLoopRunning
+	}
 	if other, loaded := running.LoadOrStore(gid, l); loaded {
 		if other.(*Loop) == l {
 			return ErrRunning
@@ -75,6 +110,8 @@ func leaveRunning(gid uint64) { running.Delete(gid) }
 
 // RunningLoop returns the loop running on the calling goroutine, or nil
 // (asyncio: get_running_loop, which raises instead of returning None).
+// A task's coroutine runs on a goroutine of its own, where RunningLoop
+// returns nil: a coroutine reaches its loop through Co.Loop.
 func RunningLoop() *Loop {
 	if l, ok := running.Load(curGoroutineID()); ok {
 		return l.(*Loop)

@@ -156,8 +156,10 @@ func (l *Loop) checkUsable() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	if l.debug && l.running && curGoroutineID() != l.goid {
-		return ErrWrongGoroutine
+	if l.debug && l.running {
+		if gid := curGoroutineID(); gid != l.goid && !actsFor(gid, l) {
+			return ErrWrongGoroutine
+		}
 	}
 	return nil
 }

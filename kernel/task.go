@@ -117,6 +117,12 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 	t.name = fmt.Sprintf("Task-%d", taskCounter.Add(1))
 	t.stepFn = t.step
 	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
+		// Debug mode must know this goroutine acts for l (see coroutines).
+		var gid uint64
+		if l.debug {
+			gid = l.registerCoroutine()
+		}
+		defer unregisterCoroutine(gid)
 		co := &Co{loop: l, suspend: func(w *futureCore) error {
 			if t.mustCancel {
 				t.mustCancel = false
@@ -125,6 +131,9 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 			t.waiter = w
 			if !yield(struct{}{}) {
 				return errAbandoned
+			}
+			if gid == 0 && l.debug { // debug mode turned on meanwhile
+				gid = l.registerCoroutine()
 			}
 			t.waiter = nil
 			if t.mustCancel {
