@@ -29,6 +29,9 @@ import (
 
 func launch(t testing.TB, spec Spec) *Selector {
 	t.Helper()
+	if _, bench := t.(*testing.B); bench && spec.Logger == nil {
+		spec.Logger = hclog.NewNullLogger()
+	}
 	if spec.Logger == nil {
 		spec.Logger = testLogger(t)
 	}
