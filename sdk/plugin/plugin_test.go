@@ -319,9 +319,19 @@ func TestConfigure(t *testing.T) {
 	assert.ErrorContains(t, err, `has no setting "frobnicate"`)
 }
 
-func TestUnknownBundledName(t *testing.T) {
-	_, err := Launch(context.Background(), Spec{Name: "nosuch"})
-	assert.ErrorContains(t, err, `no bundled selector "nosuch"`)
+func TestLaunchErrors(t *testing.T) {
+	for _, c := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Name: "nosuch"}, `no bundled selector "nosuch"`},
+		{Spec{}, "Name and Spec.Path are both empty"},
+		{Spec{Path: "/nonexistent/plugin"}, "fork/exec /nonexistent/plugin: no such file"},
+		{Spec{Path: "/bin/true"}, "did not complete the go-plugin handshake"},
+	} {
+		_, err := Launch(context.Background(), c.spec)
+		assert.ErrorContains(t, err, c.want, "%+v", c.spec)
+	}
 }
 
 // TestHostKilled: a host that dies by SIGKILL leaves neither its plugin

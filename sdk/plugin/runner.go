@@ -77,7 +77,7 @@ func (r *procRunner) Start(context.Context) error {
 	_ = r.pluginEnd.Close()
 	if err != nil {
 		close(r.exited)
-		return fmt.Errorf("starting plugin %q: %w", r.name, err)
+		return err // fork/exec PATH: ...; the caller names the plugin
 	}
 	r.pid = r.cmd.Process.Pid
 	return nil
