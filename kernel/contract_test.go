@@ -1,0 +1,23 @@
+package kernel_test
+
+import (
+	"testing"
+
+	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/plugins/selector"
+)
+
+// TestContract runs the kernel contract (conformance.KernelSuite) on every
+// bundled in-process selector, once as configured and once more with debug
+// mode on, so the debug paths (goroutine checks, scheduling-site capture,
+// callback timing) are held to the same behaviour.
+func TestContract(t *testing.T) {
+	for _, b := range selector.Bundled {
+		t.Run(b.Name, func(t *testing.T) {
+			conformance.RunKernel(t, b.New)
+		})
+		t.Run(b.Name+"/debug", func(t *testing.T) {
+			conformance.RunKernel(t, b.New, conformance.KernelConfig{Debug: true})
+		})
+	}
+}
