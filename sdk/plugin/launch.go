@@ -181,8 +181,11 @@ func newSupervised(spec Spec) (*Selector, error) {
 		s.path = exe
 		s.env = []string{envBundled + "=" + spec.Name}
 	}
-	if lvl := spec.Logger.GetLevel(); lvl != hclog.NoLevel {
-		// The plugin need not produce lines the host would drop.
+	// The plugin need not produce lines the host would drop.
+	switch lvl := spec.Logger.GetLevel(); {
+	case lvl == hclog.NoLevel && !spec.Logger.IsError():
+		s.env = append(s.env, envLogLevel+"=off") // a null logger
+	case lvl != hclog.NoLevel:
 		s.env = append(s.env, envLogLevel+"="+lvl.String())
 	}
 	if spec.SHA256 != "" {
