@@ -103,6 +103,9 @@ type Selector struct {
 	failed   error
 	restarts []time.Time // restart times within RestartWindow
 	total    int
+	// deadUser and deadSys are the CPU times of plugin processes that have
+	// been replaced, so that Stats covers the plugin's whole life.
+	deadUser, deadSys time.Duration
 }
 
 var _ sdk.Selector = (*Selector)(nil)
@@ -343,6 +346,7 @@ func (s *Selector) recover(cause error) error {
 		return fmt.Errorf("plugin %q: %w", s.name, sdk.ErrClosed)
 	}
 	old.kill()
+	s.addDeadCPU(old)
 	pid, status := old.pid, old.exitStatus()
 	errClosed := fmt.Errorf("plugin %q: %w", s.name, sdk.ErrClosed)
 	for {
@@ -383,6 +387,7 @@ func (s *Selector) recover(cause error) error {
 		if err == nil {
 			if err = s.dp.Replace(p.conn); err != nil {
 				p.kill()
+				s.addDeadCPU(p)
 			}
 		}
 		if err == nil {
@@ -404,6 +409,15 @@ func (s *Selector) recover(cause error) error {
 		if p != nil {
 			pid, status = p.pid, p.exitStatus()
 		}
+	}
+}
+
+func (s *Selector) addDeadCPU(p *process) {
+	if st := p.run.state; st != nil {
+		s.mu.Lock()
+		s.deadUser += st.UserTime()
+		s.deadSys += st.SystemTime()
+		s.mu.Unlock()
 	}
 }
 
@@ -432,8 +446,9 @@ func (s *Selector) Close() error {
 	return nil
 }
 
-// Stats are the plugin's counters and CPU time. CPU covers the current
-// process only: a restart starts the count again.
+// Stats are the plugin's counters and CPU time. The counters are the
+// current process's (a restart starts them again); CPU time adds up every
+// process this Selector has run.
 type Stats struct {
 	Pid           int
 	Restarts      int
@@ -449,6 +464,7 @@ type Stats struct {
 func (s *Selector) Stats(ctx context.Context) (Stats, error) {
 	s.mu.Lock()
 	p, closed, restarts := s.proc, s.closed, s.total
+	deadUser, deadSys := s.deadUser, s.deadSys
 	s.mu.Unlock()
 	if closed {
 		return Stats{}, fmt.Errorf("plugin %q: stats: %w", s.name, sdk.ErrClosed)
@@ -463,7 +479,7 @@ func (s *Selector) Stats(ctx context.Context) (Stats, error) {
 		Waits:         r.Waits,
 		Events:        r.Events,
 		Registrations: r.Registrations,
-		CPUUser:       time.Duration(r.CpuUserNs),
-		CPUSys:        time.Duration(r.CpuSysNs),
+		CPUUser:       deadUser + time.Duration(r.CpuUserNs),
+		CPUSys:        deadSys + time.Duration(r.CpuSysNs),
 	}, nil
 }

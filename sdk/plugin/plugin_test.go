@@ -157,6 +157,7 @@ func TestRestartAfterSIGKILLKeepsRegistrations(t *testing.T) {
 	assert.NotEqual(t, before.Pid, after.Pid)
 	assert.Equal(t, 1, after.Restarts)
 	assert.EqualValues(t, 2, after.Registrations, "both registrations handed over")
+	assert.Greater(t, after.CPUUser+after.CPUSys, before.CPUUser+before.CPUSys, "the dead plugin's CPU time still counts")
 	assert.False(t, alive(before.Pid), "old plugin reaped")
 }
 
