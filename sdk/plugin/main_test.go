@@ -98,6 +98,7 @@ func (h *hangOnWait) Wait([]sdk.Event, time.Duration) (int, error) { select {} }
 // readiness through the whole out-of-process stack.
 type testPoll struct {
 	mu     sync.Mutex
+	name   string // settable through Configure, to test Configurer
 	regs   map[sdk.Token]testReg
 	wake   [2]int
 	closed bool
@@ -212,7 +213,23 @@ func (s *testPoll) Wake() error {
 }
 
 func (s *testPoll) Capabilities() sdk.Capabilities {
-	return sdk.Capabilities{Name: "testpoll", RegularFiles: true}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := "testpoll"
+	if s.name != "" {
+		name = s.name
+	}
+	return sdk.Capabilities{Name: name, RegularFiles: true}
+}
+
+func (s *testPoll) Configure(key, value string) error {
+	if key != "name" || value == "" {
+		return fmt.Errorf("want name=NONEMPTY")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.name = value
+	return nil
 }
 
 func (s *testPoll) Close() error {

@@ -314,9 +314,16 @@ func TestSHA256Pinning(t *testing.T) {
 }
 
 func TestConfigure(t *testing.T) {
-	sel := launch(t, Spec{Name: "testpoll", Config: map[string]string{"log_level": "debug"}})
+	// log_level is the SDK's; name goes to testPoll's Configure, before the
+	// data-plane hello reports the capabilities.
+	sel := launch(t, Spec{Name: "testpoll", Config: map[string]string{"log_level": "debug", "name": "renamed"}})
+	assert.Equal(t, "renamed", sel.Capabilities().Name)
 	require.NoError(t, sel.Close())
-	_, err := Launch(context.Background(), Spec{Name: "testpoll", Config: map[string]string{"frobnicate": "1"}})
+
+	_, err := Launch(context.Background(), Spec{Name: "testpoll", Config: map[string]string{"name": ""}})
+	assert.ErrorContains(t, err, `setting name="": want name=NONEMPTY`)
+	// A selector that is not a Configurer takes no settings but the SDK's.
+	_, err = Launch(context.Background(), Spec{Name: "crashloop", Config: map[string]string{"frobnicate": "1"}})
 	assert.ErrorContains(t, err, `has no setting "frobnicate"`)
 }
 
