@@ -2,6 +2,10 @@ package policy
 
 import (
 	"context"
+	"os"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -47,6 +51,15 @@ func init() {
 // back-end registered with sdk.Register in-process, or through sdk/plugin a
 // bundled back-end or a plugin executable out of process. Plugin
 // executables named by NAME are looked up in $LOOPKERNEL_PLUGIN_DIR.
+//
+// Plugin supervision events (a plugin that crashed or hung and was
+// restarted, or given up on) are logged at warning level on stderr: they
+// are rare, and a loop that silently lost and regained its selector would
+// be a puzzle for whoever watches it.
 func openSelector(ctx context.Context, spec string) (sdk.Selector, error) {
-	return plugin.Open(ctx, spec, plugin.Options{})
+	return plugin.Open(ctx, spec, plugin.Options{Template: plugin.Spec{Logger: pluginLogger()}})
 }
+
+var pluginLogger = sync.OnceValue(func() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Level: hclog.Warn, Output: os.Stderr})
+})

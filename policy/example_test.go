@@ -69,13 +69,18 @@ func ExampleGetEventLoop() {
 
 // A program can register its own recipe, for instance poll with a small
 // executor, and select it by name like the builtin ones.
+//
+// Register is meant for init functions and panics on a name registered
+// twice; code that may run more than once checks with Lookup first.
 func ExampleRegister() {
-	policy.Register(policy.Policy{
-		Name:        "poll-small-executor",
-		Description: "poll selector, at most two blocking calls at a time",
-		Selector:    "poll",
-		Executor:    func() kernel.Executor { return kernel.NewGoExecutor(2) },
-	})
+	if _, err := policy.Lookup("poll-small-executor"); errors.Is(err, policy.ErrUnknownPolicy) {
+		policy.Register(policy.Policy{
+			Name:        "poll-small-executor",
+			Description: "poll selector, at most two blocking calls at a time",
+			Selector:    "poll",
+			Executor:    func() kernel.Executor { return kernel.NewGoExecutor(2) },
+		})
+	}
 	p, _ := policy.Lookup("poll-small-executor")
 	fmt.Println(p.Name+":", p.Description)
 	// Output: poll-small-executor: poll selector, at most two blocking calls at a time

@@ -118,6 +118,48 @@ func TestPluginPoliciesRunTheSelectorOutOfProcess(t *testing.T) {
 	}
 }
 
+// TestPluginPolicySurvivesItsPluginBeingKilled: the supervisor restarts a
+// killed plugin and the loop goes on receiving readiness through the new one.
+func TestPluginPolicySurvivesItsPluginBeingKilled(t *testing.T) {
+	p, err := Lookup("epoll-plugin")
+	require.NoError(t, err)
+	l, err := p.NewEventLoop()
+	require.NoError(t, err)
+	defer l.Close()
+	ps := l.Selector().(*plugin.Selector)
+	before, err := ps.Stats(context.Background())
+	require.NoError(t, err)
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	var got []string
+	require.NoError(t, l.AddReader(fds[0], func() {
+		buf := make([]byte, 16)
+		if n, err := unix.Read(fds[0], buf); err == nil {
+			got = append(got, string(buf[:n]))
+		}
+		l.Stop()
+	}))
+	_, err = unix.Write(fds[1], []byte("one"))
+	require.NoError(t, err)
+	require.NoError(t, l.RunForever())
+
+	require.NoError(t, unix.Kill(before.Pid, unix.SIGKILL))
+	// Written while no plugin is alive; level-triggered readiness means the
+	// replacement reports it.
+	_, err = unix.Write(fds[1], []byte("two"))
+	require.NoError(t, err)
+	require.NoError(t, l.RunForever())
+	assert.Equal(t, []string{"one", "two"}, got)
+
+	after, err := ps.Stats(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, before.Pid, after.Pid)
+	assert.Equal(t, 1, after.Restarts)
+}
+
 func TestResolverField(t *testing.T) {
 	r := resolver.New(nil)
 	p := &Policy{Name: "with-resolver", Selector: "epoll", Resolver: func() sdk.Resolver { return r }}
@@ -164,15 +206,18 @@ func TestRegisterRejectsProgrammingErrors(t *testing.T) {
 }
 
 func TestRegisterCustomPolicyWithExecutorAndOptions(t *testing.T) {
-	var submitted atomic.Int32
-	Register(Policy{
-		Name:        "test-counting-executor",
-		Description: "poll with a counting executor, debug on",
-		Selector:    "poll",
-		Executor: func() kernel.Executor {
-			return countingExecutor{kernel.NewGoExecutor(1), &submitted}
-		},
-		Options: []kernel.Option{kernel.WithDebug(true)},
+	var submitted atomic.Int32 // per run; the registered executor reads the current one
+	countingSubmitted.Store(&submitted)
+	registerCountingOnce.Do(func() {
+		Register(Policy{
+			Name:        "test-counting-executor",
+			Description: "poll with a counting executor, debug on",
+			Selector:    "poll",
+			Executor: func() kernel.Executor {
+				return countingExecutor{kernel.NewGoExecutor(1), countingSubmitted.Load()}
+			},
+			Options: []kernel.Option{kernel.WithDebug(true)},
+		})
 	})
 	assert.Contains(t, Names(), "test-counting-executor")
 	p, err := Lookup("test-counting-executor")
@@ -191,6 +236,12 @@ func TestRegisterCustomPolicyWithExecutorAndOptions(t *testing.T) {
 	assert.Equal(t, 42, v)
 	assert.Equal(t, int32(1), submitted.Load())
 }
+
+// Registration is once per process, but go test -count=N runs tests N times.
+var (
+	registerCountingOnce sync.Once
+	countingSubmitted    atomic.Pointer[atomic.Int32]
+)
 
 type countingExecutor struct {
 	kernel.Executor
