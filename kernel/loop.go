@@ -85,6 +85,8 @@ type Loop struct {
 
 	resolver sdk.Resolver // nil: the in-process default (kernel/resolver.go)
 
+	net netState // scratch shared by the network transports (kernel/net_stream.go)
+
 	asyncgens         map[asyncGenCloser]struct{}
 	asyncgensShutdown bool
 
