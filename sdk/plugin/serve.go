@@ -91,6 +91,21 @@ func ServeBundled() {
 
 // serve is Serve without the exit, returning the exit status.
 func serve(name string, newSelector sdk.Factory) int {
+	// Parent death arrives as SIGTERM (PR_SET_PDEATHSIG); an operator's
+	// SIGTERM or SIGHUP means the same: tidy up and go. This comes first:
+	// until it is in place a SIGTERM kills the process without cleanup.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	// Once the host is gone, our stderr is a pipe nobody reads. Go kills a
+	// program that writes to a broken pipe on fd 1 or 2 with SIGPIPE, which
+	// would skip the cleanup; ignored, the write just fails with EPIPE.
+	signal.Ignore(syscall.SIGPIPE)
+	// A socket directory that outlives the plugin is litter in the
+	// temporary directory; every way out below goes through here.
+	if dir := os.Getenv(envSocketDir); dir != "" {
+		defer os.RemoveAll(dir)
+	}
+
 	// go-plugin swaps os.Stderr for a pipe of its own once it is serving;
 	// logs must keep going to the real stderr, which the host reads.
 	stderr := os.Stderr
@@ -112,23 +127,6 @@ func serve(name string, newSelector sdk.Factory) int {
 		logger.Error("no data plane", "error", err)
 		return 1
 	}
-	// A socket directory that outlives the plugin is litter in /tmp; every
-	// way out below goes through here.
-	socketDir := os.Getenv(envSocketDir)
-	defer func() {
-		if socketDir != "" {
-			_ = os.RemoveAll(socketDir)
-		}
-	}()
-
-	// Parent death arrives as SIGTERM (PR_SET_PDEATHSIG); an operator's
-	// SIGTERM or SIGHUP means the same: tidy up and go.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
-	// Once the host is gone, our stderr is a pipe nobody reads. Go kills a
-	// program that writes to a broken pipe on fd 1 or 2 with SIGPIPE, which
-	// would skip the cleanup; ignored, the write just fails with EPIPE.
-	signal.Ignore(syscall.SIGPIPE)
 
 	sel, err := newSelector()
 	if err != nil {
