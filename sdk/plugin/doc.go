@@ -37,4 +37,11 @@
 // the host dies its end of the socketpair closes and Serve exits the same way.
 // We do not unlink the socket after connecting instead, because gRPC may
 // redial (after an idle timeout) and would then find nothing to connect to.
+// One window remains: a host that dies within the few milliseconds between
+// starting a plugin and the plugin installing its SIGTERM handler leaves an
+// empty 0700 directory named plugin-dir* in $TMPDIR.
+//
+// A plugin must be the process the host started: a wrapper script has to
+// exec the real binary (the handshake checks the pid), or the parent-death
+// signal would not reach it.
 package plugin

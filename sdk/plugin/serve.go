@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -102,8 +103,8 @@ func serve(name string, newSelector sdk.Factory) int {
 	signal.Ignore(syscall.SIGPIPE)
 	// A socket directory that outlives the plugin is litter in the
 	// temporary directory; every way out below goes through here.
-	if dir := os.Getenv(envSocketDir); dir != "" {
-		defer os.RemoveAll(dir)
+	if dir := os.Getenv(envSocketDir); dir != "" && os.Getenv(handshake.MagicCookieKey) == handshake.MagicCookieValue {
+		defer removeSocketDir(dir)
 	}
 
 	// go-plugin swaps os.Stderr for a pipe of its own once it is serving;
@@ -202,6 +203,19 @@ func serve(name string, newSelector sdk.Factory) int {
 	// up, and the host does not need the Shutdown reply; it waits for the
 	// process to exit.
 	return status
+}
+
+// removeSocketDir removes the sockets in dir, then dir if that left it
+// empty. Nothing recursive: the directory is named by the environment, and
+// a mistaken environment must not cost anyone their files.
+func removeSocketDir(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Type()&os.ModeSocket != 0 {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	_ = os.Remove(dir)
 }
 
 // dataPlaneFromEnv adopts the descriptor the host passed and hides it from
