@@ -1,0 +1,325 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/loopkernel/loopkernel/sdk"
+)
+
+// ErrSendfileNotAvailable: zero-copy sendfile(2) cannot be used for this
+// file, socket or transport, and the caller asked for no fallback (asyncio:
+// SendfileNotAvailableError). The error wrapping it says why.
+var ErrSendfileNotAvailable = errors.New("sendfile is not available")
+
+const (
+	// maxSendfileChunk is the most one sendfile(2) call may move on Linux
+	// (MAX_RW_COUNT); larger counts are sent in several calls.
+	maxSendfileChunk = 0x7ffff000
+	// sendfileFallbackBuf is the read size of the read-and-send fallback,
+	// asyncio's SENDFILE_FALLBACK_READBUFFER_SIZE.
+	sendfileFallbackBuf = 256 << 10
+)
+
+// sendfileZeroCopy is false only in tests, to force the fallback on files
+// and sockets sendfile(2) could serve.
+var sendfileZeroCopy = true
+
+// sendfileTransport is what Sendfile needs from a transport beyond the
+// Transport interface: a future that completes once the write buffer has
+// drained (and fails if the connection is lost first), during which Write
+// is refused, so that bytes sent around the transport's buffer cannot
+// overtake or interleave with bytes in it. The kernel's stream transport
+// implements it; a transport without it does not support Sendfile, as in
+// asyncio.
+type sendfileTransport interface {
+	makeEmptyWaiter() (*Future[struct{}], error)
+	resetEmptyWaiter()
+}
+
+// sendfileNoZeroCopy marks a transport whose bytes do not reach its socket
+// unchanged (TLS, say): Sendfile must use the fallback for it even though
+// its "socket" extra info is a *Socket.
+type sendfileNoZeroCopy interface{ sendfileNoZeroCopy() }
+
+// checkSendfileArgs is asyncio's _check_sendfile_params, with count 0 in
+// place of None.
+func checkSendfileArgs(op string, file *os.File, offset, count int64) error {
+	if file == nil {
+		return fmt.Errorf("%s: nil file: %w", op, unix.EINVAL)
+	}
+	if offset < 0 {
+		return fmt.Errorf("%s: negative offset %d: %w", op, offset, unix.EINVAL)
+	}
+	if count < 0 {
+		return fmt.Errorf("%s: negative count %d: %w", op, count, unix.EINVAL)
+	}
+	return nil
+}
+
+// SockSendfile sends file over the connected stream socket sock, from
+// offset to EOF or at most count bytes (count 0: to EOF), and returns the
+// bytes sent (asyncio: loop.sock_sendfile). It uses zero-copy sendfile(2)
+// when file is a regular file, waiting for the socket to become writable
+// whenever it is full; otherwise, with fallback, it reads the file and sends
+// what it read, and without fallback it fails with ErrSendfileNotAvailable.
+//
+// The file position is left just after the last byte sent, even when the
+// call fails or is cancelled, so the file's offset tells how much went out.
+func SockSendfile(co *Co, sock *Socket, file *os.File, offset, count int64, fallback bool) (int64, error) {
+	const op = "sock_sendfile"
+	l, _, err := sockCheck(co, sock, op)
+	if err != nil {
+		return 0, err
+	}
+	if sock.sotype != unix.SOCK_STREAM {
+		return 0, fmt.Errorf("%s: only SOCK_STREAM sockets, not %s: %w", op, typeName(sock.sotype), unix.EINVAL)
+	}
+	if err := checkSendfileArgs(op, file, offset, count); err != nil {
+		return 0, err
+	}
+	n, err := l.sockSendfileNative(co, sock, file, offset, count)
+	if err == nil || !errors.Is(err, ErrSendfileNotAvailable) || !fallback {
+		return n, err
+	}
+	return l.sendfileFallback(co, file, offset, count, func(b []byte) error {
+		return SockSendall(co, sock, b)
+	})
+}
+
+// sockSendfileNative is the sendfile(2) loop. It fails with
+// ErrSendfileNotAvailable, having sent nothing, when the file or socket
+// cannot be used.
+func (l *Loop) sockSendfileNative(co *Co, sock *Socket, file *os.File, offset, count int64) (sent int64, err error) {
+	const op = "sock_sendfile"
+	if !sendfileZeroCopy {
+		return 0, fmt.Errorf("%s: zero-copy disabled: %w", op, ErrSendfileNotAvailable)
+	}
+	st, err := file.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w: %w", op, ErrSendfileNotAvailable, err)
+	}
+	if !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s: %s is not a regular file: %w", op, file.Name(), ErrSendfileNotAvailable)
+	}
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w: %w", op, ErrSendfileNotAvailable, err)
+	}
+	end := st.Size()
+	if count > 0 && offset+count < end {
+		end = offset + count
+	}
+	pos := min(offset, end)
+	defer func() {
+		if sent > 0 {
+			// asyncio leaves the position after the last byte sent, so the
+			// caller can tell how far a failed transfer got.
+			if _, serr := file.Seek(pos, io.SeekStart); serr != nil && err == nil {
+				err = fmt.Errorf("%s: update file position: %w", op, serr)
+			}
+		}
+	}()
+	for pos < end {
+		fd, err := sock.sysfd(op)
+		if err != nil {
+			return sent, err
+		}
+		var n int
+		var serr error
+		cerr := rc.Control(func(ffd uintptr) {
+			for {
+				// unix.Sendfile advances pos by what it sent.
+				n, serr = unix.Sendfile(fd, int(ffd), &pos, int(min(end-pos, maxSendfileChunk)))
+				if serr != unix.EINTR {
+					return
+				}
+			}
+		})
+		if cerr != nil {
+			return sent, fmt.Errorf("%s: %w", op, cerr)
+		}
+		sent += int64(max(n, 0))
+		switch {
+		case serr == unix.EAGAIN:
+			if err := l.waitFD(co, fd, sdk.Write, op); err != nil {
+				return sent, err
+			}
+		case serr != nil:
+			if sent == 0 && sendfileUnsupported(serr) {
+				return 0, fmt.Errorf("%s: %w: %w", op, ErrSendfileNotAvailable, osErr("sendfile", serr))
+			}
+			return sent, sockErr("write", "sendfile", sock, sock.RemoteAddr(), serr)
+		case n == 0:
+			return sent, nil // the file shrank under us: EOF came early
+		}
+	}
+	return sent, nil
+}
+
+// sendfileUnsupported reports the errors by which sendfile(2) says it
+// cannot move data between this pair of descriptors at all.
+func sendfileUnsupported(err error) bool {
+	switch err {
+	case unix.EINVAL, unix.ENOSYS, unix.ENOTSUP, unix.ENOTSOCK, unix.EOVERFLOW:
+		return true
+	}
+	return false
+}
+
+// sendfileFallback reads the file on the executor (a read may block, and
+// file need not be a regular file) and hands each block to send. A regular
+// file is read with pread, so the file position is only ever moved once, at
+// the end, to just past the last byte sent; a pipe or other stream is read
+// from where it stands, and offset must then be 0.
+func (l *Loop) sendfileFallback(co *Co, file *os.File, offset, count int64, send func([]byte) error) (sent int64, err error) {
+	const op = "sendfile fallback"
+	seekable := false
+	if st, err := file.Stat(); err == nil && st.Mode().IsRegular() {
+		seekable = true
+	} else if offset != 0 {
+		return 0, fmt.Errorf("%s: offset %d on a file that cannot seek: %w", op, offset, unix.ESPIPE)
+	}
+	defer func() {
+		if sent > 0 && seekable {
+			if _, serr := file.Seek(offset+sent, io.SeekStart); serr != nil && err == nil {
+				err = fmt.Errorf("%s: update file position: %w", op, serr)
+			}
+		}
+	}()
+	size := int64(sendfileFallbackBuf)
+	if count > 0 {
+		size = min(size, count)
+	}
+	buf := make([]byte, size)
+	for {
+		want := int64(len(buf))
+		if count > 0 {
+			want = min(want, count-sent)
+			if want <= 0 {
+				return sent, nil
+			}
+		}
+		b := buf[:want]
+		at := offset + sent
+		f, err := RunInExecutor(l, nil, func() (int, error) {
+			var n int
+			var err error
+			if seekable {
+				n, err = file.ReadAt(b, at)
+			} else {
+				n, err = file.Read(b)
+			}
+			if err == io.EOF {
+				err = nil
+			}
+			return n, err
+		})
+		if err != nil {
+			return sent, fmt.Errorf("%s: %w", op, err)
+		}
+		n, err := f.Await(co)
+		if err != nil {
+			if !f.Done() {
+				// Cancelled while the read runs: it still writes into buf,
+				// which this call must no longer touch.
+				buf = nil
+			}
+			return sent, err
+		}
+		if n == 0 {
+			return sent, nil
+		}
+		if err := send(b[:n]); err != nil {
+			return sent, err
+		}
+		sent += int64(n)
+	}
+}
+
+// Sendfile sends file over a stream transport, from offset to EOF or at
+// most count bytes (count 0: to EOF), and returns the bytes sent (asyncio:
+// loop.sendfile). The transport's write buffer is flushed first. Then, on
+// a plain TCP or Unix transport, the bytes go from the file to the socket
+// with zero-copy sendfile(2) while Write is refused and reading is paused;
+// otherwise, with fallback, the file is read and written through the
+// transport, one block at a time once the previous one has drained, and
+// without fallback the call fails with ErrSendfileNotAvailable. The file
+// position ends just after the last byte sent, as with SockSendfile.
+func Sendfile(co *Co, t Transport, file *os.File, offset, count int64, fallback bool) (int64, error) {
+	const op = "sendfile"
+	if co == nil {
+		return 0, fmt.Errorf("%s: nil coroutine handle: %w", op, unix.EINVAL)
+	}
+	l := co.loop
+	if err := l.checkUsable(); err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := checkSendfileArgs(op, file, offset, count); err != nil {
+		return 0, err
+	}
+	st, ok := t.(sendfileTransport)
+	if !ok {
+		return 0, fmt.Errorf("%s: transport %T does not support sendfile: %w", op, t, ErrSendfileNotAvailable)
+	}
+	if t.IsClosing() {
+		return 0, fmt.Errorf("%s: %w", op, ErrTransportClosed)
+	}
+	if _, noZC := t.(sendfileNoZeroCopy); !noZC {
+		if v, _ := t.GetExtraInfo("socket"); v != nil {
+			if sock, ok := v.(*Socket); ok {
+				n, err := l.sendfileOverSocket(co, t, st, sock, file, offset, count)
+				if err == nil || !errors.Is(err, ErrSendfileNotAvailable) || !fallback {
+					return n, err
+				}
+			}
+		}
+	}
+	if !fallback {
+		return 0, fmt.Errorf("%s: transport %T cannot send zero-copy: %w", op, t, ErrSendfileNotAvailable)
+	}
+	return l.sendfileFallback(co, file, offset, count, func(b []byte) error {
+		// Wait for the buffer to drain before each block, so the transport
+		// never holds more than one block of the file.
+		if err := awaitEmpty(co, st); err != nil {
+			return err
+		}
+		return t.Write(b)
+	})
+}
+
+// awaitEmpty waits until t's write buffer is empty.
+func awaitEmpty(co *Co, st sendfileTransport) error {
+	w, err := st.makeEmptyWaiter()
+	if err != nil {
+		return err
+	}
+	_, err = w.Await(co)
+	st.resetEmptyWaiter()
+	return err
+}
+
+// sendfileOverSocket is asyncio's _sendfile_native: drain, pause reading,
+// send on the socket with writes refused, then restore the transport.
+func (l *Loop) sendfileOverSocket(co *Co, t Transport, st sendfileTransport, sock *Socket, file *os.File, offset, count int64) (int64, error) {
+	w, err := st.makeEmptyWaiter()
+	if err != nil {
+		return 0, err
+	}
+	defer st.resetEmptyWaiter()
+	resume := t.IsReading()
+	if err := t.PauseReading(); err != nil {
+		return 0, err
+	}
+	if resume {
+		defer t.ResumeReading()
+	}
+	if _, err := w.Await(co); err != nil {
+		return 0, err
+	}
+	return SockSendfile(co, sock, file, offset, count, false)
+}
