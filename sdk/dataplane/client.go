@@ -37,7 +37,7 @@ type Client struct {
 	s      sock
 	closed atomic.Bool
 	// wakeSent coalesces wakes: only the Wake that flips it sends a frame;
-	// Wait clears it before each request.
+	// Wait clears it when its reply has arrived.
 	wakeSent  atomic.Bool
 	wakeFrame [headerLen]byte
 
@@ -334,12 +334,17 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	if c.wakeNext || len(c.errPending) > 0 {
 		timeout, c.wakeNext = 0, false
 	}
-	c.wakeSent.Store(false)
 	c.seq++
 	if err := c.flush(timeout, len(events)); err != nil {
 		return 0, err
 	}
 	f, err := c.recvFrame(len(events))
+	// Re-arm Wake only now that the wait is over: a Wake that found the
+	// flag set during this Wait was covered by the frame that set it (which
+	// ended this wait or will make the next one poll). Re-arming before the
+	// request instead would let a Wake between two Waits find the flag still
+	// set by a frame already consumed, and be lost.
+	c.wakeSent.Store(false)
 	if err != nil {
 		if c.closed.Load() {
 			return 0, fmt.Errorf("dataplane: wait: %w (closed during wait: %w)", sdk.ErrClosed, err)

@@ -308,6 +308,34 @@ func TestWakesCoalesce(t *testing.T) {
 	require.NoError(t, c.Wake())
 	require.NoError(t, c.Wake())
 	require.Equal(t, 1, fake.countQueued(t, tWake))
+
+	// Settle: a Wait whose reply re-arms Wake.
+	done = fake.replyAsync(t, func(seq uint32) []byte { return encEvents(seq, 0) })
+	_, err = c.Wait(make([]sdk.Event, 4), -1)
+	require.NoError(t, err)
+	<-done
+
+	// A wake during a Wait ends it; a wake after that Wait returned must
+	// still send its own frame, or the next Wait would sleep through it.
+	done2 := make(chan struct{})
+	go func() {
+		defer close(done2)
+		req := fake.read(t) // the Wait is now in progress
+		seq := le.Uint32(req[12:])
+		if err := c.Wake(); err != nil {
+			t.Error(err)
+		}
+		if w := fake.read(t); w == nil || w[5] != tWake {
+			t.Errorf("want a wake frame, got %x", w)
+		}
+		fake.send(t, encEvents(seq, fWoken))
+	}()
+	n, err := c.Wait(make([]sdk.Event, 4), -1)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	<-done2
+	require.NoError(t, c.Wake())
+	require.Equal(t, 1, fake.countQueued(t, tWake), "a wake between two Waits sends a frame")
 }
 
 func TestCloseReleasesBlockedWait(t *testing.T) {
