@@ -18,6 +18,7 @@ FUZZ += ./sdk/dataplane:FuzzDecodeRequest
 FUZZ += ./sdk/dataplane:FuzzDecodeReply
 FUZZ += ./sdk/dataplane:FuzzParseRights
 FUZZ += ./plugins/resolver:FuzzParseServices
+FUZZ += ./streams:FuzzReaduntil
 FUZZ += ./internal/serve:FuzzParseRequest
 
 # Benchmarks (`make bench`): which packages, which benchmarks, how long each.
