@@ -260,7 +260,7 @@ func SockConnect(co *Co, sock *Socket, address string) error {
 	if err != nil {
 		return err
 	}
-	addr, err := l.sockResolve(co, sock, address)
+	addr, err := sockResolve(co, sock, address)
 	if err != nil {
 		return fmt.Errorf("%s %q: %w", op, address, err)
 	}
@@ -303,7 +303,7 @@ func SockConnect(co *Co, sock *Socket, address string) error {
 
 // sockResolve turns a sock_connect address into a net.Addr for sock,
 // looking the host up only when it is not numeric.
-func (l *Loop) sockResolve(co *Co, sock *Socket, address string) (net.Addr, error) {
+func sockResolve(co *Co, sock *Socket, address string) (net.Addr, error) {
 	if sock.family == unix.AF_UNIX {
 		return &net.UnixAddr{Name: address, Net: netName(sock.family, sock.sotype)}, nil
 	}
@@ -322,16 +322,9 @@ func (l *Loop) sockResolve(co *Co, sock *Socket, address string) (net.Addr, erro
 			return mk(netip.AddrPortFrom(a, uint16(p))), nil
 		}
 	}
-	f, err := l.Getaddrinfo(host, port, sdk.AddrinfoHints{Family: sock.family, SockType: sock.sotype, Protocol: sock.proto})
+	ai, err := resolve(co, host, port, sdk.AddrinfoHints{Family: sock.family, SockType: sock.sotype, Protocol: sock.proto})
 	if err != nil {
 		return nil, err
-	}
-	ai, err := f.Await(co)
-	if err != nil {
-		return nil, err
-	}
-	if len(ai) == 0 {
-		return nil, &net.DNSError{Err: "no address for the socket's family", Name: host, IsNotFound: true}
 	}
 	return mk(ai[0].Addr), nil
 }

@@ -30,7 +30,6 @@ type protocol struct {
 	writePaused bool
 	lost        bool
 	drainers    []*kernel.Future[struct{}]
-	task        kernel.Awaitable // the ClientConnected task, kept while it runs
 }
 
 var (
@@ -62,9 +61,7 @@ func (p *protocol) ConnectionMade(t kernel.BaseTransport) {
 		tr.Abort()
 		return
 	}
-	p.task = task
 	task.AddDoneCallback(func(*kernel.Future[struct{}]) {
-		p.task = nil
 		err := task.Err()
 		if err == nil || task.Cancelled() {
 			return
