@@ -35,7 +35,13 @@ const (
 	// at most this late while no callback ever starves I/O. A stopping loop
 	// always polls, as the spec requires.
 	busyPollInterval = 25 * time.Microsecond
-	busyClockEvery   = 8
+	// busyClockWork is how many callbacks a busy loop runs between clock
+	// reads when no timer needs the time. Counting callbacks rather than
+	// iterations ties the clock's cost to work done: a task switching alone
+	// runs one callback an iteration and pays 1/64 of a clock read per
+	// switch, while a loop running big batches still looks at the clock
+	// every iteration.
+	busyClockWork = 64
 )
 
 // clockEpoch anchors Loop.Time: a monotonic clock shared by every loop.
@@ -90,9 +96,13 @@ type Loop struct {
 	asyncgens         map[asyncGenCloser]struct{}
 	asyncgensShutdown bool
 
-	fatal     error         // set when the selector fails; ends RunForever
-	lastPoll  time.Duration // loop clock at the last selector poll
-	busyIters uint32        // iterations since then with callbacks ready
+	fatal    error         // set when the selector fails; ends RunForever
+	lastPoll time.Duration // loop clock at the last selector poll
+	busyWork int           // callbacks run since the clock was last read while busy
+	// batch counts the callbacks of the current iteration still to run, -1
+	// between iterations; it lives here so that a batch cut by a panicking
+	// callback resumes where it stopped (see iterate).
+	batch int
 }
 
 // Option configures a Loop at New.
@@ -153,8 +163,16 @@ func (l *Loop) IsClosed() bool { return l.closed.Load() }
 // CallSoonThreadsafe(l.Stop).
 func (l *Loop) Stop() { l.stopping = true }
 
-// checkUsable is the guard of every non-thread-safe scheduling call.
+// checkUsable is the guard of every non-thread-safe scheduling call; its
+// common case is small enough to inline into CallSoon.
 func (l *Loop) checkUsable() error {
+	if !l.debug && !l.closed.Load() {
+		return nil
+	}
+	return l.checkUsableSlow()
+}
+
+func (l *Loop) checkUsableSlow() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -181,19 +199,16 @@ func (l *Loop) RunForever() error {
 		return err
 	}
 	l.running, l.goid, l.fatal = true, gid, nil
+	// A batch cut short by a Goexit in the last run stays in the ready
+	// queue and simply joins the next batch.
+	l.batch = -1
 	defer func() {
 		leaveRunning(gid)
 		l.running, l.stopping, l.goid = false, false, 0
 	}()
-	for {
-		l.runOnce()
-		if l.fatal != nil {
-			return l.fatal
-		}
-		if l.stopping {
-			return nil
-		}
+	for !l.iterate(false) {
 	}
+	return l.fatal
 }
 
 // RunUntilComplete runs the loop until f is done and returns f's error (nil
@@ -255,8 +270,76 @@ func (l *Loop) Close() error {
 	return l.sel.Close()
 }
 
-// runOnce is one iteration of the loop; see the package comment.
+// runOnce runs exactly one iteration of the loop; see the package comment.
 func (l *Loop) runOnce() {
+	l.batch = -1
+	for !l.iterate(true) {
+	}
+}
+
+// iterate runs loop iterations (only one if once is set) until the loop
+// stops or its selector fails, and then reports true. When a callback panics
+// it reports the panic and returns false; the caller calls it again and the
+// batch goes on where it was cut. One iteration is gather (phases 1 to 4 of
+// the package comment) and then phase 5, running exactly the callbacks that
+// were ready when the batch began; whatever they schedule waits for the next
+// iteration.
+//
+// The callbacks run in this frame, under one deferred recover, rather than
+// in a helper per iteration and a recover per callback: besides the defers'
+// own cost, a task switch leaves the CPU's return-address predictions for
+// this goroutine's stack stale, so every frame between this loop and a
+// resumed coroutine costs a mispredicted return on every switch.
+func (l *Loop) iterate(once bool) (stopped bool) {
+	var cur *handle // the callback running, if any
+	defer func() {
+		if r := recover(); r != nil {
+			if cur == nil {
+				panic(r) // the loop's own failure, not a callback's
+			}
+			l.reportPanic(cur, r)
+			l.release(cur)
+		}
+	}()
+	for {
+		if l.batch < 0 {
+			// Not inside a batch: gather the next one.
+			l.gather()
+			if l.fatal != nil {
+				return true
+			}
+			l.batch = l.ready.n
+		}
+		for l.batch > 0 {
+			h := l.ready.pop()
+			l.batch-- // before the call: after a panic, batch is what remains
+			if h.cancelled {
+				continue
+			}
+			if h.ctx != nil && h.ctx.Err() != nil {
+				h.cancelled = true
+				continue
+			}
+			cur = h
+			if l.debug {
+				l.runTimed(h)
+			} else {
+				h.fn()
+			}
+			cur = nil
+			l.release(h)
+		}
+		l.batch = -1
+		if l.stopping || once {
+			return true
+		}
+	}
+}
+
+// gather is phases 1 to 4 of an iteration: it polls the selector and moves
+// ready I/O callbacks, signals, other goroutines' callbacks and due timers to
+// the ready queue. See the package comment.
+func (l *Loop) gather() {
 	// 1. Drop cancelled timers at the head, and sweep if too many lie deeper.
 	if len(l.timers) > minTimersForSweep && 2*l.cancelledTimers > len(l.timers) {
 		l.timers.rebuild()
@@ -270,7 +353,7 @@ func (l *Loop) runOnce() {
 	// 2. Poll with a timeout derived from the ready queue and the next timer.
 	// While callbacks keep the loop busy, zero-timeout polls are rationed
 	// (busyPollInterval), and the clock, which costs ~40 ns under a VM's
-	// kvm-clock, is read only every busyClockEvery iterations.
+	// kvm-clock, is read only every busyClockWork callbacks.
 	var now time.Duration
 	timeout, poll := time.Duration(-1), true
 	switch {
@@ -278,11 +361,12 @@ func (l *Loop) runOnce() {
 		timeout = 0
 	case l.ready.n > 0:
 		timeout = 0
-		l.busyIters++
-		if len(l.timers) == 0 && l.busyIters%busyClockEvery != 0 {
+		l.busyWork += l.ready.n
+		if len(l.timers) == 0 && l.busyWork < busyClockWork {
 			poll = false
 		} else {
 			now = l.Time()
+			l.busyWork = 0
 			poll = now-l.lastPoll >= busyPollInterval
 		}
 	case len(l.timers) > 0:
@@ -303,13 +387,16 @@ func (l *Loop) runOnce() {
 			return
 		}
 		now = l.Time()
-		l.lastPoll, l.busyIters = now, 0
+		l.lastPoll, l.busyWork = now, 0
 		// 3. Turn readiness into ready callbacks.
 		l.dispatchIO(l.events[:n])
 	}
 
-	// 3b. Signals and other goroutines' callbacks.
-	l.sig.dispatch(l)
+	// 3b. Signals and other goroutines' callbacks (checked here, inline,
+	// because both are almost always absent).
+	if l.sig.pending.Load() != 0 {
+		l.sig.dispatch(l)
+	}
 	if l.tsLen.Load() > 0 {
 		l.drainThreadsafe()
 	}
@@ -326,29 +413,11 @@ func (l *Loop) runOnce() {
 		}
 	}
 
-	// 5. Run exactly the callbacks that are ready now; whatever they schedule
-	// waits for the next iteration.
-	for ntodo := l.ready.n; ntodo > 0; ntodo-- {
-		h := l.ready.pop()
-		if h.cancelled {
-			continue
-		}
-		l.run(h)
-	}
 }
 
-// run calls one callback, routing a panic to the exception handler, and then
-// recycles its handle.
-func (l *Loop) run(h *handle) {
-	if h.ctx != nil && h.ctx.Err() != nil {
-		h.cancelled = true
-		return
-	}
-	if l.debug {
-		l.runTimed(h)
-	} else {
-		l.call(h)
-	}
+// release recycles the handle of a callback that has run, unless it is
+// persistent (reader, writer, signal) or was cancelled while it ran.
+func (l *Loop) release(h *handle) {
 	if h.persistent || h.cancelled {
 		return
 	}
@@ -360,14 +429,20 @@ func (l *Loop) run(h *handle) {
 	h.next, l.free = l.free, h
 }
 
+func (l *Loop) reportPanic(h *handle, r any) {
+	l.CallExceptionHandler(ErrorContext{
+		Message: "Exception in callback " + h.String(),
+		Err:     newPanicError(r),
+		Handle:  Handle{h, h.gen},
+	})
+}
+
+// call runs one callback under its own recover; debug mode's timed path
+// uses it so that a panic does not escape the timing.
 func (l *Loop) call(h *handle) {
 	defer func() {
 		if r := recover(); r != nil {
-			l.CallExceptionHandler(ErrorContext{
-				Message: "Exception in callback " + h.String(),
-				Err:     newPanicError(r),
-				Handle:  Handle{h, h.gen},
-			})
+			l.reportPanic(h, r)
 		}
 	}()
 	h.fn()
