@@ -86,8 +86,8 @@ func SockSendfile(co *Co, sock *Socket, file *os.File, offset, count int64, fall
 	if err == nil || !errors.Is(err, ErrSendfileNotAvailable) || !fallback {
 		return n, err
 	}
-	return l.sendfileFallback(co, file, offset, count, func(b []byte) error {
-		return SockSendall(co, sock, b)
+	return l.sendfileFallback(co, file, offset, count, func(b []byte) (int, error) {
+		return sockSendall(co, sock, b)
 	})
 }
 
@@ -172,11 +172,12 @@ func sendfileUnsupported(err error) bool {
 }
 
 // sendfileFallback reads the file on the executor (a read may block, and
-// file need not be a regular file) and hands each block to send. A regular
+// file need not be a regular file) and hands each block to send, which
+// reports how much of it went out even when it fails. A regular
 // file is read with pread, so the file position is only ever moved once, at
 // the end, to just past the last byte sent; a pipe or other stream is read
 // from where it stands, and offset must then be 0.
-func (l *Loop) sendfileFallback(co *Co, file *os.File, offset, count int64, send func([]byte) error) (sent int64, err error) {
+func (l *Loop) sendfileFallback(co *Co, file *os.File, offset, count int64, send func([]byte) (int, error)) (sent int64, err error) {
 	const op = "sendfile fallback"
 	seekable := false
 	if st, err := file.Stat(); err == nil && st.Mode().IsRegular() {
@@ -234,10 +235,11 @@ func (l *Loop) sendfileFallback(co *Co, file *os.File, offset, count int64, send
 		if n == 0 {
 			return sent, nil
 		}
-		if err := send(b[:n]); err != nil {
+		k, err := send(b[:n])
+		sent += int64(k)
+		if err != nil {
 			return sent, err
 		}
-		sent += int64(n)
 	}
 }
 
@@ -282,13 +284,16 @@ func Sendfile(co *Co, t Transport, file *os.File, offset, count int64, fallback 
 	if !fallback {
 		return 0, fmt.Errorf("%s: transport %T cannot send zero-copy: %w", op, t, ErrSendfileNotAvailable)
 	}
-	return l.sendfileFallback(co, file, offset, count, func(b []byte) error {
+	return l.sendfileFallback(co, file, offset, count, func(b []byte) (int, error) {
 		// Wait for the buffer to drain before each block, so the transport
 		// never holds more than one block of the file.
 		if err := awaitEmpty(co, st); err != nil {
-			return err
+			return 0, err
 		}
-		return t.Write(b)
+		if err := t.Write(b); err != nil {
+			return 0, err
+		}
+		return len(b), nil // the transport took (and copied) all of it
 	})
 }
 

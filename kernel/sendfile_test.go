@@ -2,11 +2,14 @@ package kernel_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -312,4 +315,65 @@ func TestSendfileClosingTransport(t *testing.T) {
 		return kernel.Sendfile(co, tr, f, 0, 0, true)
 	})
 	assert.ErrorIs(t, err, kernel.ErrTransportClosed)
+}
+
+func TestSockSendfileCancelledKeepsPosition(t *testing.T) {
+	for _, mode := range []string{"zero-copy", "fallback"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "fallback" {
+				defer kernel.SetSendfileZeroCopy(false)()
+			}
+			l := rsLoop(t)
+			a, b := rsPair(t, unix.SOCK_STREAM)
+			f := sfFile(t, randBytes(t, 8<<20))
+			// Nobody reads b: the socket fills and sendfile must wait, and
+			// is cancelled while it waits.
+			n, err := rsRun(t, l, func(co *kernel.Co) (int64, error) {
+				send, _ := kernel.CreateTask(l, func(co *kernel.Co) (int64, error) {
+					return kernel.SockSendfile(co, a, f, 0, 0, true)
+				})
+				// Wait until the peer's receive queue holds data and stops
+				// growing: the sender is then blocked on a full socket.
+				last := -1
+				for i := 0; i < 2000 && !send.Done(); i++ {
+					if err := co.Sleep(time.Millisecond); err != nil {
+						return 0, err
+					}
+					inq, err := unix.IoctlGetInt(b.Fd(), unix.SIOCINQ)
+					if err != nil {
+						return 0, err
+					}
+					if inq > 0 && inq == last {
+						break
+					}
+					last = inq
+				}
+				send.Cancel()
+				_, err := send.Await(co)
+				if !errors.Is(err, kernel.ErrCancelled) {
+					return 0, fmt.Errorf("want cancelled, got %v", err)
+				}
+				return filePos(t, f), nil
+			})
+			require.NoError(t, err)
+			assert.Positive(t, n, "some bytes went out before the socket filled")
+			assert.Less(t, n, int64(8<<20))
+			removed, err := l.RemoveWriter(a.Fd())
+			require.NoError(t, err)
+			assert.False(t, removed, "the cancelled sendfile left its writer registered")
+
+			// The position is exactly what the peer can read.
+			var got int64
+			buf := make([]byte, 1<<20)
+			for {
+				k, err := unix.Read(b.Fd(), buf)
+				if err == unix.EAGAIN {
+					break
+				}
+				require.NoError(t, err)
+				got += int64(k)
+			}
+			assert.Equal(t, n, got)
+		})
+	}
 }

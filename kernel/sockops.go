@@ -186,32 +186,41 @@ func SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr, error) {
 // peer received. MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE: the
 // write fails with EPIPE instead.
 func SockSendall(co *Co, sock *Socket, data []byte) error {
+	_, err := sockSendall(co, sock, data)
+	return err
+}
+
+// sockSendall is SockSendall reporting how many bytes went out, which
+// SockSendfile's fallback needs to leave the file position right after a
+// failure or cancellation.
+func sockSendall(co *Co, sock *Socket, data []byte) (int, error) {
 	const op = "sock_sendall"
 	l, fd, err := sockCheck(co, sock, op)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	sent := 0
 	for {
-		n, err := unix.SendmsgN(fd, data, nil, nil, unix.MSG_NOSIGNAL)
+		n, err := unix.SendmsgN(fd, data[sent:], nil, nil, unix.MSG_NOSIGNAL)
 		switch err {
 		case nil:
-			data = data[n:]
-			if len(data) == 0 {
-				return nil
+			sent += n
+			if sent == len(data) {
+				return sent, nil
 			}
 			continue
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			if err := l.waitFD(co, fd, sdk.Write, op); err != nil {
-				return err
+				return sent, err
 			}
 			if fd, err = sock.sysfd(op); err != nil {
-				return err
+				return sent, err
 			}
 			continue
 		}
-		return sockErr("write", "send", sock, sock.RemoteAddr(), err)
+		return sent, sockErr("write", "send", sock, sock.RemoteAddr(), err)
 	}
 }
 
