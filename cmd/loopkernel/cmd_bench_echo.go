@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/loopkernel/loopkernel/internal/echobench"
+	"github.com/loopkernel/loopkernel/policy"
+)
+
+// benchEcho is `loopkernel bench echo`: loopkernel's echo server on each
+// chosen policy against the reference servers, interleaved in one run.
+func benchEcho(e *env, args []string) error {
+	fs := flag.NewFlagSet("loopkernel bench echo", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	policies := fs.String("policies", "epoll,poll,epoll-plugin", "loopkernel policies to measure, comma-separated")
+	peers := fs.String("peers", "floor,go-net,asyncio,uvloop", "reference servers, comma-separated (those not installed are skipped with the reason)")
+	sizes := fs.String("sizes", "64,1024,16384,102400", "message sizes in bytes, comma-separated")
+	conns := fs.String("conns", "1,10,100", "connection counts, comma-separated")
+	pipeline := fs.Int("pipeline", 1, "messages in flight per connection")
+	duration := fs.Duration("duration", 2*time.Second, "measured time per server and cell")
+	warmup := fs.Duration("warmup", 500*time.Millisecond, "warm-up before each measurement")
+	rounds := fs.Int("rounds", 1, "rounds per cell; servers are interleaved and the table shows medians")
+	python := fs.String("python", "/usr/bin/python3", "the Python for the asyncio and uvloop peers")
+	jsonOut := fs.String("json", "", "also write the raw rows to `FILE`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg := echobench.Config{Pipeline: *pipeline, Warmup: *warmup, Duration: *duration, Rounds: *rounds, Progress: e.stderr}
+	if cfg.Sizes, err = intList(*sizes); err != nil {
+		return usagef("--sizes: %v", err)
+	}
+	if cfg.Conns, err = intList(*conns); err != nil {
+		return usagef("--conns: %v", err)
+	}
+	for _, p := range splitList(*policies) {
+		if _, err := policy.Lookup(p); err != nil {
+			return err
+		}
+		cfg.Servers = append(cfg.Servers, echobench.ServerSpec{
+			Name: "loopkernel/" + p,
+			Argv: []string{self, "serve", "echo", "--policy", p, "--addr", "127.0.0.1:0"},
+		})
+	}
+	want := map[string]bool{}
+	for _, p := range splitList(*peers) {
+		want[p] = true
+	}
+	for _, ref := range []string{"floor", "go-net"} {
+		if want[ref] {
+			cfg.Servers = append(cfg.Servers, echobench.ServerSpec{Name: ref, Argv: []string{self, "serve", ref, "--addr", "127.0.0.1:0"}})
+		}
+	}
+	if want["asyncio"] || want["uvloop"] {
+		specs, missing, err := echobench.PythonPeers(*python)
+		if err != nil {
+			return err
+		}
+		for _, s := range specs {
+			if want[s.Name] {
+				cfg.Servers = append(cfg.Servers, s)
+			}
+		}
+		for _, m := range missing {
+			fmt.Fprintf(e.stderr, "skipped: %s\n", m)
+		}
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	fmt.Fprintf(e.stderr, "bench echo: %d servers × %d sizes × %d connection counts × %d rounds, %v each\n",
+		len(cfg.Servers), len(cfg.Sizes), len(cfg.Conns), cfg.Rounds, cfg.Warmup+cfg.Duration)
+	rows, err := echobench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	echobench.WriteTable(e.stdout, rows)
+	if *jsonOut != "" {
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := echobench.WriteJSON(f, rows); err != nil {
+			return err
+		}
+	}
+	for _, r := range rows {
+		if r.Error != "" {
+			return fmt.Errorf("%s at %d B × %d conns: %s", r.Server, r.Size, r.Conns, r.Error)
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -1,0 +1,96 @@
+package serve
+
+import (
+	"strings"
+
+	"github.com/loopkernel/loopkernel/kernel"
+)
+
+// proxyConn is the client side of a proxied connection; upstreamConn the
+// side towards the target. Each side writes what it receives to the other,
+// half-closes are passed on, and back-pressure crosses over: when one side's
+// write buffer is full, the other side stops reading.
+type proxyConn struct {
+	loop     *kernel.Loop
+	upstream string // host:port, or unix:PATH
+	t        kernel.Transport
+	up       kernel.Transport
+	eofIn    bool // the client half-closed
+	eofUp    bool // the upstream half-closed
+	lost     bool
+}
+
+type upstreamConn struct {
+	c *proxyConn
+	t kernel.Transport
+}
+
+func (c *proxyConn) ConnectionMade(t kernel.BaseTransport) {
+	c.t = t.(kernel.Transport)
+	c.t.PauseReading() // until the upstream is connected
+	_, err := kernel.CreateTask(c.loop, func(co *kernel.Co) (struct{}, error) {
+		factory := func() *upstreamConn { return &upstreamConn{c: c} }
+		var up kernel.Transport
+		var err error
+		if path, ok := strings.CutPrefix(c.upstream, "unix:"); ok {
+			up, _, err = kernel.CreateUnixConnection(co, factory, path, nil)
+		} else {
+			host, port := splitHostPort(c.upstream)
+			up, _, err = kernel.CreateConnection(co, factory, host, port, nil)
+		}
+		if err != nil {
+			c.loop.Logger().Warn("proxy: upstream connection failed", "upstream", c.upstream, "error", err)
+			c.t.Close()
+			return struct{}{}, nil
+		}
+		if c.lost {
+			up.Close()
+			return struct{}{}, nil
+		}
+		c.up = up
+		c.t.ResumeReading()
+		return struct{}{}, nil
+	})
+	if err != nil {
+		c.t.Abort()
+	}
+}
+
+func (c *proxyConn) DataReceived(b []byte) { c.up.Write(b) }
+
+func (c *proxyConn) EOFReceived() bool {
+	c.eofIn = true
+	if c.eofUp {
+		c.up.Close()
+		return false
+	}
+	c.up.WriteEOF()
+	return true
+}
+
+func (c *proxyConn) ConnectionLost(error) {
+	c.lost = true
+	if c.up != nil {
+		c.up.Close()
+	}
+}
+
+func (c *proxyConn) PauseWriting()  { c.up.PauseReading() }
+func (c *proxyConn) ResumeWriting() { c.up.ResumeReading() }
+
+func (u *upstreamConn) ConnectionMade(t kernel.BaseTransport) { u.t = t.(kernel.Transport) }
+func (u *upstreamConn) DataReceived(b []byte)                 { u.c.t.Write(b) }
+
+func (u *upstreamConn) EOFReceived() bool {
+	u.c.eofUp = true
+	if u.c.eofIn {
+		u.c.t.Close()
+		return false
+	}
+	u.c.t.WriteEOF()
+	return true
+}
+
+func (u *upstreamConn) ConnectionLost(error) { u.c.t.Close() }
+func (u *upstreamConn) PauseWriting()        { u.c.t.PauseReading() }
+func (u *upstreamConn) ResumeWriting()       { u.c.t.ResumeReading() }
