@@ -40,10 +40,13 @@ type command struct {
 
 // commands is the command table, in the order `loopkernel help` lists them.
 var commands = []*command{
-	policiesCmd, // cmd_policies.go
-	exampleCmd,  // cmd_example.go
+	policiesCmd,    // cmd_policies.go
+	exampleCmd,     // cmd_example.go
+	conformanceCmd, // cmd_conformance.go
+	pluginsCmd,     // cmd_plugins.go
+	serveCmd,       // cmd_serve.go
 	// Other tools join here, one file each (cmd_NAME.go defining NAMECmd):
-	// conformanceCmd, benchCmd, serveCmd, pluginsCmd.
+	// benchCmd, serveCmd.
 }
 
 // env is what a subcommand gets besides its arguments.
