@@ -15,24 +15,35 @@ import (
 	"github.com/loopkernel/loopkernel/policy"
 )
 
+// echoOpts are the flags of `loopkernel bench echo`.
+var echoOpts struct {
+	policies, peers, sizes, conns, python, json string
+	pipeline, rounds                            int
+	duration, warmup                            time.Duration
+}
+
+func echoFlags(fs *flag.FlagSet) {
+	fs.StringVar(&echoOpts.policies, "policies", "epoll,poll,epoll-plugin", "echo: loopkernel policies to measure, comma-separated")
+	fs.StringVar(&echoOpts.peers, "peers", "floor,go-net,asyncio,uvloop", "echo: reference servers, comma-separated (those not installed are skipped with the reason)")
+	fs.StringVar(&echoOpts.sizes, "sizes", "64,1024,16384,102400", "echo: message sizes in bytes, comma-separated")
+	fs.StringVar(&echoOpts.conns, "conns", "1,10,100", "echo: connection counts, comma-separated")
+	fs.IntVar(&echoOpts.pipeline, "pipeline", 1, "echo: messages in flight per connection")
+	fs.DurationVar(&echoOpts.duration, "duration", 2*time.Second, "echo: measured time per server and cell")
+	fs.DurationVar(&echoOpts.warmup, "warmup", 500*time.Millisecond, "echo: warm-up before each measurement")
+	fs.IntVar(&echoOpts.rounds, "rounds", 1, "rounds per cell; servers are interleaved and the table shows medians")
+	fs.StringVar(&echoOpts.python, "python", "/usr/bin/python3", "echo: the Python for the asyncio and uvloop peers")
+	fs.StringVar(&echoOpts.json, "json", "", "also write the raw rows to `FILE`")
+}
+
 // benchEcho is `loopkernel bench echo`: loopkernel's echo server on each
 // chosen policy against the reference servers, interleaved in one run.
 func benchEcho(e *env, args []string) error {
-	fs := flag.NewFlagSet("loopkernel bench echo", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	policies := fs.String("policies", "epoll,poll,epoll-plugin", "loopkernel policies to measure, comma-separated")
-	peers := fs.String("peers", "floor,go-net,asyncio,uvloop", "reference servers, comma-separated (those not installed are skipped with the reason)")
-	sizes := fs.String("sizes", "64,1024,16384,102400", "message sizes in bytes, comma-separated")
-	conns := fs.String("conns", "1,10,100", "connection counts, comma-separated")
-	pipeline := fs.Int("pipeline", 1, "messages in flight per connection")
-	duration := fs.Duration("duration", 2*time.Second, "measured time per server and cell")
-	warmup := fs.Duration("warmup", 500*time.Millisecond, "warm-up before each measurement")
-	rounds := fs.Int("rounds", 1, "rounds per cell; servers are interleaved and the table shows medians")
-	python := fs.String("python", "/usr/bin/python3", "the Python for the asyncio and uvloop peers")
-	jsonOut := fs.String("json", "", "also write the raw rows to `FILE`")
-	if err := fs.Parse(args); err != nil {
-		return err
+	if len(args) > 0 {
+		return usagef("bench echo takes no arguments, only flags")
 	}
+	policies, peers, sizes, conns := &echoOpts.policies, &echoOpts.peers, &echoOpts.sizes, &echoOpts.conns
+	pipeline, duration, warmup, rounds := &echoOpts.pipeline, &echoOpts.duration, &echoOpts.warmup, &echoOpts.rounds
+	python, jsonOut := &echoOpts.python, &echoOpts.json
 	self, err := os.Executable()
 	if err != nil {
 		return err

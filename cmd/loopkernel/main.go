@@ -45,6 +45,7 @@ var commands = []*command{
 	conformanceCmd, // cmd_conformance.go
 	pluginsCmd,     // cmd_plugins.go
 	serveCmd,       // cmd_serve.go
+	benchCmd,       // cmd_bench.go
 	// Other tools join here, one file each (cmd_NAME.go defining NAMECmd):
 	// benchCmd, serveCmd.
 }
