@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -35,7 +36,7 @@ var ErrBlockingSocket = errors.New("socket must be non-blocking")
 // setsockopt, say) uses SyscallConn, which is what ErrorContext.Socket
 // reports.
 type Socket struct {
-	fd       atomic.Int64 // -1 once closed or detached
+	fd       *fdCell
 	family   int
 	sotype   int
 	proto    int
@@ -52,10 +53,25 @@ func NewSocket(family, sotype, proto int) (*Socket, error) {
 	return newSocket(fd, family, sotype, proto), nil
 }
 
+// fdCell holds a Socket's descriptor apart from the Socket, so that the
+// cleanup that closes a forgotten descriptor does not keep the Socket alive.
+type fdCell struct{ atomic.Int64 } // -1 once closed or detached
+
 func newSocket(fd, family, sotype, proto int) *Socket {
-	s := &Socket{family: family, sotype: sotype, proto: proto}
-	s.fd.Store(int64(fd))
+	c := &fdCell{}
+	c.Store(int64(fd))
+	s := &Socket{fd: c, family: family, sotype: sotype, proto: proto}
+	// A Socket dropped without Close (say, its loop was closed while a
+	// transport still had ConnectionLost pending) must not leak its
+	// descriptor; like os.File, the collector closes it.
+	runtime.AddCleanup(s, closeCell, c)
 	return s
+}
+
+func closeCell(c *fdCell) {
+	if fd := c.Swap(-1); fd >= 0 {
+		unix.Close(int(fd))
+	}
 }
 
 // SocketFromFD adopts fd, which must be a socket: the Socket owns it from

@@ -6,8 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,4 +148,39 @@ func TestAddrConversions(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, errors.As(err, &opErr))
 	assert.ErrorIs(t, err, unix.EADDRNOTAVAIL)
+}
+
+// TestSocketForgottenIsClosed: a Socket dropped without Close has its
+// descriptor closed by the collector, as an os.File would.
+func TestSocketForgottenIsClosed(t *testing.T) {
+	var st unix.Stat_t
+	fd := func() int {
+		s, err := NewSocket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		require.NoError(t, err)
+		require.NoError(t, unix.Fstat(s.Fd(), &st))
+		return s.Fd()
+	}()
+	closed := func() bool {
+		var now unix.Stat_t
+		err := unix.Fstat(fd, &now)
+		return err == unix.EBADF || (err == nil && now.Ino != st.Ino) // gone, or the number reused
+	}
+	for i := 0; i < 50 && !closed(); i++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	assert.True(t, closed(), "descriptor %d of a forgotten Socket is still open", fd)
+
+	// Detach hands the descriptor over: the collector must leave it alone.
+	s, err := NewSocket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	require.NoError(t, err)
+	kept := s.Detach()
+	s = nil
+	for range 5 {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	_, err = unix.FcntlInt(uintptr(kept), unix.F_GETFD, 0)
+	assert.NoError(t, err, "a detached descriptor was closed")
+	unix.Close(kept)
 }
