@@ -4,10 +4,11 @@
 // reports. bench/loop_peers.py runs the same workloads on Python's loops;
 // each Go workload below says what its Python twin does.
 //
-// Every workload builds its own loop on the epoll selector outside the timed
-// region, runs b.N operations inside one RunForever or RunUntilComplete, and
-// checks afterwards that every operation really happened, so a workload that
-// silently did less work fails instead of reporting a flattering number.
+// Every workload builds its own loop outside the timed region (on the epoll
+// selector unless told otherwise), runs b.N operations inside one RunForever
+// or RunUntilComplete, and checks afterwards that every operation really
+// happened, so a workload that silently did less work fails instead of
+// reporting a flattering number.
 package bench
 
 import (
@@ -45,8 +46,21 @@ type Workload struct {
 	Name string
 	// What describes one operation, for tables.
 	What string
-	// Bench runs b.N operations.
-	Bench func(b *testing.B)
+	// Bench runs b.N operations on a loop from newLoop.
+	Bench func(b *testing.B, newLoop NewLoopFunc)
+}
+
+// NewLoopFunc builds the loop a workload runs on; the workload closes it.
+type NewLoopFunc func() (*kernel.Loop, error)
+
+// EpollLoop builds a loop on a fresh in-process epoll selector, the default
+// back-end.
+func EpollLoop() (*kernel.Loop, error) {
+	sel, err := selector.NewEpoll()
+	if err != nil {
+		return nil, fmt.Errorf("epoll selector: %w", err)
+	}
+	return kernel.New(sel), nil
 }
 
 // Workloads lists the loop workloads in table order.
@@ -57,13 +71,16 @@ var Workloads = []Workload{
 	{"task_yield", "task Yield (asyncio.sleep(0)) round trip", TaskYield},
 }
 
-// NewLoop returns a loop on a fresh epoll selector, closed when b ends.
-func NewLoop(b testing.TB) *kernel.Loop {
-	sel, err := selector.NewEpoll()
-	if err != nil {
-		b.Fatalf("epoll selector: %v", err)
+// NewLoop returns a loop from newLoop (EpollLoop if nil), closed when b
+// ends.
+func NewLoop(b testing.TB, newLoop NewLoopFunc) *kernel.Loop {
+	if newLoop == nil {
+		newLoop = EpollLoop
 	}
-	l := kernel.New(sel)
+	l, err := newLoop()
+	if err != nil {
+		b.Fatalf("new loop: %v", err)
+	}
 	b.Cleanup(func() { l.Close() })
 	return l
 }
@@ -102,9 +119,9 @@ func measure(b *testing.B, fn func()) {
 // CallSoon measures scheduling and running one callback. A driver callback
 // schedules CallSoonBatch counting callbacks and then itself, until b.N have
 // been scheduled. Python twin: the same driver with loop.call_soon.
-func CallSoon(b *testing.B) {
+func CallSoon(b *testing.B, newLoop NewLoopFunc) {
 	b.ReportAllocs()
-	l := NewLoop(b)
+	l := NewLoop(b, newLoop)
 	ran, left := 0, b.N
 	count := func() { ran++ }
 	stop := l.Stop
@@ -150,9 +167,9 @@ func timerDelays() []time.Duration {
 // Timers measures scheduling a timer with CallLater and firing it. Batches
 // of TimerBatch timers with spread delays (see TimerStep) are scheduled; the
 // last to fire schedules the next batch. Python twin: loop.call_later.
-func Timers(b *testing.B) {
+func Timers(b *testing.B, newLoop NewLoopFunc) {
 	b.ReportAllocs()
-	l := NewLoop(b)
+	l := NewLoop(b, newLoop)
 	delays := timerDelays()
 	fired, left, want := 0, b.N, 0
 	var schedule func()
@@ -188,9 +205,9 @@ func Timers(b *testing.B) {
 // TaskAwait measures a task's round trip through a future: the task creates
 // a future, schedules a callback that resolves it, and awaits it. Python twin:
 // f = loop.create_future(); loop.call_soon(f.set_result, None); await f.
-func TaskAwait(b *testing.B) {
+func TaskAwait(b *testing.B, newLoop NewLoopFunc) {
 	b.ReportAllocs()
-	l := NewLoop(b)
+	l := NewLoop(b, newLoop)
 	n := b.N
 	done := 0
 	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
@@ -217,9 +234,9 @@ func TaskAwait(b *testing.B) {
 
 // TaskYield measures a task's bare round trip through the loop: Yield, the
 // counterpart of await asyncio.sleep(0).
-func TaskYield(b *testing.B) {
+func TaskYield(b *testing.B, newLoop NewLoopFunc) {
 	b.ReportAllocs()
-	l := NewLoop(b)
+	l := NewLoop(b, newLoop)
 	n := b.N
 	done := 0
 	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {

@@ -11,10 +11,10 @@ import (
 // exactly what these benchmarks run; see that package for what each measures
 // and bench/loop_peers.py for the Python twins.
 
-func BenchmarkCallSoon(b *testing.B)  { bench.CallSoon(b) }
-func BenchmarkTimers(b *testing.B)    { bench.Timers(b) }
-func BenchmarkTaskAwait(b *testing.B) { bench.TaskAwait(b) }
-func BenchmarkTaskYield(b *testing.B) { bench.TaskYield(b) }
+func BenchmarkCallSoon(b *testing.B)  { bench.CallSoon(b, bench.EpollLoop) }
+func BenchmarkTimers(b *testing.B)    { bench.Timers(b, bench.EpollLoop) }
+func BenchmarkTaskAwait(b *testing.B) { bench.TaskAwait(b, bench.EpollLoop) }
+func BenchmarkTaskYield(b *testing.B) { bench.TaskYield(b, bench.EpollLoop) }
 
 // TestCallSoonAllocsNothing pins the property the ready queue and the handle
 // free list exist for: once the loop is warm, scheduling and running a
@@ -24,7 +24,7 @@ func BenchmarkTaskYield(b *testing.B) { bench.TaskYield(b) }
 // callbacks with a run of one: any allocation per callback shows as a
 // difference.
 func TestCallSoonAllocsNothing(t *testing.T) {
-	l := bench.NewLoop(t)
+	l := bench.NewLoop(t, nil)
 	ran := 0
 	count := func() { ran++ }
 	stop := l.Stop
@@ -57,7 +57,7 @@ func TestCallSoonAllocsNothing(t *testing.T) {
 // (Yield) reuses its step callback and a recycled handle, so it allocates
 // nothing either; compared as above, with runs of 1000 and 10 yields.
 func TestTaskYieldAllocsNothing(t *testing.T) {
-	l := bench.NewLoop(t)
+	l := bench.NewLoop(t, nil)
 	rounds, every := 0, 0
 	_, err := kernel.CreateTask(l, func(c *kernel.Co) (struct{}, error) {
 		for {

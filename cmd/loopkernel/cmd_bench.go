@@ -81,7 +81,9 @@ func benchLoopFlags(fs *flag.FlagSet) {
 		}
 	}
 	define("rounds", func() { fs.Int("rounds", benchLoopRounds, "interleaved rounds; the tables show medians") })
-	define("python", func() { fs.String("python", bench.DefaultPython, "Python interpreter `PATH` for the asyncio and uvloop side") })
+	define("python", func() {
+		fs.String("python", bench.DefaultPython, "Python interpreter `PATH` for the asyncio and uvloop side")
+	})
 	define("json", func() { fs.String("json", "", "also write the report as JSON to `FILE`") })
 	fs.Duration("benchtime", 500*time.Millisecond, "loop: run length of each workload per round, on each side")
 	fs.String("workloads", "", "loop: comma-separated workload `NAMES` (default all)")
