@@ -806,6 +806,21 @@ func (t *datagramTransport) callConnectionLost() {
 	t.proto.ConnectionLost(t.lostErr)
 }
 
+// GetWriteBufferLimits and SetWriteBufferLimits are the flow-control water
+// marks, as on stream transports (asyncio's datagram transport has them
+// too); the DatagramTransport interface does not list them yet.
+func (t *datagramTransport) GetWriteBufferLimits() (low, high int) { return t.low, t.high }
+
+func (t *datagramTransport) SetWriteBufferLimits(high, low int) error {
+	h, lo, err := waterMarks(high, low)
+	if err != nil {
+		return err
+	}
+	t.high, t.low = h, lo
+	t.maybePauseProtocol()
+	return nil
+}
+
 func (t *datagramTransport) IsClosing() bool         { return t.closing }
 func (t *datagramTransport) GetWriteBufferSize() int { return t.size }
 

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -183,4 +184,39 @@ func TestSocketForgottenIsClosed(t *testing.T) {
 	_, err = unix.FcntlInt(uintptr(kept), unix.F_GETFD, 0)
 	assert.NoError(t, err, "a detached descriptor was closed")
 	unix.Close(kept)
+}
+
+// FuzzRawAddr: whatever bytes the kernel hands back as a source address,
+// converting them must not panic, and a second identical address must come
+// back as the same cached value; an address converted for sending must
+// read back as itself.
+func FuzzRawAddr(f *testing.F) {
+	f.Add([]byte{2, 0, 0x1f, 0x90, 127, 0, 0, 1}, uint8(16), []byte{127, 0, 0, 1}, uint16(8080))
+	f.Add([]byte{10, 0, 0, 53}, uint8(28), []byte(net.IPv6loopback), uint16(53))
+	f.Add([]byte{1, 0, 0, 'a', 'b'}, uint8(5), []byte{}, uint16(0))
+	f.Fuzz(func(t *testing.T, raw []byte, n uint8, ip []byte, port uint16) {
+		var r unix.RawSockaddrAny
+		rb := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unix.SizeofSockaddrAny)
+		copy(rb, raw)
+		ln := uint32(n) % (unix.SizeofSockaddrAny + 1)
+		var c rawAddr
+		a1 := c.fromRaw(&r, ln, unix.SOCK_DGRAM)
+		a2 := c.fromRaw(&r, ln, unix.SOCK_DGRAM)
+		if a1 != nil && a1 != a2 {
+			t.Fatalf("same source bytes gave two addresses: %v, %v", a1, a2)
+		}
+
+		if len(ip) != 4 && len(ip) != 16 {
+			return
+		}
+		want := &net.UDPAddr{IP: net.IP(ip), Port: int(port)}
+		var send, recv rawAddr
+		if err := send.toRaw(0, want); err != nil {
+			t.Fatalf("toRaw(%v): %v", want, err)
+		}
+		got, ok := recv.fromRaw(&send.raw, send.len, unix.SOCK_DGRAM).(*net.UDPAddr)
+		if !ok || !got.IP.Equal(want.IP) || got.Port != want.Port {
+			t.Fatalf("round trip of %v gave %v", want, got)
+		}
+	})
 }
