@@ -222,15 +222,14 @@ func TestEchoRoundTripAllocsNothing(t *testing.T) {
 	}
 }
 
-// TestDatagramRoundTripAllocsNothing: the same for UDP with one peer: the
-// source address is converted once and reused.
-func TestDatagramRoundTripAllocsNothing(t *testing.T) {
+// newDgPair sets up a UDP echo endpoint and an unconnected pinger (every
+// SendTo names its destination) on one epoll loop.
+func newDgPair(tb testing.TB) (*dgPinger, func()) {
 	sel, err := selector.New("epoll")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	l := kernel.New(sel)
-	defer l.Close()
 	cli := &dgPinger{l: l, msg: make([]byte, 64)}
 	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
 		str, _, err := kernel.CreateDatagramEndpoint(co, func() *dgEcho { return &dgEcho{} }, &kernel.DatagramOptions{LocalAddr: "127.0.0.1:0"})
@@ -238,22 +237,49 @@ func TestDatagramRoundTripAllocsNothing(t *testing.T) {
 			return struct{}{}, err
 		}
 		sa, _ := str.GetExtraInfo("sockname")
-		// Unconnected client: every SendTo names the destination.
 		_, _, err = kernel.CreateDatagramEndpoint(co, func() *dgPinger { return cli }, &kernel.DatagramOptions{LocalAddr: "127.0.0.1:0"})
 		cli.to = sa.(net.Addr)
 		return struct{}{}, err
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := l.RunUntilComplete(task); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return cli, func() { l.Close() }
+}
+
+func (p *dgPinger) run(n int) error {
+	p.left = n
+	if err := p.tr.SendTo(p.msg, p.to); err != nil {
+		return err
+	}
+	return p.l.RunForever()
+}
+
+func BenchmarkDatagramLoopback(b *testing.B) {
+	cli, done := newDgPair(b)
+	defer done()
+	if err := cli.run(100); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := cli.run(b.N); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/roundtrip")
+}
+
+// TestDatagramRoundTripAllocsNothing: the same for UDP with one peer: the
+// source and destination addresses are converted once and reused.
+func TestDatagramRoundTripAllocsNothing(t *testing.T) {
+	cli, done := newDgPair(t)
+	defer done()
 	run := func(n int) func() {
 		return func() {
-			cli.left = n
-			cli.tr.SendTo(cli.msg, cli.to)
-			if err := l.RunForever(); err != nil {
+			if err := cli.run(n); err != nil {
 				t.Fatal(err)
 			}
 		}
