@@ -390,3 +390,59 @@ func exhaustFDs(t *testing.T) (release func()) {
 		}
 	}
 }
+
+func TestServerManyClients(t *testing.T) { forEachBackend(t, caseServerManyClients) }
+
+// caseServerManyClients: many clients connecting at once, each with its own
+// exchange, all served by one loop and all accounted for.
+func caseServerManyClients(t *testing.T, newLoop loopFactory) {
+	l := newLoop(t)
+	const n = 200
+	var srvs serverProtos
+	runCo(t, l, func(co *kernel.Co) error {
+		srv, err := kernel.CreateServer(co, srvs.factory(newEcho), []string{"127.0.0.1"}, "0", &kernel.ServerOptions{Backlog: 2 * n})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		port := tcpPort(t, srv, 0)
+		clients := make([]*recProto, n)
+		tasks := make([]*kernel.Task[struct{}], n)
+		for i := range n {
+			tasks[i], err = kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
+				p := &recProto{}
+				clients[i] = p
+				tr, _, err := kernel.CreateConnection(co, func() *recProto { return p }, "127.0.0.1", port, nil)
+				if err != nil {
+					return struct{}{}, err
+				}
+				tr.Write([]byte(fmt.Sprintf("client %d", i)))
+				tr.WriteEOF()
+				return struct{}{}, nil
+			})
+			require.NoError(t, err)
+		}
+		for _, task := range tasks {
+			if _, err := task.Await(co); err != nil {
+				return err
+			}
+		}
+		if err := waitUntil(co, "all echoes", func() bool {
+			for _, c := range clients {
+				if c.lost == 0 {
+					return false
+				}
+			}
+			return true
+		}); err != nil {
+			return err
+		}
+		for i, c := range clients {
+			require.Equal(t, fmt.Sprintf("client %d", i), c.data.String())
+			require.Equal(t, 1, c.lost)
+		}
+		require.Len(t, srvs.list, n)
+		srv.Close()
+		return srv.WaitClosed(co)
+	})
+}
