@@ -29,14 +29,18 @@ const (
 
 // futureCore is the untyped part of every Future: state, error, done
 // callbacks. The first done callback is kept inline because almost every
-// future has exactly one (the task awaiting it), which saves an allocation.
+// future has exactly one (the task awaiting it), which saves an allocation;
+// the rest live behind a pointer, so that the common future stays in the
+// 64-byte size class (a slice header here made it 80): futures are the one
+// allocation most awaits make, and their bytes set how often the collector
+// runs.
 type futureCore struct {
 	loop  *Loop
-	state futureState
 	err   error
 	cb0   func()
-	cbs   []func()
+	more  *[]func()  // done callbacks after the first, if any
 	task  *taskState // non-nil when this future is a Task's
+	state futureState
 }
 
 func (f *futureCore) core() *futureCore { return f }
@@ -99,20 +103,23 @@ func (f *futureCore) addDone(fn func()) int {
 		f.loop.CallSoon(fn)
 		return 0
 	}
-	if f.cb0 == nil && len(f.cbs) == 0 {
+	if f.cb0 == nil && f.more == nil {
 		f.cb0 = fn
 		return 1
 	}
-	f.cbs = append(f.cbs, fn)
-	return len(f.cbs) + 1
+	if f.more == nil {
+		f.more = new([]func())
+	}
+	*f.more = append(*f.more, fn)
+	return len(*f.more) + 1
 }
 
 func (f *futureCore) removeDone(id int) {
 	switch {
 	case id == 1:
 		f.cb0 = nil
-	case id > 1 && id-2 < len(f.cbs):
-		f.cbs[id-2] = nil
+	case id > 1 && f.more != nil && id-2 < len(*f.more):
+		(*f.more)[id-2] = nil
 	}
 }
 
@@ -121,13 +128,17 @@ func (f *futureCore) scheduleCallbacks() {
 		f.cb0 = nil
 		f.loop.CallSoon(cb)
 	}
-	for i, cb := range f.cbs {
+	if f.more == nil {
+		return
+	}
+	cbs := *f.more
+	for i, cb := range cbs {
 		if cb != nil {
 			f.loop.CallSoon(cb)
 		}
-		f.cbs[i] = nil
+		cbs[i] = nil
 	}
-	f.cbs = f.cbs[:0]
+	*f.more = cbs[:0]
 }
 
 func (f *futureCore) stateString() string {
