@@ -22,7 +22,7 @@ import (
 // measures servers.
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "loop|echo [FLAGS]",
+	synopsis: "loop|echo|idle [FLAGS]",
 	summary:  "benchmark loopkernel against its peers, measured in the same run",
 	help: `Benchmarks:
   loop     the loop workloads of package bench (call_soon, timer, task_await,
@@ -36,10 +36,17 @@ var benchCmd = &command{
   echo     loopkernel's echo server on each --policies entry against the floor
            (raw epoll), Go net, asyncio and uvloop: req/s, p50/p99 latency and
            server CPU-µs per request, servers interleaved in one run.
-           Flags: loopkernel bench echo -h`,
+           Flags: loopkernel bench echo -h
+  idle     resident memory (VmRSS, child processes included) of each server
+           above holding --conns idle connections (default 10000, one number
+           here) that have each echoed one message: before, with them, KiB
+           per connection, ratios to the floor and uvloop; servers one at a
+           time. Flags: --conns, --policies, --peers, --settle, --python,
+           --json.`,
 	flags: func(fs *flag.FlagSet) {
 		echoFlags(fs)
 		benchLoopFlags(fs)
+		idleFlags(fs) // cmd_bench_idle.go
 	},
 	run: runBench,
 }
@@ -48,6 +55,7 @@ var benchCmd = &command{
 var benchSuites = map[string]func(e *env, args []string) error{
 	"loop": runBenchLoop,
 	"echo": benchEcho, // cmd_bench_echo.go
+	"idle": benchIdle, // cmd_bench_idle.go
 }
 
 func runBench(e *env, args []string) error {
