@@ -294,14 +294,13 @@ type datagramTransport struct {
 	address            net.Addr // the connected peer, or nil
 	sockname, peername net.Addr
 
-	rh, wh   *handle
+	rh, wh   handle // persistent, inline
 	reading  bool
 	writing  bool
 	closing  bool
 	connLost bool
 	lostDone bool
 	lostErr  error
-	lostFn   func()
 
 	queue       []pendingDatagram
 	size        int
@@ -332,9 +331,8 @@ func newDatagramTransport(l *Loop, sock *Socket, p BaseProtocol, address net.Add
 		high: defaultHighWater, low: defaultHighWater / 4,
 	}
 	t.setProtocol(p)
-	t.rh = newFDHandle(l, t.readReady)
-	t.wh = newFDHandle(l, t.writeReady)
-	t.lostFn = t.callConnectionLost
+	initFDHandle(&t.rh, l, t.readReady)
+	initFDHandle(&t.wh, l, t.writeReady)
 	if _, err := l.CallSoon(func() { t.start(waiter) }); err != nil {
 		return nil, err
 	}
@@ -350,7 +348,7 @@ func (t *datagramTransport) setProtocol(p BaseProtocol) {
 func (t *datagramTransport) start(waiter *Future[struct{}]) {
 	ok := t.guard("ConnectionMade", func() { t.proto.ConnectionMade(t) })
 	if ok && !t.closing {
-		if err := t.loop.watchFD(t.fd, sdk.Read, t.rh); err != nil {
+		if err := t.loop.watchFD(t.fd, sdk.Read, &t.rh); err != nil {
 			t.forceClose(err)
 			ok = false
 		} else {
@@ -637,7 +635,7 @@ func (t *datagramTransport) SendTo(b []byte, addr net.Addr) error {
 			t.errorReceived(t.opError("write", addr, err))
 			return nil
 		}
-		if err := t.loop.watchFD(t.fd, sdk.Write, t.wh); err != nil {
+		if err := t.loop.watchFD(t.fd, sdk.Write, &t.wh); err != nil {
 			t.forceClose(err)
 			return err
 		}
@@ -780,7 +778,7 @@ func (t *datagramTransport) stopReading() {
 }
 
 func (t *datagramTransport) scheduleLost() {
-	if _, err := t.loop.CallSoon(t.lostFn); err != nil {
+	if _, err := t.loop.CallSoon(t.callConnectionLost); err != nil {
 		t.callConnectionLost()
 	}
 }

@@ -354,7 +354,7 @@ func (s *Server) acceptReady(ls *Socket, i int) {
 		if s.closed {
 			return
 		}
-		ns, _, err := ls.acceptNB()
+		ns, peer, err := ls.acceptNB()
 		if err != nil {
 			if isWouldBlock(err) {
 				return
@@ -382,11 +382,11 @@ func (s *Server) acceptReady(ls *Socket, i int) {
 			s.loop.CallExceptionHandler(ErrorContext{Message: "accept failed", Err: err, Socket: ls})
 			return
 		}
-		s.newConnection(ns)
+		s.newConnection(ns, peer)
 	}
 }
 
-func (s *Server) newConnection(ns *Socket) {
+func (s *Server) newConnection(ns *Socket, peer net.Addr) {
 	var proto BaseProtocol
 	func() {
 		defer func() {
@@ -401,7 +401,7 @@ func (s *Server) newConnection(ns *Socket) {
 		ns.Close()
 		return
 	}
-	if _, err := newStreamTransport(s.loop, ns, proto, nil, s); err != nil {
+	if _, err := newStreamTransport(s.loop, ns, proto, nil, s, peer); err != nil {
 		s.loop.CallExceptionHandler(ErrorContext{Message: "creating a transport for an accepted connection failed", Err: err, Protocol: proto, Socket: ns})
 		ns.Close()
 	}
@@ -550,7 +550,7 @@ func startTransport[P BaseProtocol](co *Co, factory func() P, sock *Socket) (Tra
 		return nil, zero, fmt.Errorf("protocol factory: %w", err)
 	}
 	waiter := CreateFuture[struct{}](l)
-	t, err := newStreamTransport(l, sock, p, waiter, nil)
+	t, err := newStreamTransport(l, sock, p, waiter, nil, nil)
 	if err != nil {
 		sock.Close()
 		return nil, zero, err

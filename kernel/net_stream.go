@@ -141,8 +141,8 @@ func (l *Loop) unwatchFD(fd int, ev sdk.Events) {
 	}
 }
 
-func newFDHandle(l *Loop, fn func()) *handle {
-	return &handle{loop: l, gen: 1, index: -1, fn: fn, persistent: true}
+func initFDHandle(h *handle, l *Loop, fn func()) {
+	*h = handle{loop: l, gen: 1, index: -1, fn: fn, persistent: true}
 }
 
 // ---- raw socket I/O without allocation ----
@@ -294,7 +294,7 @@ type streamTransport struct {
 
 	sockname, peername net.Addr
 
-	rh, wh    *handle // persistent reader and writer callbacks
+	rh, wh    handle // persistent reader and writer callbacks, kept inline: one allocation per connection fewer
 	reading   bool    // the reader is registered
 	writing   bool    // the writer is registered
 	paused    bool    // PauseReading
@@ -310,15 +310,15 @@ type streamTransport struct {
 	wq          writeQueue
 
 	lostErr     error
-	lostFn      func()
 	emptyWaiter *Future[struct{}] // Sendfile waits for the buffer to drain
 }
 
-// newStreamTransport wraps a connected stream socket. The protocol's
+// newStreamTransport wraps a connected stream socket; peer, when known
+// (from accept), saves a getpeername. The protocol's
 // ConnectionMade runs in the next loop iteration, then reading starts
 // (unless the protocol paused it), then waiter (if any) gets its result —
 // or the error if ConnectionMade panicked.
-func newStreamTransport(l *Loop, sock *Socket, proto BaseProtocol, waiter *Future[struct{}], server *Server) (*streamTransport, error) {
+func newStreamTransport(l *Loop, sock *Socket, proto BaseProtocol, waiter *Future[struct{}], server *Server, peer net.Addr) (*streamTransport, error) {
 	if sock.Type() != unix.SOCK_STREAM {
 		return nil, fmt.Errorf("stream transport needs a SOCK_STREAM socket, got %s: %w", typeName(sock.Type()), ErrInvalidArgument)
 	}
@@ -338,15 +338,17 @@ func newStreamTransport(l *Loop, sock *Socket, proto BaseProtocol, waiter *Futur
 		// asyncio 3.6+: no Nagle delay; latency over packet count.
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
+	if peer == nil {
+		peer = sock.RemoteAddr()
+	}
 	t := &streamTransport{
 		loop: l, sock: sock, fd: fd, server: server,
-		sockname: sock.LocalAddr(), peername: sock.RemoteAddr(),
+		sockname: sock.LocalAddr(), peername: peer,
 		high: defaultHighWater, low: defaultHighWater / 4,
 	}
 	t.setProtocol(proto)
-	t.rh = newFDHandle(l, t.readReady)
-	t.wh = newFDHandle(l, t.writeReady)
-	t.lostFn = t.callConnectionLost
+	initFDHandle(&t.rh, l, t.readReady)
+	initFDHandle(&t.wh, l, t.writeReady)
 	if _, err := l.CallSoon(func() { t.start(waiter) }); err != nil {
 		return nil, fmt.Errorf("stream transport: %w", err)
 	}
@@ -436,7 +438,7 @@ func (t *streamTransport) startReading() {
 	if t.reading || t.closing || t.paused || t.eofIn {
 		return
 	}
-	if err := t.loop.watchFD(t.fd, sdk.Read, t.rh); err != nil {
+	if err := t.loop.watchFD(t.fd, sdk.Read, &t.rh); err != nil {
 		t.fatalError(err)
 		return
 	}
@@ -454,7 +456,7 @@ func (t *streamTransport) startWriting() error {
 	if t.writing {
 		return nil
 	}
-	if err := t.loop.watchFD(t.fd, sdk.Write, t.wh); err != nil {
+	if err := t.loop.watchFD(t.fd, sdk.Write, &t.wh); err != nil {
 		return err
 	}
 	t.writing = true
@@ -712,7 +714,7 @@ func (t *streamTransport) forceClose(err error) {
 }
 
 func (t *streamTransport) scheduleConnectionLost() {
-	if _, err := t.loop.CallSoon(t.lostFn); err != nil {
+	if _, err := t.loop.CallSoon(t.callConnectionLost); err != nil {
 		// The loop is closed: nothing will run later, so end it now.
 		t.callConnectionLost()
 	}
