@@ -295,11 +295,11 @@ type streamTransport struct {
 	sockname, peername net.Addr
 
 	rh, wh    handle // persistent reader and writer callbacks, kept inline: one allocation per connection fewer
-	reading   bool    // the reader is registered
-	writing   bool    // the writer is registered
-	paused    bool    // PauseReading
-	eofIn     bool    // EOF received and the protocol kept the transport open
-	eofOut    bool    // WriteEOF called
+	reading   bool   // the reader is registered
+	writing   bool   // the writer is registered
+	paused    bool   // PauseReading
+	eofIn     bool   // EOF received and the protocol kept the transport open
+	eofOut    bool   // WriteEOF called
 	closing   bool
 	connLost  bool // ConnectionLost is scheduled or done (asyncio: _conn_lost)
 	lostDone  bool
