@@ -181,6 +181,9 @@ func (k *kt) watch(l *loopFix, what string) func() {
 	t := time.AfterFunc(runLimit, func() {
 		fired.Store(true)
 		l.CallSoonThreadsafe(l.Stop)
+		// Wake the selector directly too, in case the kernel's own wake-up
+		// is what is broken.
+		l.rec.Wake()
 	})
 	return func() {
 		t.Stop()

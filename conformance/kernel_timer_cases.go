@@ -4,7 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/loopkernel/loopkernel/kernel"
 )
 
 // Timers: CallLater, CallAt and their handles.
@@ -76,27 +79,42 @@ func kTimerCallAt(k *kt) {
 	require.GreaterOrEqual(k, at, when, "rule: a CallAt callback runs when Time has reached its deadline")
 }
 
-// kTimerNotEarly checks a timer fires no earlier than its delay, on the
+// kTimerNotEarly checks timers fire no earlier than their delay, on the
 // loop's clock exactly and on the wall clock within the clock's tolerance,
-// and that the loop slept in its selector for it rather than spinning.
+// and that the loop sleeps in its selector for them rather than spinning.
+// The timers are a millisecond apart, so each one that fires wakes the loop
+// just before the next is due: a loop that rounds deadlines would run that
+// one early.
 func kTimerNotEarly(k *kt) {
 	// tolerance is how far two readings of the monotonic clock may
 	// disagree; it is not a scheduling allowance.
-	const delay, tolerance = 30 * time.Millisecond, 100 * time.Microsecond
+	const first, count, tolerance = 20 * time.Millisecond, 10, 100 * time.Microsecond
 	l := k.newLoop()
 	l.rec.waits()
 	start := time.Now()
-	var elapsed, loopNow time.Duration
-	th, err := l.CallLater(delay, func() { elapsed = time.Since(start); loopNow = l.Time(); l.Stop() })
-	k.must(err, "CallLater")
+	fired := 0
+	for i := 0; i < count; i++ {
+		delay := first + time.Duration(i)*time.Millisecond
+		var th kernel.TimerHandle
+		var err error
+		th, err = l.CallLater(delay, func() {
+			elapsed, now := time.Since(start), l.Time()
+			fired++
+			assert.GreaterOrEqual(k, now, th.When(), "rule: a timer never runs before its deadline on the loop clock (timer %d)", i)
+			assert.GreaterOrEqual(k, elapsed, delay-tolerance, "rule: a timer never runs before its delay has passed (timer %d)", i)
+			if fired == count {
+				l.Stop()
+			}
+		})
+		k.must(err, "CallLater")
+	}
 	require.NoError(k, k.runForever(l, "CallLater"))
-	require.GreaterOrEqual(k, loopNow, th.When(), "rule: a timer never runs before its deadline on the loop clock")
-	require.GreaterOrEqual(k, elapsed, delay-tolerance, "rule: a timer never runs before its delay has passed")
+	require.Equal(k, count, fired)
 	waits := l.rec.waits()
 	require.NotEmpty(k, waits)
-	require.Greater(k, waits[0], time.Duration(0), "rule: with only a timer pending, the loop sleeps in its selector (timeouts: %v)", waits)
-	require.LessOrEqual(k, waits[0], delay, "rule: the loop sleeps no longer than the time to the next timer (timeouts: %v)", waits)
-	require.LessOrEqual(k, len(waits), 20, "rule: the loop does not spin while waiting for a timer (%d polls: %v)", len(waits), waits)
+	require.Greater(k, waits[0], time.Duration(0), "rule: with only timers pending, the loop sleeps in its selector (timeouts: %v)", waits)
+	require.LessOrEqual(k, waits[0], first, "rule: the loop sleeps no longer than the time to the next timer (timeouts: %v)", waits)
+	require.LessOrEqual(k, len(waits), 100, "rule: the loop does not spin while waiting for timers (%d polls)", len(waits))
 }
 
 func kTimerCancel(k *kt) {

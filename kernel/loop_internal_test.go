@@ -1,0 +1,143 @@
+package kernel
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/loopkernel/loopkernel/plugins/selector"
+)
+
+func newTestLoop(t *testing.T) *Loop {
+	t.Helper()
+	sel, err := selector.NewPoll()
+	require.NoError(t, err)
+	l := New(sel, WithLogger(hclog.NewNullLogger()))
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// iterate runs one iteration without blocking: a stopping loop polls with
+// a zero timeout.
+func iterate(l *Loop) {
+	l.stopping = true
+	l.runOnce()
+	l.stopping = false
+}
+
+func nop() {}
+
+// TestTimerSweepBookkeeping follows CPython's cleanup test: cancelled timers
+// at the head are popped and uncounted, deeper ones wait until they are more
+// than half of a heap that is not tiny, then all go at once.
+func TestTimerSweepBookkeeping(t *testing.T) {
+	l := newTestLoop(t)
+	_, err := l.CallLater(3000*time.Second, nop) // live, keeps the rest off the head
+	require.NoError(t, err)
+	for range 2 {
+		th, err := l.CallLater(3600*time.Second, nop)
+		require.NoError(t, err)
+		th.Cancel()
+	}
+	for range 2 {
+		th, err := l.CallLater(100*time.Second, nop) // will be at the head
+		require.NoError(t, err)
+		th.Cancel()
+	}
+	require.Equal(t, 4, l.cancelledTimers)
+	iterate(l)
+	require.Equal(t, 2, l.cancelledTimers, "cancelled timers at the head are popped and uncounted")
+	require.Equal(t, 3, len(l.timers), "cancelled timers deeper in a small heap stay until the sweep threshold")
+
+	live := 1
+	for range minTimersForSweep {
+		_, err := l.CallLater(3600*time.Second, nop)
+		require.NoError(t, err)
+		live++
+	}
+	cancelled := l.cancelledTimers
+	for range minTimersForSweep + 5 {
+		th, err := l.CallLater(3600*time.Second, nop)
+		require.NoError(t, err)
+		th.Cancel()
+		cancelled++
+	}
+	require.Equal(t, cancelled, l.cancelledTimers)
+	require.Equal(t, live+cancelled, len(l.timers))
+	iterate(l)
+	require.Equal(t, live, len(l.timers), "more than half cancelled: the sweep drops them all")
+	require.Zero(t, l.cancelledTimers)
+	for i, h := range l.timers {
+		require.False(t, h.cancelled, "timer %d survived the sweep cancelled", i)
+		require.Equal(t, i, h.index, "timer %d has a stale heap index", i)
+	}
+	// The heap order survived the rebuild: timers pop in deadline order.
+	prev := time.Duration(-1)
+	for len(l.timers) > 0 {
+		h := l.timers.pop()
+		require.GreaterOrEqual(t, h.when, prev)
+		prev = h.when
+	}
+}
+
+// TestHandleRecycling: a handle whose callback ran goes back on the free
+// list with a new generation, so the next callback reuses the record while
+// the old Handle value goes stale; a cancelled handle is never recycled.
+func TestHandleRecycling(t *testing.T) {
+	l := newTestLoop(t)
+	h1, err := l.CallSoon(nop)
+	require.NoError(t, err)
+	iterate(l)
+	require.Same(t, h1.h, l.free, "a handle whose callback ran is recycled")
+	ran := false
+	h2, err := l.CallSoon(func() { ran = true })
+	require.NoError(t, err)
+	require.Same(t, h1.h, h2.h, "the next callback reuses the recycled handle")
+	require.NotEqual(t, h1.gen, h2.gen, "a recycled handle has a new generation")
+	h1.Cancel()
+	require.False(t, h1.Cancelled())
+	require.False(t, h2.Cancelled(), "a stale Handle cannot cancel the callback now using its record")
+	iterate(l)
+	require.True(t, ran)
+
+	// A cancelled handle stays cancelled and out of the free list.
+	h3, err := l.CallSoon(nop)
+	require.NoError(t, err)
+	h3.Cancel()
+	iterate(l)
+	require.True(t, h3.Cancelled())
+	for f := l.free; f != nil; f = f.next {
+		require.NotSame(t, h3.h, f, "a cancelled handle must not be recycled")
+	}
+	h4, err := l.CallSoon(nop)
+	require.NoError(t, err)
+	require.NotSame(t, h3.h, h4.h)
+	require.True(t, h3.Cancelled(), "Cancelled stays true while the Handle is held")
+
+	// Timers that ran are recycled the same way.
+	th, err := l.CallLater(-time.Second, nop)
+	require.NoError(t, err)
+	iterate(l)
+	iterate(l)
+	require.False(t, th.live(), "a timer handle goes stale once its callback ran")
+	require.Equal(t, -1, th.h.index)
+}
+
+// TestCallSoonSteadyStateAllocs: once the loop is warm, scheduling and
+// running a callback allocates nothing (the handle comes from the free list
+// and the ready ring does not grow).
+func TestCallSoonSteadyStateAllocs(t *testing.T) {
+	l := newTestLoop(t)
+	for range 10 {
+		_, err := l.CallSoon(nop)
+		require.NoError(t, err)
+		iterate(l)
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		l.CallSoon(nop)
+		iterate(l)
+	})
+	require.Zero(t, allocs, "CallSoon plus one iteration allocates on a warm loop")
+}
