@@ -317,6 +317,7 @@ func (c rawConn) Control(f func(fd uintptr)) error {
 		return err
 	}
 	f(uintptr(fd))
+	runtime.KeepAlive(c.s) // the collector must not close fd while f uses it
 	return nil
 }
 
@@ -329,13 +330,16 @@ func (c rawConn) wait(ev int16, f func(fd uintptr) bool) error {
 		if err != nil {
 			return err
 		}
-		if f(uintptr(fd)) {
+		done := f(uintptr(fd))
+		runtime.KeepAlive(c.s)
+		if done {
 			return nil
 		}
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: ev}}
 		if _, err := unix.Poll(pfd, -1); err != nil && err != unix.EINTR {
 			return fmt.Errorf("raw conn poll fd %d: %w", fd, err)
 		}
+		runtime.KeepAlive(c.s)
 	}
 }
 
