@@ -70,7 +70,7 @@ type taskState struct {
 	mustCancel bool
 	cancelMsg  string
 	started    bool
-	stepFn     func() // t.step as a value, made once so scheduling allocates nothing
+	stepFn     func() // the step, made once so scheduling allocates nothing (see newStep)
 }
 
 var taskCounter atomic.Uint64
@@ -115,7 +115,7 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 	t.fut = &task.futureCore
 	task.futureCore.task = t
 	t.name = fmt.Sprintf("Task-%d", taskCounter.Add(1))
-	t.stepFn = t.step
+	t.stepFn = t.newStep()
 	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
 		// Debug mode must know this goroutine acts for l (see coroutines).
 		var gid uint64
@@ -205,32 +205,38 @@ func (t *taskState) start() {
 		return
 	}
 	t.started = true
-	t.step()
+	t.stepFn()
 }
 
-// step resumes the coroutine until it suspends or returns, then arranges for
-// the next step: when its waiter is done, or on the next iteration for a
-// bare yield.
-func (t *taskState) step() {
-	if t.fut.done() {
-		return
-	}
-	l := t.fut.loop
-	prev := l.currentTask
-	l.currentTask = t
-	_, more := t.next()
-	l.currentTask = prev
-	if !more {
-		return
-	}
-	w := t.waiter
-	if w == nil {
-		l.CallSoon(t.stepFn)
-		return
-	}
-	w.addDone(t.stepFn)
-	if t.mustCancel && w.cancel(t.cancelMsg) {
-		t.mustCancel = false
+// newStep returns the task's step, which resumes the coroutine until it
+// suspends or returns and then arranges for the next step: when its waiter
+// is done, or on the next iteration for a bare yield.
+func (t *taskState) newStep() func() {
+	// The step is a closure rather than the method value t.step: the loop
+	// calls it through a func value, and a method value would put a wrapper
+	// frame between the loop and the coroutine switch, which costs a
+	// mispredicted return on every switch (see Loop.iterate).
+	return func() {
+		if t.fut.done() {
+			return
+		}
+		l := t.fut.loop
+		prev := l.currentTask
+		l.currentTask = t
+		_, more := t.next()
+		l.currentTask = prev
+		if !more {
+			return
+		}
+		w := t.waiter
+		if w == nil {
+			l.CallSoon(t.stepFn)
+			return
+		}
+		w.addDone(t.stepFn)
+		if t.mustCancel && w.cancel(t.cancelMsg) {
+			t.mustCancel = false
+		}
 	}
 }
 
