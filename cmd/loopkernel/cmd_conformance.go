@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
+)
+
+// `loopkernel conformance` is the certifier as a binary, the way csi-sanity
+// is one: point it at any selector, in-process or out-of-process, bundled or
+// third-party, and it runs the same cases `go test` runs, prints each result
+// as it lands, and writes the reports a CI system reads.
+
+var conformanceOpts struct {
+	selector  string
+	suite     string
+	timeout   time.Duration
+	run       string
+	junit     string
+	json      string
+	debug     bool
+	pluginDir string
+	sha256    string
+}
+
+var conformanceCmd = &command{
+	name:     "conformance",
+	synopsis: "[--selector NAME|plugin:NAME|plugin:PATH] [--suite selector|kernel|all]",
+	summary:  "certify a selector back-end against the selector and kernel contracts",
+	help: `
+Runs the contract suites against the selector named by --selector (default:
+the selector of the --policy in force):
+
+  NAME          a back-end compiled into this binary, in this process
+  plugin:NAME   that back-end in a supervised plugin process (this binary
+                re-executed), or the executable loopkernel-plugin-NAME in the
+                plugin directory
+  plugin:PATH   the plugin executable at PATH
+
+The selector suite checks the Selector seam itself; the kernel suite runs
+event loops on the selector and checks what asyncio programs rely on. Each
+case prints one line when it ends: its status, how long it took, and for a
+skip the capability the selector lacks, for a failure the rule it broke. A
+case that does not end within --timeout is reported as a hang and abandoned.
+
+The exit status is 0 when nothing failed or hung, 1 otherwise. --junit and
+--json write the results (with each case's log) for CI and later comparison;
+they are written even when cases fail.`,
+	flags: func(fs *flag.FlagSet) {
+		o := &conformanceOpts
+		fs.StringVar(&o.selector, "selector", "", "selector `SPEC` to certify: NAME, plugin:NAME or plugin:PATH (default: the policy's selector)")
+		fs.StringVar(&o.suite, "suite", "all", "which contract: selector, kernel or all")
+		fs.DurationVar(&o.timeout, "timeout", conformance.DefaultTimeout, "per-case limit; a case past it is reported as a hang")
+		fs.StringVar(&o.run, "run", "", "run only the cases whose name matches `REGEXP`")
+		fs.StringVar(&o.junit, "junit", "", "write JUnit XML results to `FILE`")
+		fs.StringVar(&o.json, "json", "", "write JSON results to `FILE`")
+		fs.BoolVar(&o.debug, "debug", false, "run the kernel suite's loops in debug mode (asyncio's loop.set_debug(True))")
+		fs.StringVar(&o.pluginDir, "plugin-dir", "", "directory searched for loopkernel-plugin-NAME (default $"+plugin.PluginDirEnv+")")
+		fs.StringVar(&o.sha256, "sha256", "", "pin the plugin executable's SHA-256 (`HEX`); checked before every start")
+	},
+	run: runConformance,
+}
+
+func runConformance(e *env, args []string) error {
+	o := conformanceOpts
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	suites, err := conformanceSuites(o.suite, o.debug)
+	if err != nil {
+		return err
+	}
+	var match func(string) bool
+	if o.run != "" {
+		re, err := regexp.Compile(o.run)
+		if err != nil {
+			return usagef("--run: %v", err)
+		}
+		match = re.MatchString
+	}
+	if o.timeout <= 0 {
+		return usagef("--timeout must be positive, not %v", o.timeout)
+	}
+	spec := o.selector
+	if spec == "" {
+		p, err := e.policy()
+		if err != nil {
+			return err
+		}
+		spec = p.Selector
+	}
+
+	// Supervision events (a plugin restarted, killed for not answering) go
+	// to stderr: a certification run that needed restarts should say so.
+	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: e.stderr, Level: hclog.Warn})
+	factory, err := plugin.Resolve(spec, plugin.Options{
+		PluginDir: o.pluginDir,
+		Template:  plugin.Spec{Logger: logger, SHA256: o.sha256},
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	var all []conformance.Result
+	var runErr error
+	for _, s := range suites {
+		rs, err := runOneSuite(ctx, e.stdout, s, conformance.Factory(factory), spec, o.timeout, match)
+		all = append(all, rs...)
+		if err != nil {
+			runErr = fmt.Errorf("suite %s on %s: %w", s.Name, spec, err)
+			break
+		}
+	}
+	t := tally(all)
+	fmt.Fprintf(e.stdout, "\nconformance %s: %d cases: %d pass, %d skip, %d fail, %d hang (%s)\n",
+		spec, len(all), t.pass, t.skip, t.fail, t.hang, time.Since(start).Round(time.Millisecond))
+
+	// Reports first, so that even an interrupted or failing run leaves them.
+	if err := writeReport(o.junit, all, conformance.WriteJUnit); err != nil {
+		return err
+	}
+	if err := writeReport(o.json, all, conformance.WriteJSON); err != nil {
+		return err
+	}
+	switch {
+	case runErr != nil:
+		return runErr
+	case len(all) == 0:
+		return fmt.Errorf("no case matched --run %q", o.run)
+	case t.fail > 0 || t.hang > 0:
+		return fmt.Errorf("%s does not conform: %d failed, %d hung", spec, t.fail, t.hang)
+	}
+	return nil
+}
+
+// conformanceSuites maps --suite to the suites to run, in order.
+func conformanceSuites(which string, debug bool) ([]conformance.Suite, error) {
+	kernel := conformance.KernelSuite(conformance.KernelConfig{Debug: debug})
+	switch which {
+	case "selector":
+		return []conformance.Suite{conformance.SelectorSuite()}, nil
+	case "kernel":
+		return []conformance.Suite{kernel}, nil
+	case "all":
+		return []conformance.Suite{conformance.SelectorSuite(), kernel}, nil
+	}
+	return nil, usagef("--suite %q: want selector, kernel or all", which)
+}
+
+// runOneSuite runs s with a progress line per finished case and a summary.
+func runOneSuite(ctx context.Context, w io.Writer, s conformance.Suite, f conformance.Factory, spec string,
+	timeout time.Duration, match func(string) bool) ([]conformance.Result, error) {
+	width, n := 0, 0
+	for _, c := range s.Cases {
+		if match == nil || match(c.Name) {
+			width, n = max(width, len(c.Name)), n+1
+		}
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	fmt.Fprintf(w, "=== %s suite on %s (%d cases)\n", s.Name, spec, n)
+	start := time.Now()
+	rs, err := conformance.Run(ctx, s, f, conformance.Options{
+		Timeout:  timeout,
+		Match:    match,
+		Subject:  spec,
+		Progress: func(r conformance.Result) { printProgress(w, r, width) },
+	})
+	t := tally(rs)
+	fmt.Fprintf(w, "--- %s: %d pass, %d skip, %d fail, %d hang (%s)\n",
+		s.Name, t.pass, t.skip, t.fail, t.hang, time.Since(start).Round(time.Millisecond))
+	return rs, err
+}
+
+// printProgress writes one line per finished case; a failure's rules follow
+// it, indented, so the line that names the broken rule is on screen.
+func printProgress(w io.Writer, r conformance.Result, width int) {
+	if r.Status == conformance.Running {
+		return
+	}
+	line := fmt.Sprintf("%-4s  %-*s  %8s", strings.ToUpper(string(r.Status)), width, r.Case, fmtDuration(r.Duration))
+	if r.Status == conformance.Skip {
+		line += "  " + r.SkipReason
+	}
+	fmt.Fprintln(w, line)
+	if r.Status == conformance.Fail || r.Status == conformance.Hang {
+		for _, l := range strings.Split(strings.TrimRight(r.Message, "\n"), "\n") {
+			fmt.Fprintf(w, "        %s\n", l)
+		}
+	}
+}
+
+// fmtDuration keeps the time column short: µs under a millisecond, ms
+// under ten seconds, then seconds.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < 10*time.Second:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+type counts struct{ pass, skip, fail, hang int }
+
+func tally(rs []conformance.Result) counts {
+	var c counts
+	for _, r := range rs {
+		switch r.Status {
+		case conformance.Pass:
+			c.pass++
+		case conformance.Skip:
+			c.skip++
+		case conformance.Fail:
+			c.fail++
+		case conformance.Hang:
+			c.hang++
+		}
+	}
+	return c
+}
+
+// writeReport writes results to path with write; an empty path writes
+// nothing.
+func writeReport(path string, results []conformance.Result, write func(io.Writer, []conformance.Result) error) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	err = write(f, results)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("report %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/loopkernel/loopkernel/conformance"
+)
+
+// longGuard bounds a whole certification run (a plugin process per case on
+// a loaded two-core machine); like hangGuard it is no timing target.
+const longGuard = 5 * time.Minute
+
+// loopkernelLong is loopkernel with longGuard.
+func loopkernelLong(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), longGuard)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	require.NoError(t, ctx.Err(), "loopkernel %v did not finish within %v; stdout so far:\n%s", args, longGuard, stdout.String())
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		require.True(t, ok, "running %v: %v", args, err)
+		code = ee.ExitCode()
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+// brokenPlugin is conformance/internal/brokenplugin, built on first use into
+// a directory removed when the test binary's last test ends.
+var brokenPlugin = sync.OnceValues(func() (string, error) {
+	path := filepath.Join(filepath.Dir(binary), "loopkernel-plugin-broken")
+	out, err := exec.Command("go", "build", "-o", path, "../../conformance/internal/brokenplugin").CombinedOutput()
+	if err != nil {
+		return "", &buildError{err, out}
+	}
+	return path, nil
+})
+
+type buildError struct {
+	err error
+	out []byte
+}
+
+func (b *buildError) Error() string { return b.err.Error() + "\n" + string(b.out) }
+
+// progressLine is one finished case as the command prints it.
+var progressLine = regexp.MustCompile(`^(PASS|SKIP|FAIL|HANG)  (\S+)\s+(\S+)(?:  (.*))?$`)
+
+// parseProgress returns the case lines of a run's output by case name.
+func parseProgress(t *testing.T, stdout string) map[string][]string {
+	t.Helper()
+	got := map[string][]string{}
+	for _, l := range strings.Split(stdout, "\n") {
+		if m := progressLine.FindStringSubmatch(l); m != nil {
+			_, err := time.ParseDuration(m[3])
+			require.NoError(t, err, "the time column of %q", l)
+			got[m[2]] = m[1:]
+		}
+	}
+	return got
+}
+
+// readReports parses both report files and checks they agree with each other
+// and with the progress lines.
+func readReports(t *testing.T, junitPath, jsonPath string, progress map[string][]string) []conformance.Result {
+	t.Helper()
+	raw, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	var results []conformance.Result
+	require.NoError(t, json.Unmarshal(raw, &results), "JSON report parses")
+	require.Len(t, results, len(progress), "one JSON result per progress line")
+	for _, r := range results {
+		line, ok := progress[r.Case]
+		if assert.True(t, ok, "case %s has a progress line", r.Case) {
+			assert.Equal(t, strings.ToUpper(string(r.Status)), line[0], r.Case)
+		}
+	}
+
+	raw, err = os.ReadFile(junitPath)
+	require.NoError(t, err)
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name string `xml:"name,attr"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	require.NoError(t, xml.Unmarshal(raw, &doc), "JUnit report parses")
+	assert.Equal(t, len(results), doc.Tests)
+	var fail, hang, skip int
+	for _, r := range results {
+		switch r.Status {
+		case conformance.Fail:
+			fail++
+		case conformance.Hang:
+			hang++
+		case conformance.Skip:
+			skip++
+		}
+	}
+	assert.Equal(t, fail, doc.Failures)
+	assert.Equal(t, hang, doc.Errors)
+	assert.Equal(t, skip, doc.Skipped)
+	return results
+}
+
+// TestConformanceBundled certifies every bundled back-end in both placements
+// through the command, reports included: whole suites, all passing.
+func TestConformanceBundled(t *testing.T) {
+	for _, spec := range []string{"epoll", "poll", "plugin:epoll", "plugin:poll"} {
+		t.Run(spec, func(t *testing.T) {
+			dir := t.TempDir()
+			junit, js := filepath.Join(dir, "r.xml"), filepath.Join(dir, "r.json")
+			r := loopkernelLong(t, nil, "conformance", "--selector="+spec, "--junit", junit, "--json", js)
+			assert.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			assert.Contains(t, r.stdout, "=== selector suite on "+spec)
+			assert.Contains(t, r.stdout, "=== kernel suite on "+spec)
+			assert.Regexp(t, `(?m)^conformance `+regexp.QuoteMeta(spec)+`: \d+ cases: \d+ pass, \d+ skip, 0 fail, 0 hang \(`, r.stdout)
+
+			progress := parseProgress(t, r.stdout)
+			results := readReports(t, junit, js, progress)
+			suites := map[string]int{}
+			for _, res := range results {
+				suites[res.Suite]++
+				assert.Equal(t, spec, res.Subject)
+				if res.Status == conformance.Skip {
+					// Every skip names what was missing, on its progress
+					// line as in the report.
+					assert.Regexp(t, `^needs `, res.SkipReason, res.Case)
+					assert.Equal(t, res.SkipReason, progress[res.Case][3], res.Case)
+				}
+			}
+			assert.Equal(t, len(conformance.SelectorSuite().Cases), suites["selector"], "the whole selector suite ran")
+			assert.Equal(t, len(conformance.KernelSuite(conformance.KernelConfig{}).Cases), suites["kernel"], "the whole kernel suite ran")
+		})
+	}
+}
+
+// TestConformanceCatchesBrokenPlugin certifies the deliberately broken
+// selector served out of process: the run fails, exits non-zero, and every
+// failure names the rule it broke.
+func TestConformanceCatchesBrokenPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin executable")
+	}
+	path, err := brokenPlugin()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	junit, js := filepath.Join(dir, "r.xml"), filepath.Join(dir, "r.json")
+	r := loopkernelLong(t, nil, "conformance", "--selector=plugin:"+path, "--suite", "selector",
+		"--timeout", "20s", "--junit", junit, "--json", js)
+	assert.Equal(t, 1, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stderr, "does not conform")
+	assert.Regexp(t, `(?m)^FAIL  `, r.stdout)
+
+	progress := parseProgress(t, r.stdout)
+	results := readReports(t, junit, js, progress)
+	failed := 0
+	for _, res := range results {
+		if res.Status != conformance.Fail {
+			continue
+		}
+		failed++
+		assert.Contains(t, res.Message, "rule: ", "%s: a failure names its rule", res.Case)
+		// The rule is printed under the FAIL line, not only in the reports.
+		rule := res.Message[strings.Index(res.Message, "rule: "):]
+		rule, _, _ = strings.Cut(rule, "\n")
+		assert.Contains(t, r.stdout, rule, res.Case)
+	}
+	assert.Positive(t, failed)
+	// Cases the breakage does not touch still pass: the suite tells the
+	// broken rules apart instead of failing everything.
+	assert.Equal(t, "PASS", progress["duplicate-registration"][0])
+	assert.Equal(t, "PASS", progress["closed-selector"][0])
+}
+
+func TestConformanceOptions(t *testing.T) {
+	// --run narrows, the default selector is the policy's, --debug names
+	// the debug suite, and a skip shows its capability.
+	r := loopkernel(t, nil, "conformance", "--policy", "poll", "--run", "^(wake/|kernel/call-soon/)", "--debug")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "=== selector suite on poll (4 cases)")
+	assert.Contains(t, r.stdout, "=== kernel-debug suite on poll")
+	for name := range parseProgress(t, r.stdout) {
+		assert.Regexp(t, `^(wake/|kernel/call-soon/)`, name)
+	}
+
+	// A case that needs what this run lacks is a skip that says what.
+	r = loopkernel(t, nil, "conformance", "--selector", "epoll", "--suite", "kernel", "--run", "^kernel/run/other-loop-from-task$")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `(?m)^SKIP  kernel/run/other-loop-from-task\s+\S+  needs debug mode: .+$`, r.stdout)
+	assert.Contains(t, r.stdout, "1 cases: 0 pass, 1 skip, 0 fail, 0 hang")
+	r = loopkernel(t, nil, "conformance", "--selector", "epoll", "--suite", "kernel", "--run", "^kernel/run/other-loop-from-task$", "--debug")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `(?m)^PASS  kernel/run/other-loop-from-task\s+\S+$`, r.stdout)
+
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--suite", "nope"}, 2, `--suite "nope": want selector, kernel or all`},
+		{[]string{"--run", "("}, 2, "--run: error parsing regexp"},
+		{[]string{"--timeout", "0s"}, 2, "--timeout must be positive"},
+		{[]string{"extra"}, 2, "unexpected arguments"},
+		{[]string{"--selector", "kqueue"}, 1, `selector "kqueue": no such back-end`},
+		{[]string{"--selector", "plugin:nosuch", "--plugin-dir", t.TempDir()}, 1, "no loopkernel-plugin-nosuch"},
+		{[]string{"--selector", "epoll", "--run", "^nothing-matches$"}, 1, "no case matched"},
+		{[]string{"--selector", "plugin:" + thirdParty, "--sha256", strings.Repeat("00", 32)}, 1, "does not match its pinned SHA-256"},
+	} {
+		r := loopkernel(t, nil, append([]string{"conformance"}, c.args...)...)
+		assert.Equal(t, c.code, r.code, "%v: %s", c.args, r.stderr)
+		assert.Contains(t, r.stderr, c.want, "%v", c.args)
+	}
+}
