@@ -1,0 +1,160 @@
+// Package oop holds the kernel-level tests and benchmarks of the
+// out-of-process placement: a kernel.Loop on a selector whose back-end runs
+// in a supervised plugin process, checked for what a program on that loop
+// sees when the plugin dies, and measured against the same back-end in
+// process. It has no code of its own; the test binary is its own plugin.
+package oop_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
+)
+
+// TestMain registers the bundled back-ends and lets ServeBundled serve one
+// when sdk/plugin re-executes this binary as a plugin.
+func TestMain(m *testing.M) {
+	for _, b := range selector.Bundled {
+		if _, ok := sdk.Lookup(b.Name); !ok {
+			sdk.Register(b.Name, b.New)
+		}
+	}
+	plugin.ServeBundled()
+	os.Exit(m.Run())
+}
+
+// launch starts the bundled back-end in spec out of process; the loop that
+// adopts it closes it, and so does the cleanup if no loop did.
+func launch(t testing.TB, spec plugin.Spec) *plugin.Selector {
+	t.Helper()
+	if spec.Logger == nil {
+		spec.Logger = testLogger(t)
+	}
+	sel, err := plugin.Launch(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sel.Close() })
+	return sel
+}
+
+// pidOf is the current plugin process's pid, from the control plane.
+func pidOf(t testing.TB, sel *plugin.Selector) int {
+	t.Helper()
+	st, err := sel.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Pid
+}
+
+// alive reports whether pid is a process that has not exited (a zombie has).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// kill SIGKILLs pid and waits until it has exited, so the caller knows the
+// plugin is dead, not dying, when it goes on. It fails the test on its own
+// goroutine only; elsewhere use killErr.
+func kill(t testing.TB, pid int) {
+	t.Helper()
+	if err := killErr(pid); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func killErr(pid int) error {
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		return fmt.Errorf("kill plugin %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("plugin %d still alive 10s after SIGKILL", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// socketpair returns a non-blocking stream socketpair, closed at cleanup.
+func socketpair(t testing.TB) (a, b int) {
+	t.Helper()
+	p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return p[0], p[1]
+}
+
+// tcpPair returns both ends of a loopback TCP connection as non-blocking
+// descriptors the test owns, closed at cleanup.
+func tcpPair(t testing.TB) (a, b int) {
+	t.Helper()
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ln)
+	if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(ln, 1); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := unix.Getsockname(ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Connect(c, addr); err != nil {
+		unix.Close(c)
+		t.Fatal(err)
+	}
+	s, _, err := unix.Accept4(ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		unix.Close(c)
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(c, true); err != nil {
+		t.Fatal(err)
+	}
+	_ = unix.SetsockoptInt(c, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(s, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	t.Cleanup(func() { unix.Close(c); unix.Close(s) })
+	return s, c
+}
+
+// testLogger sends host and forwarded plugin logs to the test log.
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "oop", Level: hclog.Info, Output: testWriter{t}})
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
