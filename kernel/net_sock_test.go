@@ -220,3 +220,40 @@ func FuzzRawAddr(f *testing.F) {
 		}
 	})
 }
+
+// TestSocketRawConnReadWrite: RawConn.Read waits (off the loop) until the
+// callback reports done, polling for readiness in between.
+func TestSocketRawConnReadWrite(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	a, err := SocketFromFD(fds[0])
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := SocketFromFD(fds[1])
+	require.NoError(t, err)
+	defer b.Close()
+	rc, err := a.SyscallConn()
+	require.NoError(t, err)
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		wc, _ := b.SyscallConn()
+		wc.Write(func(fd uintptr) bool {
+			_, err := unix.Write(int(fd), []byte("ping"))
+			return err != unix.EAGAIN
+		})
+	}()
+	calls := 0
+	var got []byte
+	require.NoError(t, rc.Read(func(fd uintptr) bool {
+		calls++
+		buf := make([]byte, 16)
+		n, err := unix.Read(int(fd), buf)
+		if err == unix.EAGAIN {
+			return false
+		}
+		got = buf[:n]
+		return true
+	}))
+	assert.Equal(t, "ping", string(got))
+	assert.GreaterOrEqual(t, calls, 1)
+}
