@@ -46,8 +46,8 @@ var commands = []*command{
 	pluginsCmd,     // cmd_plugins.go
 	serveCmd,       // cmd_serve.go
 	benchCmd,       // cmd_bench.go
-	// Other tools join here, one file each (cmd_NAME.go defining NAMECmd):
-	// benchCmd, serveCmd.
+	// A new tool joins here: one file, cmd_NAME.go, defining NAMECmd, and
+	// one line in this table.
 }
 
 // env is what a subcommand gets besides its arguments.
