@@ -258,6 +258,11 @@ func inetDatagramSocket(co *Co, o *DatagramOptions) (*Socket, net.Addr, error) {
 	return nil, nil, errors.Join(errs...)
 }
 
+// datagramOverhead is what each queued datagram adds to the write buffer
+// size besides its payload (a UDP header, as asyncio counts it), so that
+// queued empty datagrams still reach the high water mark.
+const datagramOverhead = 8
+
 // pendingDatagram is a datagram the socket refused for now (EAGAIN), with
 // its destination already converted.
 type pendingDatagram struct {
@@ -393,6 +398,19 @@ func (t *datagramTransport) panicked(name string, r any) {
 	t.forceClose(err)
 }
 
+// reportPanic reports a panic from DatagramReceived or ErrorReceived and
+// keeps the endpoint open: as in asyncio, where an exception from these
+// reaches the exception handler but does not close the endpoint, one bad
+// datagram must not cut off every other peer of a server.
+func (t *datagramTransport) reportPanic(name string, r any) {
+	t.loop.CallExceptionHandler(ErrorContext{
+		Message:   "Exception in protocol " + name,
+		Err:       newPanicError(r),
+		Transport: t,
+		Protocol:  t.proto,
+	})
+}
+
 func (t *datagramTransport) opError(op string, addr net.Addr, err error) error {
 	return &net.OpError{Op: op, Net: netName(t.sock.Family(), unix.SOCK_DGRAM), Source: t.sockname, Addr: addr, Err: os.NewSyscallError(op, err)}
 }
@@ -403,7 +421,12 @@ func (t *datagramTransport) errorReceived(err error) {
 	if t.dp == nil {
 		return
 	}
-	t.guard("ErrorReceived", func() { t.dp.ErrorReceived(err) })
+	defer func() {
+		if r := recover(); r != nil {
+			t.reportPanic("ErrorReceived", r)
+		}
+	}()
+	t.dp.ErrorReceived(err)
 }
 
 // readReady receives one datagram into the loop's shared buffer.
@@ -429,7 +452,7 @@ func (t *datagramTransport) readReady() {
 	addr := t.recv.fromRaw(&t.recvRaw, rawLen, t.sock.Type())
 	defer func() {
 		if r := recover(); r != nil {
-			t.panicked("DatagramReceived", r)
+			t.reportPanic("DatagramReceived", r)
 		}
 	}()
 	t.dp.DatagramReceived(buf[:n], addr)
@@ -646,7 +669,7 @@ func (t *datagramTransport) SendTo(b []byte, addr net.Addr) error {
 		d.raw, d.rawLen = *raw, rawLen
 	}
 	t.queue = append(t.queue, d)
-	t.size += len(b)
+	t.size += len(b) + datagramOverhead
 	t.maybePauseProtocol()
 	return nil
 }
@@ -677,7 +700,7 @@ func (t *datagramTransport) writeReady() {
 		if err != nil && isWouldBlock(err) {
 			break
 		}
-		t.size -= len(d.data)
+		t.size -= len(d.data) + datagramOverhead
 		t.queue[0] = pendingDatagram{}
 		t.queue = t.queue[1:]
 		if err != nil {
