@@ -3,8 +3,10 @@ package kernel
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -40,6 +42,32 @@ func (l *Loop) runTimed(h *handle) {
 		}
 		l.logger.Warn(fmt.Sprintf("Executing %s took %.3f seconds", h.String(), dt.Seconds()), args...)
 	}
+}
+
+// kernelFuncPrefix starts the name of every function of this package.
+var kernelFuncPrefix = reflect.TypeFor[Loop]().PkgPath() + "."
+
+// callerPC is the PC of the first caller outside the kernel, recorded in
+// debug mode so slow or failing callbacks can be traced to where they were
+// scheduled. A fixed depth would name the kernel's own CallSoon, CallAt or
+// SetResult instead, since scheduling reaches newHandle by several paths.
+func callerPC() uintptr {
+	var pcs [16]uintptr
+	n := runtime.Callers(3, pcs[:])
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		if f.Function != "" && !strings.HasPrefix(f.Function, kernelFuncPrefix) {
+			return f.PC
+		}
+		if !more {
+			break
+		}
+	}
+	if n > 0 {
+		return pcs[0]
+	}
+	return 0
 }
 
 // curGoroutineID reads the current goroutine's id from its stack header.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -602,14 +601,4 @@ func (l *Loop) selectorFailed(err error) {
 	err = fmt.Errorf("selector %s failed: %w", l.sel.Capabilities().Name, err)
 	l.fatal = err
 	l.CallExceptionHandler(ErrorContext{Message: "selector failed; stopping the event loop", Err: err})
-}
-
-// callerPC is the PC of the caller's caller, recorded in debug mode so slow
-// or failing callbacks can be traced to where they were scheduled.
-func callerPC() uintptr {
-	var pcs [1]uintptr
-	if runtime.Callers(3, pcs[:]) == 0 {
-		return 0
-	}
-	return pcs[0]
 }
