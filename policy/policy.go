@@ -269,18 +269,34 @@ func GetEventLoop() (*kernel.Loop, error) {
 	if l := kernel.RunningLoop(); l != nil {
 		return l, nil
 	}
+	// One creator at a time, so concurrent first calls share one loop; the
+	// state lock is not held while the loop is built, since building may
+	// start a plugin process and runs the policy's own functions, which may
+	// use this package.
+	creating.Lock()
+	defer creating.Unlock()
 	state.Lock()
-	defer state.Unlock()
-	if state.loop != nil {
-		return state.loop, nil
+	l, p := state.loop, currentPolicy().clone()
+	state.Unlock()
+	if l != nil {
+		return l, nil
 	}
-	l, err := currentPolicy().NewEventLoop()
+	l, err := p.NewEventLoop()
 	if err != nil {
 		return nil, fmt.Errorf("get event loop: %w", err)
+	}
+	state.Lock()
+	defer state.Unlock()
+	if state.loop != nil { // SetEventLoop won the race: it was explicit
+		l.Close()
+		return state.loop, nil
 	}
 	state.loop = l
 	return l, nil
 }
+
+// creating serialises GetEventLoop's creation of the current loop.
+var creating sync.Mutex
 
 // SetEventLoop makes l the current loop (asyncio.set_event_loop); nil clears
 // it, so the next GetEventLoop builds a new one.

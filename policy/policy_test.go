@@ -409,3 +409,25 @@ func TestConcurrentUse(t *testing.T) {
 		assert.Same(t, loops[0], l, "one current loop for every goroutine")
 	}
 }
+
+// A policy's own functions run while GetEventLoop builds the loop; they may
+// use the package (this deadlocked when the state lock was held meanwhile).
+func TestPolicyFunctionsMayUseThePackage(t *testing.T) {
+	fresh(t)
+	var seen []string
+	SetEventLoopPolicy(&Policy{
+		Name:     "reentrant",
+		Selector: "epoll",
+		Executor: func() kernel.Executor {
+			seen = Names()
+			_ = GetEventLoopPolicy()
+			return kernel.NewGoExecutor(1)
+		},
+	})
+	l, err := GetEventLoop()
+	require.NoError(t, err)
+	assert.Contains(t, seen, Default)
+	again, err := GetEventLoop()
+	require.NoError(t, err)
+	assert.Same(t, l, again)
+}
