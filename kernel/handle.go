@@ -137,15 +137,18 @@ func (r *ring) clear() {
 }
 
 // timerHeap is a binary min-heap on (when, seq). It is hand-rolled rather
-// than container/heap so that the hot path makes no interface calls.
+// than container/heap so that the hot path makes no interface calls, and its
+// sifts move a hole rather than swapping: the element being placed is read
+// once and written once, and each level costs one move and one index update
+// instead of a swap's two.
 type timerHeap []*handle
 
-func (t timerHeap) less(i, j int) bool {
-	if t[i].when != t[j].when {
-		return t[i].when < t[j].when
-	}
-	return t[i].seq < t[j].seq
+// before orders timers by deadline, then by scheduling order.
+func before(a, b *handle) bool {
+	return a.when < b.when || a.when == b.when && a.seq < b.seq
 }
+
+func (t timerHeap) less(i, j int) bool { return before(t[i], t[j]) }
 
 func (t timerHeap) swap(i, j int) {
 	t[i], t[j] = t[j], t[i]
@@ -174,33 +177,38 @@ func (t *timerHeap) pop() *handle {
 }
 
 func (t timerHeap) up(i int) {
+	h := t[i]
 	for i > 0 {
 		p := (i - 1) / 2
-		if !t.less(i, p) {
-			return
+		parent := t[p]
+		if !before(h, parent) {
+			break
 		}
-		t.swap(i, p)
+		t[i], parent.index = parent, i
 		i = p
 	}
+	t[i], h.index = h, i
 }
 
 func (t timerHeap) down(i int) {
 	n := len(t)
+	h := t[i]
 	for {
 		l := 2*i + 1
 		if l >= n {
-			return
+			break
 		}
-		m := l
-		if r := l + 1; r < n && t.less(r, l) {
-			m = r
+		m, child := l, t[l]
+		if r := l + 1; r < n && before(t[r], child) {
+			m, child = r, t[r]
 		}
-		if !t.less(m, i) {
-			return
+		if !before(child, h) {
+			break
 		}
-		t.swap(i, m)
+		t[i], child.index = child, i
 		i = m
 	}
+	t[i], h.index = h, i
 }
 
 // rebuild drops cancelled timers and restores the heap order.
