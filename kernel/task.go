@@ -34,6 +34,10 @@ func (co *Co) await(w *futureCore) error {
 	if w.done() {
 		return nil
 	}
+	if w.task != nil && w.task == co.loop.currentTask {
+		// It would wait for itself forever (asyncio raises RuntimeError).
+		return fmt.Errorf("await: a task cannot await itself: %w", ErrInvalidState)
+	}
 	return co.suspend(w)
 }
 
