@@ -143,6 +143,7 @@ var kernelTaskCases = []kcase{
 	{name: "kernel/task/cancel-inner-task", run: kTaskCancelInner},
 	{name: "kernel/task/cancel-self", run: kTaskCancelSelf},
 	{name: "kernel/task/cancel-awaited-future", run: kTaskAwaitedFutureCancelled},
+	{name: "kernel/task/await-itself", run: kTaskAwaitSelf},
 	{name: "kernel/task/interleave", run: kTaskInterleave},
 	{name: "kernel/task/await-done-future-does-not-yield", run: kTaskAwaitDone},
 	{name: "kernel/task/sleep", run: kTaskSleep},
@@ -362,6 +363,22 @@ func kTaskAwaitedFutureCancelled(k *kt) {
 	k.must(err, "CallLater")
 	require.ErrorIs(k, k.runUntil(l, task, "awaited future cancelled"), kernel.ErrCancelled)
 	require.True(k, task.Cancelled(), "rule: a coroutine returning a CancelledError leaves its task cancelled")
+}
+
+// kTaskAwaitSelf: a task awaiting its own completion would wait forever;
+// the await fails instead.
+func kTaskAwaitSelf(k *kt) {
+	l := k.newLoop()
+	var self *kernel.Task[int]
+	var awaitErr error
+	var err error
+	self, err = kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
+		_, awaitErr = self.Await(co)
+		return 1, nil
+	})
+	k.must(err, "CreateTask")
+	require.NoError(k, k.runUntil(l, self, "task awaiting itself"))
+	require.ErrorIs(k, awaitErr, kernel.ErrInvalidState, "rule: a task awaiting itself gets an error instead of waiting forever")
 }
 
 func kTaskInterleave(k *kt) {

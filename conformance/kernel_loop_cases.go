@@ -165,13 +165,23 @@ func kStopBeforeRun(k *kt) {
 		assert.NoError(k, err)
 	})
 	k.must(err, "CallSoon")
-	// A far-off timer must not change the zero-timeout poll.
-	_, err = l.CallLater(time.Hour, func() { order = append(order, "timer") })
+	// A far-off timer must not change the zero-timeout poll; a due one runs.
+	_, err = l.CallLater(time.Hour, func() { order = append(order, "far-timer") })
 	k.must(err, "CallLater")
+	_, err = l.CallLater(-time.Millisecond, func() { order = append(order, "due-timer") })
+	k.must(err, "CallLater")
+	// A descriptor that is already readable: the single poll reports it.
+	r, w := k.socketpair()
+	k.write(w, []byte("x"))
+	require.NoError(k, l.AddReader(r, func() { order = append(order, "io") }))
 	l.rec.waits()
 	l.Stop()
 	require.NoError(k, k.runForever(l, "Stop before RunForever"), "rule: RunForever after Stop returns nil")
-	require.Equal(k, []string{"a"}, order, "rule: Stop before RunForever runs the batch that was ready, and nothing it schedules")
+	require.ElementsMatch(k, []string{"a", "due-timer", "io"}, order,
+		"rule: Stop before RunForever runs the callbacks that were ready, due timers and I/O callbacks of its one poll, and nothing they schedule")
+	_, err = l.RemoveReader(r)
+	require.NoError(k, err)
+	order = []string{"a"}
 	waits := l.rec.waits()
 	require.Equal(k, []time.Duration{0}, waits, "rule: Stop before RunForever polls the selector exactly once, with a zero timeout")
 	require.False(k, l.IsRunning(), "rule: IsRunning is false after RunForever returned")
@@ -399,6 +409,16 @@ func kRunUntilStopped(k *kt) {
 	k.must(err, "CallLater")
 	require.NoError(k, k.runForever(l, "run after an early-stopped RunUntilComplete"))
 	require.True(k, reachedEnd, "rule: RunUntilComplete removes its stop callback from the future when it returns early")
+
+	// Stop before RunUntilComplete: one iteration, then the same error.
+	g := kernel.CreateFuture[int](l.Loop)
+	ran := false
+	_, err = l.CallSoon(func() { ran = true })
+	k.must(err, "CallSoon")
+	l.Stop()
+	require.ErrorIs(k, k.runUntil(l, g, "Stop before RunUntilComplete"), kernel.ErrStoppedBeforeDone,
+		"rule: Stop before RunUntilComplete runs one iteration and returns ErrStoppedBeforeDone")
+	require.True(k, ran, "rule: that iteration runs the ready callbacks")
 }
 
 func kThreadsafeWakes(k *kt) {
