@@ -66,6 +66,8 @@ type Client struct {
 	recvOOB []byte
 	rights  []int
 
+	yield yielder // see yieldEvery
+
 	// exchanges and frames count replies received and request frames sent;
 	// tests use them to prove the batching.
 	exchanges, frames uint64
@@ -334,6 +336,9 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	if c.wakeNext || len(c.errPending) > 0 {
 		timeout, c.wakeNext = 0, false
 	}
+	// The loop goroutine calling Wait blocks only in system calls, like the
+	// plugin's (see yieldEvery).
+	c.yield.tick()
 	c.seq++
 	if err := c.flush(timeout, len(events)); err != nil {
 		return 0, err

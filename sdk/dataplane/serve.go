@@ -76,6 +76,7 @@ type server struct {
 	fds         map[sdk.Token]int
 	selfWatched bool
 	wakePending bool
+	yield       yielder // see yieldEvery
 	// errs are error records not yet delivered (a reply has room for
 	// maxReplyRecords; the rest wait for the next one).
 	errs    []errRecord
@@ -147,6 +148,7 @@ func (sv *server) run() error {
 		if err := sv.waitAndReply(f); err != nil {
 			return err
 		}
+		sv.yield.tick()
 	}
 }
 
