@@ -112,6 +112,20 @@ func unregisterCoroutine(gid uint64) {
 	}
 }
 
+// checkGoroutine is debug mode's goroutine check on its own, for calls that
+// are not refused on a closed loop. Completing a future from a foreign
+// goroutine must fail loudly: otherwise the CallSoon that schedules its done
+// callbacks fails inside it, the callbacks are dropped and whoever awaits the
+// future hangs without a word.
+func (l *Loop) checkGoroutine() error {
+	if l.debug && l.running {
+		if gid := curGoroutineID(); gid != l.goid && !actsFor(gid, l) {
+			return ErrWrongGoroutine
+		}
+	}
+	return nil
+}
+
 // actsFor reports whether goroutine gid is a coroutine of l (debug mode).
 func actsFor(gid uint64, l *Loop) bool {
 	owner, ok := coroutines.Load(gid)

@@ -172,6 +172,11 @@ func CreateFuture[T any](l *Loop) *Future[T] {
 // SetResult marks the future done with v and schedules its callbacks. It
 // fails with ErrInvalidState if the future is already done.
 func (f *Future[T]) SetResult(v T) error {
+	if f.loop.debug {
+		if err := f.loop.checkGoroutine(); err != nil {
+			return fmt.Errorf("set result: %w", err)
+		}
+	}
 	if f.state != pending {
 		return fmt.Errorf("set result on a %s future: %w", f.stateString(), ErrInvalidState)
 	}
@@ -185,6 +190,11 @@ func (f *Future[T]) SetResult(v T) error {
 func (f *Future[T]) SetException(err error) error {
 	if err == nil {
 		return fmt.Errorf("set exception: nil error: %w", ErrInvalidState)
+	}
+	if f.loop.debug {
+		if err := f.loop.checkGoroutine(); err != nil {
+			return fmt.Errorf("set exception: %w", err)
+		}
 	}
 	if f.state != pending {
 		return fmt.Errorf("set exception on a %s future: %w", f.stateString(), ErrInvalidState)
