@@ -185,6 +185,7 @@ func kDebugSlow(k *kt) {
 func kDebugWrongGoroutine(k *kt) {
 	l := k.newLoop(kernel.WithDebug(true))
 	a, _ := k.socketpair()
+	fut := kernel.CreateFuture[int](l.Loop)
 	errs := map[string]error{}
 	var threadsafeRan atomic.Bool
 	_, err := l.CallSoon(func() {
@@ -198,17 +199,20 @@ func kDebugWrongGoroutine(k *kt) {
 			_, errs["CreateTask"] = kernel.CreateTask(l.Loop, func(*kernel.Co) (int, error) { return 0, nil })
 			errs["AddReader"] = l.AddReader(a, nop)
 			_, errs["RunInExecutor"] = kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 0, nil })
+			errs["Future.SetResult"] = fut.SetResult(1)
+			errs["Future.SetException"] = fut.SetException(errors.New("x"))
 			_, errs["CallSoonThreadsafe"] = l.CallSoonThreadsafe(func() { threadsafeRan.Store(true); l.Stop() })
 		}()
 		<-done
 	})
 	k.must(err, "CallSoon")
 	require.NoError(k, k.runForever(l, "wrong goroutine"))
-	for _, name := range []string{"CallSoon", "CallLater", "CallAt", "CreateTask", "AddReader", "RunInExecutor"} {
+	for _, name := range []string{"CallSoon", "CallLater", "CallAt", "CreateTask", "AddReader", "RunInExecutor", "Future.SetResult", "Future.SetException"} {
 		assert.ErrorIs(k, errs[name], kernel.ErrWrongGoroutine, "rule: in debug mode %s from another goroutine while the loop runs fails with ErrWrongGoroutine", name)
 	}
 	require.NoError(k, errs["CallSoonThreadsafe"], "rule: CallSoonThreadsafe is allowed from any goroutine in debug mode")
 	require.True(k, threadsafeRan.Load())
+	require.False(k, fut.Done(), "rule: a refused SetResult leaves the future pending")
 }
 
 // kDebugCoroutines: a task's coroutine acts for its loop, so debug mode's
