@@ -21,16 +21,67 @@ type fdReg struct {
 // generation, so an event the selector reports for a slot's previous
 // occupant carries an old token and is dropped (see dispatchIO).
 type fdTable struct {
-	byFD  map[int]uint32
+	byFD  fdIndex
 	slots []fdReg
 	free  []uint32
 }
 
-func (t *fdTable) init() { t.byFD = make(map[int]uint32) }
+// init sizes the index for the descriptors a process starts with, so the
+// first registrations do not grow it one doubling at a time.
+func (t *fdTable) init() { t.byFD.dense = make([]uint32, 64) }
 
 func (t *fdTable) reset() {
-	t.byFD = make(map[int]uint32)
+	t.byFD = fdIndex{}
 	t.slots, t.free = nil, nil
+}
+
+// denseFDLimit bounds fdIndex's slice: 64 Ki descriptors, 256 KiB at most.
+const denseFDLimit = 1 << 16
+
+// fdIndex maps a descriptor to its slot. Descriptors are small and dense
+// (the kernel hands out the lowest free number), so a slice indexed by
+// descriptor costs 4 bytes per watched descriptor where a map costs about 36
+// (issue 4: 10 k idle connections in 40 MB); it is also a cheaper lookup on
+// every pause and resume. A descriptor at or past denseFDLimit (dup2 to a
+// high number, a raised RLIMIT_NOFILE) goes to a map, so one outlier cannot
+// make the slice huge.
+type fdIndex struct {
+	dense  []uint32 // slot+1; 0 means not watched
+	sparse map[int]uint32
+}
+
+func (x *fdIndex) get(fd int) (uint32, bool) {
+	if fd < denseFDLimit {
+		if fd < len(x.dense) && x.dense[fd] != 0 {
+			return x.dense[fd] - 1, true
+		}
+		return 0, false
+	}
+	slot, ok := x.sparse[fd]
+	return slot, ok
+}
+
+func (x *fdIndex) set(fd int, slot uint32) {
+	if fd >= denseFDLimit {
+		if x.sparse == nil {
+			x.sparse = make(map[int]uint32)
+		}
+		x.sparse[fd] = slot
+		return
+	}
+	if fd >= len(x.dense) {
+		n := min(max(fd+1, 2*len(x.dense), 64), denseFDLimit)
+		x.dense = append(x.dense, make([]uint32, n-len(x.dense))...)
+	}
+	x.dense[fd] = slot + 1
+}
+
+func (x *fdIndex) del(fd int) {
+	if fd >= denseFDLimit {
+		delete(x.sparse, fd)
+	} else if fd < len(x.dense) {
+		x.dense[fd] = 0
+	}
 }
 
 func (t *fdTable) token(slot uint32) sdk.Token { return sdk.MakeToken(slot, t.slots[slot].gen) }
@@ -67,14 +118,14 @@ func (l *Loop) addWatch(fd int, ev sdk.Events, fn func()) error {
 	}
 	h := &handle{loop: l, gen: 1, index: -1, fn: fn, persistent: true}
 	t := &l.fds
-	slot, ok := t.byFD[fd]
+	slot, ok := t.byFD.get(fd)
 	if !ok {
 		slot = l.allocSlot(fd)
 		if err := l.sel.Register(fd, t.token(slot), ev); err != nil {
 			l.freeSlot(slot)
 			return fmt.Errorf("%s: fd %d: %w", op, fd, err)
 		}
-		t.byFD[fd] = slot
+		t.byFD.set(fd, slot)
 	} else if r := &t.slots[slot]; r.interest&ev == 0 {
 		if err := l.sel.Modify(t.token(slot), r.interest|ev); err != nil {
 			return fmt.Errorf("%s: fd %d: %w", op, fd, err)
@@ -98,7 +149,7 @@ func (l *Loop) removeWatch(fd int, ev sdk.Events) (bool, error) {
 		return false, fmt.Errorf("remove watch: %w", err)
 	}
 	t := &l.fds
-	slot, ok := t.byFD[fd]
+	slot, ok := t.byFD.get(fd)
 	if !ok || t.slots[slot].interest&ev == 0 {
 		return false, nil
 	}
@@ -113,7 +164,7 @@ func (l *Loop) removeWatch(fd int, ev sdk.Events) (bool, error) {
 	var err error
 	if r.interest == 0 {
 		err = l.sel.Unregister(t.token(slot))
-		delete(t.byFD, fd)
+		t.byFD.del(fd)
 		l.freeSlot(slot)
 	} else {
 		err = l.sel.Modify(t.token(slot), r.interest)

@@ -103,14 +103,14 @@ func (l *Loop) watchFD(fd int, ev sdk.Events, h *handle) error {
 		return ErrClosed
 	}
 	t := &l.fds
-	slot, ok := t.byFD[fd]
+	slot, ok := t.byFD.get(fd)
 	if !ok {
 		slot = l.allocSlot(fd)
 		if err := l.sel.Register(fd, t.token(slot), ev); err != nil {
 			l.freeSlot(slot)
 			return fmt.Errorf("watch fd %d: %w", fd, err)
 		}
-		t.byFD[fd] = slot
+		t.byFD.set(fd, slot)
 	} else if r := &t.slots[slot]; r.interest&ev == 0 {
 		if err := l.sel.Modify(t.token(slot), r.interest|ev); err != nil {
 			return fmt.Errorf("watch fd %d: %w", fd, err)

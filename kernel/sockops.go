@@ -57,7 +57,7 @@ func sockCheck(co *Co, sock *Socket, op string) (*Loop, int, error) {
 
 // waitFD suspends co until fd is ready for ev (sdk.Read or sdk.Write).
 func (l *Loop) waitFD(co *Co, fd int, ev sdk.Events, op string) error {
-	if slot, ok := l.fds.byFD[fd]; ok && l.fds.slots[slot].interest&ev != 0 {
+	if slot, ok := l.fds.byFD.get(fd); ok && l.fds.slots[slot].interest&ev != 0 {
 		return fmt.Errorf("%s: fd %d (%v): %w", op, fd, ev, ErrFDBusy)
 	}
 	add, remove := l.AddReader, l.RemoveReader
