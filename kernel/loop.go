@@ -34,13 +34,14 @@ const (
 	// at most this late while no callback ever starves I/O. A stopping loop
 	// always polls, as the spec requires.
 	busyPollInterval = 25 * time.Microsecond
-	// busyClockWork is how many callbacks a busy loop runs between clock
-	// reads when no timer needs the time. Counting callbacks rather than
-	// iterations ties the clock's cost to work done: a task switching alone
-	// runs one callback an iteration and pays 1/64 of a clock read per
-	// switch, while a loop running big batches still looks at the clock
-	// every iteration.
-	busyClockWork = 64
+	// A busy loop with no timer to serve reads the clock (to ration polls)
+	// only every busyClockIters iterations, and sooner once it has run
+	// busyClockWork callbacks since the last read. The iteration bound keeps
+	// a loop of few, slow callbacks polling every few callbacks' time; the
+	// work bound makes a loop running big batches look at the clock every
+	// iteration.
+	busyClockIters = 8
+	busyClockWork  = 64
 )
 
 // clockEpoch anchors Loop.Time: a monotonic clock shared by every loop.
@@ -95,9 +96,10 @@ type Loop struct {
 	asyncgens         map[asyncGenCloser]struct{}
 	asyncgensShutdown bool
 
-	fatal    error         // set when the selector fails; ends RunForever
-	lastPoll time.Duration // loop clock at the last selector poll
-	busyWork int           // callbacks run since the clock was last read while busy
+	fatal     error         // set when the selector fails; ends RunForever
+	lastPoll  time.Duration // loop clock at the last selector poll
+	busyIters int           // iterations since the clock was last read while busy
+	busyWork  int           // callbacks run since then
 	// batch counts the callbacks of the current iteration still to run, -1
 	// between iterations; it lives here so that a batch cut by a panicking
 	// callback resumes where it stopped (see iterate).
@@ -352,7 +354,8 @@ func (l *Loop) gather() {
 	// 2. Poll with a timeout derived from the ready queue and the next timer.
 	// While callbacks keep the loop busy, zero-timeout polls are rationed
 	// (busyPollInterval), and the clock, which costs ~40 ns under a VM's
-	// kvm-clock, is read only every busyClockWork callbacks.
+	// kvm-clock, is read only every busyClockIters iterations or
+	// busyClockWork callbacks.
 	var now time.Duration
 	timeout, poll := time.Duration(-1), true
 	switch {
@@ -360,12 +363,13 @@ func (l *Loop) gather() {
 		timeout = 0
 	case l.ready.n > 0:
 		timeout = 0
+		l.busyIters++
 		l.busyWork += l.ready.n
-		if len(l.timers) == 0 && l.busyWork < busyClockWork {
+		if len(l.timers) == 0 && l.busyIters < busyClockIters && l.busyWork < busyClockWork {
 			poll = false
 		} else {
 			now = l.Time()
-			l.busyWork = 0
+			l.busyIters, l.busyWork = 0, 0
 			poll = now-l.lastPoll >= busyPollInterval
 		}
 	case len(l.timers) > 0:
@@ -386,7 +390,7 @@ func (l *Loop) gather() {
 			return
 		}
 		now = l.Time()
-		l.lastPoll, l.busyWork = now, 0
+		l.lastPoll, l.busyIters, l.busyWork = now, 0, 0
 		// 3. Turn readiness into ready callbacks.
 		l.dispatchIO(l.events[:n])
 	}
