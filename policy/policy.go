@@ -16,6 +16,11 @@
 // a person types (a flag, an environment variable, a CI matrix), what the
 // conformance suite and benchmarks iterate over, and what help texts list.
 //
+// The epoll-plugin and poll-plugin policies run the selector in a copy of
+// the program's own executable, so a program that offers them must call
+// sdk/plugin.ServeBundled first thing in main (and in TestMain): that call
+// is what turns the re-executed copy into the plugin.
+//
 // Unlike asyncio, whose policies keep one current loop per OS thread, a Go
 // program has no goroutine-local storage, so the policy keeps one current
 // loop for the process; GetEventLoop still returns the loop running on the
