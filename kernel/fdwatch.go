@@ -145,6 +145,9 @@ func (l *Loop) addWatch(fd int, ev sdk.Events, fn func()) error {
 }
 
 func (l *Loop) removeWatch(fd int, ev sdk.Events) (bool, error) {
+	if l.closed.Load() {
+		return false, nil // Close dropped every watch; as asyncio, report none
+	}
 	if err := l.checkUsable(); err != nil {
 		return false, fmt.Errorf("remove watch: %w", err)
 	}

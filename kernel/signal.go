@@ -85,6 +85,9 @@ func (l *Loop) RemoveSignalHandler(sig syscall.Signal) (bool, error) {
 	if err := checkSignal(sig); err != nil {
 		return false, fmt.Errorf("remove signal handler: %w", err)
 	}
+	if l.closed.Load() {
+		return false, nil // Close removed every handler; as asyncio, report none
+	}
 	if err := l.checkUsable(); err != nil {
 		return false, fmt.Errorf("remove signal handler: %w", err)
 	}
