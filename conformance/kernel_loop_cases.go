@@ -276,6 +276,17 @@ func kClosedScheduling(k *kt) {
 	for _, c := range checks {
 		assert.ErrorIs(k, c.err, kernel.ErrClosed, "rule: %s on a closed loop fails with ErrClosed", c.name)
 	}
+	// Removing is not scheduling: Close dropped every watch and handler, so
+	// the Remove calls report that there was none (asyncio returns False).
+	removed, err := l.RemoveReader(a)
+	assert.NoError(k, err, "rule: RemoveReader on a closed loop reports false without an error")
+	assert.False(k, removed)
+	removed, err = l.RemoveWriter(a)
+	assert.NoError(k, err, "rule: RemoveWriter on a closed loop reports false without an error")
+	assert.False(k, removed)
+	removed, err = l.RemoveSignalHandler(syscall.SIGUSR1)
+	assert.NoError(k, err, "rule: RemoveSignalHandler on a closed loop reports false without an error")
+	assert.False(k, removed)
 }
 
 func kNestedRun(k *kt) {
