@@ -37,8 +37,7 @@ type epollReg struct {
 type epollSelector struct {
 	epfd int
 	w    waker
-	regs map[sdk.Token]epollReg
-	fds  map[int]sdk.Token
+	regs epollTable        // by token and by descriptor (epoll_table.go)
 	buf  []unix.EpollEvent // reused by every Wait so that Wait does not allocate
 }
 
@@ -52,8 +51,6 @@ func NewEpoll() (sdk.Selector, error) {
 	}
 	s := &epollSelector{
 		epfd: epfd,
-		regs: make(map[sdk.Token]epollReg),
-		fds:  make(map[int]sdk.Token),
 		buf:  make([]unix.EpollEvent, 64),
 	}
 	if err := s.w.open(); err != nil {
@@ -127,10 +124,10 @@ func (s *epollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) err
 	if tok == wakeToken {
 		return fmt.Errorf("epoll: register fd %d as %v: token reserved for the wake-up: %w", fd, tok, unix.EINVAL)
 	}
-	if _, ok := s.regs[tok]; ok {
+	if _, ok := s.regs.get(tok); ok {
 		return fmt.Errorf("epoll: register fd %d as %v: token %w", fd, tok, sdk.ErrExists)
 	}
-	if other, ok := s.fds[fd]; ok {
+	if other, ok := s.regs.fdToken(fd); ok {
 		return fmt.Errorf("epoll: register fd %d as %v: fd %w as %v", fd, tok, sdk.ErrExists, other)
 	}
 	if fd < 0 {
@@ -146,8 +143,8 @@ func (s *epollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) err
 			return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, err)
 		}
 	}
-	s.regs[tok] = epollReg{fd: fd, interest: interest}
-	s.fds[fd] = tok
+	s.regs.put(tok, epollReg{fd: fd, interest: interest})
+	s.regs.setFD(fd, tok)
 	return nil
 }
 
@@ -155,13 +152,13 @@ func (s *epollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 	if s.w.isClosed() {
 		return fmt.Errorf("epoll: modify %v: %w", tok, sdk.ErrClosed)
 	}
-	r, ok := s.regs[tok]
+	r, ok := s.regs.get(tok)
 	if !ok {
 		return fmt.Errorf("epoll: modify %v: %w", tok, sdk.ErrNotRegistered)
 	}
 	if toEpoll(interest) == toEpoll(r.interest) {
 		r.interest = interest
-		s.regs[tok] = r
+		s.regs.put(tok, r)
 		return nil
 	}
 	var err error
@@ -177,7 +174,7 @@ func (s *epollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 		return fmt.Errorf("epoll: modify %v (fd %d) to %v: %w", tok, r.fd, interest, err)
 	}
 	r.interest = interest
-	s.regs[tok] = r
+	s.regs.put(tok, r)
 	return nil
 }
 
@@ -189,12 +186,12 @@ func (s *epollSelector) Unregister(tok sdk.Token) error {
 	if s.w.isClosed() {
 		return fmt.Errorf("epoll: unregister %v: %w", tok, sdk.ErrClosed)
 	}
-	r, ok := s.regs[tok]
+	r, ok := s.regs.get(tok)
 	if !ok {
 		return fmt.Errorf("epoll: unregister %v: %w", tok, sdk.ErrNotRegistered)
 	}
-	delete(s.regs, tok)
-	delete(s.fds, r.fd)
+	s.regs.del(tok)
+	s.regs.delFD(r.fd)
 	if !active(r.interest) {
 		return nil
 	}
@@ -209,13 +206,18 @@ func (s *epollSelector) Wait(events []sdk.Event, timeout time.Duration) (int, er
 	if s.w.isClosed() {
 		return 0, fmt.Errorf("epoll: wait: %w", sdk.ErrClosed)
 	}
-	// One slot more than the caller can take, so that the wake-up never
-	// crowds out a registration. What does not fit stays ready and comes
-	// back on the next Wait; epoll rotates its ready list, so nothing starves.
-	if want := len(events) + 1; len(s.buf) < want {
+	// Never ask the kernel for more events than the caller can take: epoll
+	// moves every event it returns to the back of its ready list, so an
+	// event dropped here would be skipped for a whole rotation, and two
+	// layers that each drop one (the data plane's plugin over this selector)
+	// can fall into a cycle that starves some registrations for good. The
+	// wake-up may take one of the slots; that costs a registration one Wait
+	// at most.
+	want := max(len(events), 1)
+	if len(s.buf) < want {
 		s.buf = make([]unix.EpollEvent, want)
 	}
-	n, err := unix.EpollWait(s.epfd, s.buf[:len(events)+1], msTimeout(timeout))
+	n, err := unix.EpollWait(s.epfd, s.buf[:want], msTimeout(timeout))
 	if err != nil {
 		if err == unix.EINTR {
 			return 0, nil
@@ -230,7 +232,7 @@ func (s *epollSelector) Wait(events []sdk.Event, timeout time.Duration) (int, er
 			s.w.consume()
 			continue
 		}
-		if _, ok := s.regs[tok]; !ok || out == len(events) {
+		if _, ok := s.regs.get(tok); !ok || out == len(events) {
 			continue
 		}
 		events[out] = sdk.Event{Token: tok, Events: fromEpoll(ev.Events)}
@@ -252,7 +254,7 @@ func (s *epollSelector) Close() error {
 	if !first {
 		return fmt.Errorf("epoll: close: %w", sdk.ErrClosed)
 	}
-	s.regs, s.fds = nil, nil
+	s.regs = epollTable{}
 	if cerr := unix.Close(s.epfd); cerr != nil && err == nil {
 		err = os.NewSyscallError("close", cerr)
 	}

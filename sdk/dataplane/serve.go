@@ -339,10 +339,15 @@ func (sv *server) waitAndReply(f hostFrame) error {
 	sv.wakePending = false
 	nerr := min(len(sv.errs), maxReplyRecords)
 	maxEv := min(int(f.maxEvents), maxReplyRecords-nerr)
-	if cap(sv.events) < maxEv+1 {
-		sv.events = make([]sdk.Event, maxEv+1)
+	// Ask the real selector for no more than fits in the reply: an event it
+	// returned and this side dropped would lose its turn in epoll's ready
+	// rotation, and a steady drop can starve a registration. The data-plane
+	// socket may take one of the slots; that costs a registration one Wait.
+	want := max(maxEv, 1)
+	if cap(sv.events) < want {
+		sv.events = make([]sdk.Event, want)
 	}
-	n, err := sv.sel.Wait(sv.events[:maxEv+1], timeout)
+	n, err := sv.sel.Wait(sv.events[:want], timeout)
 	if err != nil {
 		sv.sendError(f.seq, fmt.Errorf("real selector wait: %w", err))
 		if errors.Is(err, sdk.ErrClosed) {
