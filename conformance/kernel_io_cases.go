@@ -21,6 +21,7 @@ var kernelIOCases = []kcase{
 	{name: "kernel/fd/reader-and-writer", run: kFDBoth},
 	{name: "kernel/fd/remove-in-same-batch", run: kFDRemoveSameBatch},
 	{name: "kernel/fd/invalid", run: kFDInvalid},
+	{name: "kernel/fd/not-starved-by-busy-callbacks", run: kFDNotStarved},
 	{name: "kernel/executor/result", run: kExecResult},
 	{name: "kernel/executor/panic-and-error", run: kExecPanic},
 	{name: "kernel/executor/custom-and-default", run: kExecCustom},
@@ -161,6 +162,42 @@ func kFDInvalid(k *kt) {
 	removed, err := l.RemoveReader(r)
 	require.NoError(k, err)
 	require.False(k, removed, "rule: a failed AddReader leaves no reader registered")
+}
+
+// kFDNotStarved: callbacks that keep rescheduling themselves never leave the
+// ready queue empty, yet I/O readiness, due timers and other goroutines'
+// callbacks must still get their turn (asyncio polls every iteration; the
+// kernel may ration its polls, but not forever).
+func kFDNotStarved(k *kt) {
+	l := k.newLoop()
+	a, b := k.socketpair()
+	var readerRan, timerRan, threadsafeRan bool
+	spins := 0
+	var spin func()
+	spin = func() {
+		spins++
+		if readerRan && timerRan && threadsafeRan {
+			l.Stop()
+			return
+		}
+		_, err := l.CallSoon(spin)
+		assert.NoError(k, err)
+	}
+	for range 4 { // several spinners, so every batch has work
+		_, err := l.CallSoon(spin)
+		k.must(err, "CallSoon")
+	}
+	require.NoError(k, l.AddReader(a, func() { readerRan = true; k.drain(a) }))
+	_, err := l.CallLater(2*time.Millisecond, func() { timerRan = true })
+	k.must(err, "CallLater")
+	_, err = l.CallSoon(func() {
+		k.write(b, []byte("x"))
+		go l.CallSoonThreadsafe(func() { threadsafeRan = true })
+	})
+	k.must(err, "CallSoon")
+	require.NoError(k, k.runForever(l, "busy callbacks with I/O, a timer and a threadsafe callback pending"))
+	require.True(k, readerRan && timerRan && threadsafeRan, "rule: a busy loop still runs ready I/O, due timers and threadsafe callbacks")
+	k.Logf("spinner callbacks before everything ran: %d", spins)
 }
 
 func kExecResult(k *kt) {
