@@ -30,6 +30,7 @@ var kernelIOCases = []kcase{
 	{name: "kernel/asyncgen/body-error", run: kGenError},
 	{name: "kernel/asyncgen/aclose", run: kGenAclose},
 	{name: "kernel/asyncgen/already-running", run: kGenRunning},
+	{name: "kernel/asyncgen/cancel-consumer", run: kGenCancelConsumer},
 	{name: "kernel/asyncgen/shutdown", run: kGenShutdown},
 }
 
@@ -442,6 +443,53 @@ func kGenRunning(k *kt) {
 	require.ErrorIs(k, closeErr, kernel.ErrAsyncGenRunning, "rule: Aclose on a generator being advanced fails with ErrAsyncGenRunning")
 	v, _ := consumer.Result()
 	require.Equal(k, 8, v, "rule: the first consumer is unaffected")
+}
+
+// kGenCancelConsumer: cancelling a task suspended in Next delivers the
+// cancellation into the generator body at its await; the body's clean-up
+// runs and the consumer ends cancelled.
+func kGenCancelConsumer(k *kt) {
+	l := k.newLoop()
+	gate := kernel.CreateFuture[int](l.Loop)
+	var bodyErr error
+	cleaned := false
+	g, err := kernel.NewAsyncGen(l.Loop, func(co *kernel.Co, yield func(int) bool) error {
+		defer func() { cleaned = true }()
+		v, err := gate.Await(co)
+		bodyErr = err
+		if err != nil {
+			return err
+		}
+		yield(v)
+		return nil
+	})
+	k.must(err, "NewAsyncGen")
+	consumer, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
+		v, _, err := g.Next(co)
+		return v, err
+	})
+	k.must(err, "CreateTask")
+	_, err = l.CallLater(time.Millisecond, func() { consumer.CancelMsg("stop consuming") })
+	k.must(err, "CallLater")
+	require.ErrorIs(k, k.runUntil(l, consumer, "cancel a consumer inside Next"), kernel.ErrCancelled)
+	require.ErrorIs(k, bodyErr, kernel.ErrCancelled, "rule: cancelling the consumer delivers a CancelledError at the body's await")
+	require.True(k, cleaned, "rule: the body's clean-up runs")
+	require.True(k, consumer.Cancelled(), "rule: the consumer ends cancelled")
+	_, more, _ := runNext(k, l, g)
+	require.False(k, more, "rule: a generator whose body returned is finished")
+}
+
+// runNext calls g.Next from a fresh task.
+func runNext(k *kt, l *loopFix, g *kernel.AsyncGen[int]) (int, bool, error) {
+	var v int
+	var more bool
+	var nextErr error
+	_, err := runTask(k, l, func(co *kernel.Co) (int, error) {
+		v, more, nextErr = g.Next(co)
+		return 0, nil
+	})
+	require.NoError(k, err)
+	return v, more, nextErr
 }
 
 func kGenShutdown(k *kt) {

@@ -27,6 +27,7 @@ var kernelLoopCases = []kcase{
 	{name: "kernel/close/running-loop-fails", run: kCloseRunning},
 	{name: "kernel/close/idempotent", run: kCloseTwice},
 	{name: "kernel/close/scheduling-fails", run: kClosedScheduling},
+	{name: "kernel/close/ends-pending-tasks", run: kCloseEndsTasks},
 	{name: "kernel/run/nested-fails", run: kNestedRun},
 	{name: "kernel/run/other-loop-same-goroutine", run: kOtherLoop},
 	{name: "kernel/run/other-loop-from-task", run: kOtherLoopFromTask},
@@ -286,6 +287,31 @@ func kClosedScheduling(k *kt) {
 	removed, err = l.RemoveSignalHandler(syscall.SIGUSR1)
 	assert.NoError(k, err, "rule: RemoveSignalHandler on a closed loop reports false without an error")
 	assert.False(k, removed)
+}
+
+// kCloseEndsTasks: Close discards pending work; a task suspended in an
+// await is ended (its await returns an error matching ErrClosed, its defers
+// run, its goroutine is released) and a task that never started never runs.
+func kCloseEndsTasks(k *kt) {
+	l := k.newLoop()
+	never := kernel.CreateFuture[int](l.Loop)
+	var awaitErr error
+	deferred := false
+	_, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
+		defer func() { deferred = true }()
+		_, awaitErr = never.Await(co)
+		return 0, awaitErr
+	})
+	k.must(err, "CreateTask")
+	k.runOnce(l) // the task starts and suspends
+	require.False(k, deferred)
+	started := false
+	_, err = kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) { started = true; return 0, nil })
+	k.must(err, "CreateTask")
+	require.NoError(k, l.Close())
+	require.True(k, deferred, "rule: Close ends a suspended task's coroutine, running its defers")
+	require.ErrorIs(k, awaitErr, kernel.ErrClosed, "rule: the abandoned task's await returns an error matching ErrClosed")
+	require.False(k, started, "rule: a task that had not started when the loop closed never runs")
 }
 
 func kNestedRun(k *kt) {
