@@ -1,0 +1,104 @@
+package conformance_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
+)
+
+// The test binary is its own selector plugin: the out-of-process placement
+// re-executes it with the back-end's name in the environment, and
+// ServeBundled, first thing in TestMain, serves that back-end instead of
+// running tests. The bundled selectors are registered here because the
+// conformance package must not depend on the policy package that registers
+// them for the command.
+func TestMain(m *testing.M) {
+	for _, b := range selector.Bundled {
+		if _, ok := sdk.Lookup(b.Name); !ok {
+			sdk.Register(b.Name, b.New)
+		}
+	}
+	plugin.ServeBundled()
+	quickRaceExit()
+	os.Exit(m.Run())
+}
+
+// quickRaceExit stops the plugin processes this binary starts (itself,
+// re-executed) from sleeping a second on exit when it is built with -race:
+// the race runtime's atexit_sleep_ms defaults to 1000, which made every
+// plugin Close take a second and a test that starts hundreds of plugins
+// take minutes. Races are still reported; only the pause goes.
+func quickRaceExit() {
+	v := os.Getenv("GORACE")
+	if !strings.Contains(v, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(v+" atexit_sleep_ms=0"))
+	}
+}
+
+// TestPlacements certifies every bundled back-end in both placements against
+// the whole contract: the selector suite, the kernel suite, and the kernel
+// suite again with the loops in debug mode. In-process is the back-end's own
+// factory; out-of-process is the same factory served by a plugin process
+// through the data plane, under sdk/plugin's supervision, one process per
+// selector a case builds.
+//
+// -short keeps the in-process placement only (starting a plugin process per
+// case is what makes this test take seconds rather than milliseconds).
+func TestPlacements(t *testing.T) {
+	for _, b := range selector.Bundled {
+		for _, spec := range []string{b.Name, "plugin:" + b.Name} {
+			t.Run(spec, func(t *testing.T) {
+				if testing.Short() && spec != b.Name {
+					t.Skip("-short: no plugin processes")
+				}
+				f, err := plugin.Resolve(spec, plugin.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				factory := conformance.Factory(f)
+				t.Run("selector", func(t *testing.T) { conformance.RunSuite(t, conformance.SelectorSuite(), factory) })
+				t.Run("kernel", func(t *testing.T) { conformance.RunKernel(t, factory) })
+				t.Run("kernel-debug", func(t *testing.T) {
+					conformance.RunKernel(t, factory, conformance.KernelConfig{Debug: true})
+				})
+			})
+		}
+	}
+}
+
+// TestOutOfProcessIsReallyOutOfProcess guards TestPlacements against
+// certifying the in-process selector twice: the plugin: factory must hand
+// out a supervised plugin selector whose back-end runs in another process.
+func TestOutOfProcessIsReallyOutOfProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no plugin processes")
+	}
+	f, err := plugin.Resolve("plugin:epoll", plugin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := f()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sel.Close()
+	ps, ok := sel.(*plugin.Selector)
+	if !ok {
+		t.Fatalf("plugin:epoll built a %T, want *plugin.Selector", sel)
+	}
+	st, err := ps.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pid == os.Getpid() || st.Pid <= 0 {
+		t.Fatalf("plugin pid %d, test pid %d", st.Pid, os.Getpid())
+	}
+	if got := sel.Capabilities().Name; got != "epoll" {
+		t.Fatalf("plugin serves %q, want epoll", got)
+	}
+}
