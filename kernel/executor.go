@@ -76,13 +76,16 @@ func (l *Loop) SetDefaultExecutor(e Executor) {
 
 // ShutdownDefaultExecutor shuts the default executor down and returns a
 // future that completes when its running work has finished.
+// Afterwards RunInExecutor without an executor fails with
+// ErrExecutorShutdown (asyncio raises RuntimeError) until SetDefaultExecutor
+// installs another.
 func (l *Loop) ShutdownDefaultExecutor() (*Future[struct{}], error) {
 	if err := l.checkUsable(); err != nil {
 		return nil, fmt.Errorf("shutdown default executor: %w", err)
 	}
 	f := CreateFuture[struct{}](l)
 	ex := l.executor
-	l.executor, l.ownExecutor = nil, false
+	l.executor, l.ownExecutor = shutDownExecutor{}, false
 	if ex == nil {
 		f.SetResult(struct{}{})
 		return f, nil
@@ -93,6 +96,14 @@ func (l *Loop) ShutdownDefaultExecutor() (*Future[struct{}], error) {
 	}()
 	return f, nil
 }
+
+// shutDownExecutor stands in for the default executor once it was shut
+// down, so that RunInExecutor(nil) fails instead of quietly starting a new
+// pool that nothing would ever shut down.
+type shutDownExecutor struct{}
+
+func (shutDownExecutor) Submit(func()) error { return ErrExecutorShutdown }
+func (shutDownExecutor) Shutdown(bool)       {}
 
 // RunInExecutor runs fn on ex (the loop's default executor when ex is nil)
 // and returns a future for its result (asyncio: loop.run_in_executor). A
