@@ -263,7 +263,7 @@ func kExecCustom(k *kt) {
 	require.NoError(k, k.runUntil(l, f, "explicit executor"))
 	require.EqualValues(k, 1, explicit.submitted.Load(), "rule: RunInExecutor uses the executor it is given")
 
-	def := &countingExecutor{}
+	def, def2 := &countingExecutor{}, &countingExecutor{}
 	l.SetDefaultExecutor(def)
 	g, err := kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 2, nil })
 	k.must(err, "RunInExecutor")
@@ -274,6 +274,15 @@ func kExecCustom(k *kt) {
 	k.must(err, "ShutdownDefaultExecutor")
 	require.NoError(k, k.runUntil(l, sd, "shutdown default executor"), "rule: ShutdownDefaultExecutor's future completes")
 	require.True(k, def.shut.Load(), "rule: ShutdownDefaultExecutor shuts the default executor down")
+	_, err = kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 0, nil })
+	require.ErrorIs(k, err, kernel.ErrExecutorShutdown, "rule: after ShutdownDefaultExecutor, RunInExecutor without an executor fails")
+	require.EqualValues(k, 1, def.submitted.Load())
+	l.SetDefaultExecutor(def2)
+	h, err := kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 3, nil })
+	k.must(err, "RunInExecutor after SetDefaultExecutor")
+	require.NoError(k, k.runUntil(l, h, "new default executor"))
+	require.EqualValues(k, 1, def2.submitted.Load(), "rule: SetDefaultExecutor after a shutdown installs a working default")
+	def2.Shutdown(true)
 
 	explicit.Shutdown(true)
 	_, err = kernel.RunInExecutor(l.Loop, explicit, func() (int, error) { return 0, nil })
