@@ -287,6 +287,17 @@ func kExecCustom(k *kt) {
 	explicit.Shutdown(true)
 	_, err = kernel.RunInExecutor(l.Loop, explicit, func() (int, error) { return 0, nil })
 	require.ErrorIs(k, err, kernel.ErrExecutorShutdown, "rule: RunInExecutor reports an executor that refuses work")
+
+	// WithExecutor: the default from the start, and not the loop's to shut.
+	given := &countingExecutor{}
+	l2 := k.newLoop(kernel.WithExecutor(given))
+	f2, err := kernel.RunInExecutor(l2.Loop, nil, func() (int, error) { return 4, nil })
+	k.must(err, "RunInExecutor")
+	require.NoError(k, k.runUntil(l2, f2, "WithExecutor"))
+	require.EqualValues(k, 1, given.submitted.Load(), "rule: WithExecutor sets the default executor")
+	require.NoError(k, l2.Close())
+	require.False(k, given.shut.Load(), "rule: Close does not shut down an executor the loop was given")
+	given.Shutdown(true)
 }
 
 func kExecCancelled(k *kt) {

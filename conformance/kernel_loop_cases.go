@@ -150,10 +150,22 @@ func kCallSoonContext(k *kt) {
 	h, err := l.CallSoonContext(dead, func(context.Context) { got = append(got, "dead") })
 	k.must(err, "CallSoonContext")
 	cancelDead()
+	var th kernel.Handle
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var err error
+		th, err = l.CallSoonThreadsafeContext(dead, func(context.Context) { got = append(got, "dead-threadsafe") })
+		assert.NoError(k, err)
+		_, err = l.CallSoonThreadsafeContext(ctx, func(context.Context) { got = append(got, "live-threadsafe") })
+		assert.NoError(k, err)
+	}()
+	<-done
 	k.runOnce(l)
 	cancel()
-	require.Equal(k, []string{"live"}, got, "rule: a CallSoonContext callback whose context is done when it is due is skipped")
+	require.Equal(k, []string{"live", "live-threadsafe"}, got, "rule: a CallSoon(Threadsafe)Context callback whose context is done when it is due is skipped")
 	require.True(k, h.Cancelled(), "rule: a callback skipped for its context reports Cancelled")
+	require.True(k, th.Cancelled(), "rule: a threadsafe callback skipped for its context reports Cancelled")
 }
 
 func kStopBeforeRun(k *kt) {
