@@ -500,4 +500,29 @@ func kTaskEager(k *kt) {
 	require.Equal(k, []string{"before-yield", "create-returned", "after-yield"}, steps, "rule: an eager task resumes on the loop after suspending")
 	v, _ := immediate.Result()
 	require.Equal(k, 2, v)
+
+	// Eager creation from inside a coroutine: the inner task runs at once,
+	// the outer one then awaits it (and may not await itself by mistake).
+	var trace []string
+	outer, err := runTask(k, l, func(co *kernel.Co) (int, error) {
+		inner, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
+			trace = append(trace, "inner-start")
+			if err := co.Yield(); err != nil {
+				return 0, err
+			}
+			trace = append(trace, "inner-end")
+			return 10, nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		trace = append(trace, "outer-after-create")
+		v, err := inner.Await(co)
+		return v + 1, err
+	})
+	require.NoError(k, err, "rule: a task may eagerly create and await another")
+	ov, _ := outer.Result()
+	require.Equal(k, 11, ov)
+	require.Equal(k, []string{"inner-start", "outer-after-create", "inner-end"}, trace,
+		"rule: an eager task created inside a coroutine runs before CreateTask returns to it")
 }
