@@ -21,7 +21,8 @@ import (
 //
 //	iteration      one loop iteration whose Wait reports one ready descriptor
 //	               (the worst case for the plugin: a data-plane exchange per
-//	               event); inproc-ns/iter, oop-ns/iter, oop/inproc
+//	               event); inproc-ns/iter, oop-ns/iter, the same as iter/s,
+//	               CPU per iteration (plugin's included), oop/inproc
 //	rtt            readiness round trip: a peer thread writes a byte, the
 //	               loop's reader echoes it, the peer reads it back;
 //	               inproc-us/rtt, oop-us/rtt, oop/inproc
@@ -47,6 +48,8 @@ func BenchmarkPlacement(b *testing.B) {
 		report(b, in, out, "ns/iter", time.Nanosecond)
 		b.ReportMetric(float64(in.cpu.Nanoseconds())/float64(b.N), "inproc-cpu-ns/iter")
 		b.ReportMetric(float64(out.cpu.Nanoseconds())/float64(b.N), "oop-cpu-ns/iter")
+		b.ReportMetric(float64(b.N)/in.wall.Seconds(), "inproc-iter/s")
+		b.ReportMetric(float64(b.N)/out.wall.Seconds(), "oop-iter/s")
 	})
 	b.Run("rtt", func(b *testing.B) {
 		b.StopTimer()
