@@ -218,6 +218,14 @@ func TestConformanceOptions(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Regexp(t, `(?m)^PASS  kernel/run/other-loop-from-task\s+\S+$`, r.stdout)
 
+	// A case past --timeout is a hang: reported, counted, and fatal to the
+	// exit status.
+	r = loopkernel(t, nil, "conformance", "--selector", "poll", "--suite", "selector", "--run", "^timeout/honoured$", "--timeout", "1ms")
+	assert.Equal(t, 1, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `(?m)^HANG  timeout/honoured\s+\S+$\n\s+case did not end within 1ms`, r.stdout)
+	assert.Contains(t, r.stdout, "1 cases: 0 pass, 0 skip, 0 fail, 1 hang")
+	assert.Contains(t, r.stderr, "0 failed, 1 hung")
+
 	for _, c := range []struct {
 		args []string
 		code int
