@@ -26,6 +26,7 @@ type KernelConfig struct {
 	// Debug builds every loop with kernel.WithDebug(true), so the whole
 	// contract is also checked with debug mode's extra bookkeeping (thread
 	// checks, scheduling-site capture, slow-callback timing) in the way.
+	// Without it the loops follow LOOPKERNEL_DEBUG, as kernel.New does.
 	Debug bool
 }
 

@@ -16,7 +16,9 @@ func newTestLoop(t *testing.T) *Loop {
 	t.Helper()
 	sel, err := selector.NewPoll()
 	require.NoError(t, err)
-	l := New(sel, WithLogger(hclog.NewNullLogger()))
+	// Debug mode explicitly off: LOOPKERNEL_DEBUG must not change what
+	// these white-box tests measure (debug mode allocates per callback).
+	l := New(sel, WithLogger(hclog.NewNullLogger()), WithDebug(false))
 	t.Cleanup(func() { l.Close() })
 	return l
 }
