@@ -20,6 +20,7 @@ FUZZ += ./sdk/dataplane:FuzzParseRights
 FUZZ += ./plugins/resolver:FuzzParseServices
 FUZZ += ./streams:FuzzReaduntil
 FUZZ += ./internal/serve:FuzzParseRequest
+FUZZ += ./internal/echobench:FuzzParseKiB
 
 # Benchmarks (`make bench`): which packages, which benchmarks, how long each.
 BENCH_PKGS ?= ./...
