@@ -13,6 +13,7 @@ var ErrAsyncGenRunning = errors.New("asynchronous generator is already running")
 // asyncGenCloser is how the loop finalises the async generators it tracks.
 type asyncGenCloser interface {
 	Aclose(co *Co) error
+	abandon()
 }
 
 // genStep is what an async generator's body hands its driver: a value, or a
@@ -148,6 +149,27 @@ func (g *AsyncGen[T]) Aclose(co *Co) error {
 		}
 		g.resumeErr = g.forward(co, step.wait)
 	}
+}
+
+// abandon ends the body of a generator still open when the loop closes, so
+// that its goroutine is released rather than parked forever: the pending
+// yield returns false and any await the clean-up makes returns an error
+// matching ErrClosed. A panic in the clean-up is reported, not raised out of
+// Close.
+func (g *AsyncGen[T]) abandon() {
+	if g.finished {
+		return
+	}
+	g.finished = true
+	defer func() {
+		if r := recover(); r != nil {
+			g.loop.CallExceptionHandler(ErrorContext{
+				Message: "asynchronous generator panicked while the event loop closed",
+				Err:     newPanicError(r),
+			})
+		}
+	}()
+	g.stop()
 }
 
 func (g *AsyncGen[T]) finish() {

@@ -259,10 +259,16 @@ func (t *taskState) cancel(msg string) bool {
 }
 
 // abandonTasks ends the coroutines of tasks still pending when the loop
-// closes, so their suspended stacks are released.
+// closes, so their suspended stacks are released, and then those of async
+// generators still open (a task suspended in a generator's Next finishes
+// that generator as it ends).
 func (l *Loop) abandonTasks() {
 	for t := range l.tasks {
 		t.stop()
 	}
 	clear(l.tasks)
+	for g := range l.asyncgens {
+		g.abandon()
+	}
+	clear(l.asyncgens)
 }
