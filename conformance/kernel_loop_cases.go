@@ -28,6 +28,7 @@ var kernelLoopCases = []kcase{
 	{name: "kernel/close/idempotent", run: kCloseTwice},
 	{name: "kernel/close/scheduling-fails", run: kClosedScheduling},
 	{name: "kernel/close/ends-pending-tasks", run: kCloseEndsTasks},
+	{name: "kernel/close/ends-open-asyncgens", run: kCloseEndsGens},
 	{name: "kernel/run/nested-fails", run: kNestedRun},
 	{name: "kernel/run/other-loop-same-goroutine", run: kOtherLoop},
 	{name: "kernel/run/other-loop-from-task", run: kOtherLoopFromTask},
@@ -324,6 +325,34 @@ func kCloseEndsTasks(k *kt) {
 	require.True(k, deferred, "rule: Close ends a suspended task's coroutine, running its defers")
 	require.ErrorIs(k, awaitErr, kernel.ErrClosed, "rule: the abandoned task's await returns an error matching ErrClosed")
 	require.False(k, started, "rule: a task that had not started when the loop closed never runs")
+}
+
+// kCloseEndsGens: an async generator left open when the loop closes has
+// its body ended (defers run, an await in its clean-up fails with an error
+// matching ErrClosed) instead of parking its goroutine forever.
+func kCloseEndsGens(k *kt) {
+	l := k.newLoop()
+	var cleanupErr error
+	cleaned := false
+	g, err := kernel.NewAsyncGen(l.Loop, func(co *kernel.Co, yield func(int) bool) error {
+		defer func() {
+			cleanupErr = co.Yield()
+			cleaned = true
+		}()
+		for i := 0; yield(i); i++ {
+		}
+		return nil
+	})
+	k.must(err, "NewAsyncGen")
+	_, err = runTask(k, l, func(co *kernel.Co) (int, error) {
+		_, _, err := g.Next(co)
+		return 0, err
+	})
+	require.NoError(k, err)
+	require.False(k, cleaned)
+	require.NoError(k, l.Close())
+	require.True(k, cleaned, "rule: Close ends an open async generator's body, running its clean-up")
+	require.ErrorIs(k, cleanupErr, kernel.ErrClosed, "rule: an await in the clean-up of an abandoned generator fails with an error matching ErrClosed")
 }
 
 func kNestedRun(k *kt) {
