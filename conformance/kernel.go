@@ -120,6 +120,7 @@ type recSelector struct {
 	mu       sync.Mutex
 	timeouts []time.Duration
 	waiting  atomic.Bool
+	lastN    atomic.Int32 // events the last Wait reported
 }
 
 func (r *recSelector) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
@@ -128,7 +129,9 @@ func (r *recSelector) Wait(events []sdk.Event, timeout time.Duration) (int, erro
 	r.mu.Unlock()
 	r.waiting.Store(true)
 	defer r.waiting.Store(false)
-	return r.Selector.Wait(events, timeout)
+	n, err := r.Selector.Wait(events, timeout)
+	r.lastN.Store(int32(n))
+	return n, err
 }
 
 // waits returns the timeouts recorded so far and forgets them.
