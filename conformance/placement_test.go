@@ -47,8 +47,12 @@ func quickRaceExit() {
 // through the data plane, under sdk/plugin's supervision, one process per
 // selector a case builds.
 //
-// -short keeps the in-process placement only (starting a plugin process per
-// case is what makes this test take seconds rather than milliseconds).
+// -short keeps the in-process placement only: starting a plugin process per
+// selector is what makes this test take a minute or two under -race rather
+// than seconds. The subjects run one after another on purpose: the plugin
+// starts are CPU-bound, so running two at once saves nothing on two cores
+// and pushes the timing-sensitive cases (debug mode's slow-callback report)
+// over their margins.
 func TestPlacements(t *testing.T) {
 	for _, b := range selector.Bundled {
 		for _, spec := range []string{b.Name, "plugin:" + b.Name} {
