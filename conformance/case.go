@@ -39,6 +39,10 @@ type Case struct {
 	// (Capabilities.MaxFDs is 0 or at least N). A selector without it skips
 	// the case and the skip reason names it.
 	Needs string
+	// Alone marks a case that changes process-wide state (the descriptor
+	// limit, say) that would break any case running beside it: the runner
+	// runs it while no other case of any run in this process is running.
+	Alone bool
 	// Run is the body. It reports through c, never by returning an error.
 	Run func(c *C)
 }

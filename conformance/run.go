@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/loopkernel/loopkernel/sdk"
@@ -132,6 +133,10 @@ func runCase(ctx context.Context, cs Case, f Factory, caps sdk.Capabilities, tim
 	if why := missing(caps, cs.Needs); why != "" {
 		return Result{Status: Skip, SkipReason: why}
 	}
+	// Taken before the clock starts, so waiting for an Alone case does not
+	// count against a case's time. A hung case keeps its hold only until
+	// it is reported: holding it for ever would stall every later run.
+	defer exclusive(cs.Alone)()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := newC(cctx, cs.Name, f, caps)
@@ -179,4 +184,19 @@ func runCase(ctx context.Context, cs Case, f Factory, caps sdk.Capabilities, tim
 		r.Status = Pass
 	}
 	return r
+}
+
+// alone is held for reading by every running case and for writing by a
+// Case.Alone one, so that runs sharing a process (parallel tests binding
+// suites) never overlap an Alone case.
+var alone sync.RWMutex
+
+// exclusive takes alone as cs needs it and returns its release.
+func exclusive(isAlone bool) (release func()) {
+	if isAlone {
+		alone.Lock()
+		return alone.Unlock
+	}
+	alone.RLock()
+	return alone.RUnlock
 }

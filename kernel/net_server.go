@@ -445,6 +445,14 @@ func (s *Server) Close() error {
 	s.closed, s.serving = true, false
 	var errs []error
 	for _, sock := range s.socks {
+		// Stop listening before closing: an out-of-process selector holds
+		// a copy of the descriptor until its next Wait, and while any copy
+		// is open the port would take connections (then reset them) instead
+		// of refusing them. Shutting the read side of a listening socket
+		// stops it listening for every copy at once.
+		if fd := sock.Fd(); fd >= 0 {
+			unix.Shutdown(fd, unix.SHUT_RD)
+		}
 		if err := sock.Close(); err != nil {
 			errs = append(errs, err)
 		}

@@ -1,0 +1,192 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/loopkernel/loopkernel/kernel"
+)
+
+// The networking contract: what the kernel's transports, servers, datagram
+// endpoints, sock_* operations and sendfile promise a program written
+// against asyncio, checked on loops built on each selector the factory
+// makes. Every byte goes over loopback (127.0.0.0/8, ::1) or Unix sockets.
+//
+// The placement matters to these cases even though they never call the
+// selector themselves: a transport is a chain of readiness waits, so a
+// selector that loses, delays or duplicates readiness shows up here as a
+// stalled round trip, a back-pressure that never lifts, or a half-close
+// that is never seen, which is the failure an application would meet.
+
+// NetConfig chooses how the loops of the networking suite are built.
+type NetConfig struct {
+	// Debug builds every loop with kernel.WithDebug(true).
+	Debug bool
+	// SetSendfileZeroCopy, if set, switches the kernel's zero-copy
+	// sendfile(2) off (on=false) and returns what restores it; the
+	// sendfile cases then also drive the read-and-send fallback with
+	// regular files, offsets and counts. Only the kernel's own tests can
+	// reach such a switch (kernel.SetSendfileZeroCopy is test-only); without
+	// it those cases are skipped, and the fallback is still driven through
+	// sources sendfile(2) cannot read (pipes).
+	SetSendfileZeroCopy func(on bool) (restore func())
+}
+
+// NetSuite returns the networking contract for cfg.
+func NetSuite(cfg NetConfig) Suite {
+	name := "net"
+	if cfg.Debug {
+		name = "net-debug"
+	}
+	var cases []Case
+	for _, group := range [][]ncase{
+		netStreamCases,
+		netServerCases,
+		netConnectCases,
+		netDatagramCases,
+		netSockCases,
+		netSendfileCases,
+	} {
+		for _, nc := range group {
+			cases = append(cases, Case{Name: nc.name, Needs: nc.needs, Alone: nc.alone, Run: func(c *C) {
+				nc.run(&nt{C: c, cfg: cfg})
+			}})
+		}
+	}
+	return Suite{Name: name, Cases: cases}
+}
+
+// RunNet binds every networking case to t as a subtest, each loop built on a
+// selector from f. Run it with -race.
+func RunNet(t *testing.T, f Factory, cfg ...NetConfig) {
+	t.Helper()
+	var nc NetConfig
+	if len(cfg) > 0 {
+		nc = cfg[0]
+	}
+	RunSuite(t, NetSuite(nc), f)
+}
+
+// ncase is a networking case before it is bound to a configuration.
+type ncase struct {
+	name  string
+	needs string
+	alone bool // see Case.Alone
+	run   func(n *nt)
+}
+
+// nt is what a networking case body works with.
+type nt struct {
+	*C
+	cfg NetConfig
+}
+
+// netRunLimit bounds one run of a case's main coroutine; past it the
+// coroutine is cancelled and the case fails. It is below DefaultTimeout so
+// that a stalled transfer is reported as the rule it broke, not as a hang,
+// and far above what a working selector needs (an 8 MiB echo through a
+// plugin process under -race takes a few seconds).
+const netRunLimit = 20 * time.Second
+
+// netSettle is how long a case waits for a condition that a working loop
+// reaches in milliseconds; it is below netRunLimit so the condition, not the
+// watchdog, is named when it fails.
+const netSettle = 15 * time.Second
+
+// newLoop builds a loop on a selector from the factory under test. It is
+// closed when the case ends; its log is attached to the case when the case
+// failed.
+func (n *nt) newLoop() *kernel.Loop {
+	sel := n.NewSelector()
+	buf := &syncBuffer{}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: buf, Level: hclog.Debug})
+	opts := []kernel.Option{kernel.WithLogger(logger)}
+	if n.cfg.Debug {
+		opts = append(opts, kernel.WithDebug(true))
+	}
+	l := kernel.New(sel, opts...)
+	n.Cleanup(func() {
+		if err := l.Close(); err != nil && !errors.Is(err, kernel.ErrClosed) {
+			n.Errorf("closing the loop at the end of the case: %v", err)
+		}
+		n.mu.Lock()
+		failed := n.failed
+		n.mu.Unlock()
+		if s := buf.String(); s != "" && failed {
+			const keep = 16 << 10
+			if len(s) > keep {
+				s = "...\n" + s[len(s)-keep:]
+			}
+			n.Logf("loop log:\n%s", s)
+		}
+	})
+	return l
+}
+
+// run runs body as a task on l until it returns, under a watchdog that
+// cancels it after netRunLimit. An error from body fails the case; what
+// names the step, for the failure message.
+func (n *nt) run(l *kernel.Loop, what string, body func(co *kernel.Co) error) {
+	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) { return struct{}{}, body(co) })
+	if err != nil {
+		n.Errorf("rule: CreateTask succeeds on an open loop: %v", err)
+		n.FailNow()
+	}
+	var fired atomic.Bool
+	watchdog := time.AfterFunc(netRunLimit, func() {
+		fired.Store(true)
+		l.CallSoonThreadsafe(func() { task.Cancel() })
+	})
+	err = l.RunUntilComplete(task)
+	watchdog.Stop()
+	if fired.Load() {
+		n.Errorf("rule: %s: did not finish within %v; the watchdog cancelled it (last error: %v)", what, netRunLimit, err)
+		n.FailNow()
+	}
+	if err != nil {
+		n.Errorf("rule: %s: %v", what, err)
+		n.FailNow()
+	}
+}
+
+// waitUntil sleeps on the loop in short steps until cond holds, and fails
+// with the rule named by what if it does not within netSettle. It returns
+// the sleep's error (a cancellation) for the body to return.
+func (n *nt) waitUntil(co *kernel.Co, what string, cond func() bool) error {
+	deadline := time.Now().Add(netSettle)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not reached within %v", what, netSettle)
+		}
+		if err := co.Sleep(time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settleTurns gives the loop a few turns (and a few milliseconds), for
+// checks that something did NOT happen; they can only be made weaker by a
+// slow machine, never flaky.
+func settleTurns(co *kernel.Co, turns int) error {
+	for range turns {
+		if err := co.Sleep(time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tempDir is a directory removed when the case ends.
+func (n *nt) tempDir() string {
+	dir, err := os.MkdirTemp("", "conformance-net-")
+	n.fixture("temp dir", err)
+	n.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
