@@ -52,8 +52,9 @@ the selector of the --policy in force):
 The selector suite checks the Selector seam itself; the kernel suite runs
 event loops on the selector and checks what asyncio programs rely on. Each
 case prints one line when it ends: its status, how long it took, and for a
-skip the capability the selector lacks, for a failure the rule it broke. A
-case that does not end within --timeout is reported as a hang and abandoned.
+skip what it needs that this run lacks (a capability of the selector, or debug
+mode), for a failure the rule it broke. A case that does not end within
+--timeout is reported as a hang and abandoned.
 
 The exit status is 0 when nothing failed or hung, 1 otherwise. --junit and
 --json write the results (with each case's log) for CI and later comparison;
@@ -67,8 +68,8 @@ they are written even when cases fail.`,
 		fs.StringVar(&o.junit, "junit", "", "write JUnit XML results to `FILE`")
 		fs.StringVar(&o.json, "json", "", "write JSON results to `FILE`")
 		fs.BoolVar(&o.debug, "debug", false, "run the kernel suite's loops in debug mode (asyncio's loop.set_debug(True))")
-		fs.StringVar(&o.pluginDir, "plugin-dir", "", "directory searched for loopkernel-plugin-NAME (default $"+plugin.PluginDirEnv+")")
-		fs.StringVar(&o.sha256, "sha256", "", "pin the plugin executable's SHA-256 (`HEX`); checked before every start")
+		fs.StringVar(&o.pluginDir, "plugin-dir", "", "`DIR` searched for loopkernel-plugin-NAME (default $"+plugin.PluginDirEnv+")")
+		fs.StringVar(&o.sha256, "sha256", "", "pin the plugin executable's SHA-256 to `HEX`; checked before every start")
 	},
 	run: runConformance,
 }
