@@ -5,10 +5,24 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/kernel"
 )
+
+// rsPair returns a connected pair of non-blocking Unix sockets of sotype,
+// closed when the benchmark ends.
+func rsPair(t testing.TB, sotype int) (*kernel.Socket, *kernel.Socket) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, sotype|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	a, err := kernel.SocketFromFD(fds[0])
+	require.NoError(t, err)
+	b, err := kernel.SocketFromFD(fds[1])
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
 
 // BenchmarkSockPingPong is one 64-byte SockSendall plus SockRecvInto each
 // way over a Unix socketpair: two tasks taking turns, each recv waiting on
