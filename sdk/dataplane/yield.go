@@ -21,19 +21,32 @@ import (
 // doubling its CPU per exchange (about 21 against 10 µs); yielding now and
 // then keeps the goroutine's scheduling tick fresh and all of that goes
 // away. The interval is well inside the 10 ms with room for sysmon's own
-// sampling, and rare enough that the yield's own cost (it may wake an idle
-// thread) stays negligible.
-const yieldEvery = 4 * time.Millisecond
+// sampling, and rare enough that the yield's own cost (it wakes an idle
+// thread, which takes the goroutine over) stays negligible.
+//
+// A goroutine that exchanges rarely (an idle loop waking for a timer) gains
+// nothing from yielding, since sysmon's retakes cost it no more than the
+// yield would; so a yield also waits for yieldMinTicks exchanges.
+const (
+	yieldEvery    = 4 * time.Millisecond
+	yieldMinTicks = 4
+)
 
-// yielder calls runtime.Gosched at most once per yieldEvery. A zero value
-// yields at its first tick.
+// yielder calls runtime.Gosched at most once per yieldEvery and per
+// yieldMinTicks ticks.
 type yielder struct {
-	last time.Time
+	last  time.Time
+	ticks int
 }
 
-// tick is called once per exchange. It reads the clock (a vDSO call) and
-// yields when the interval has passed; it reports whether it did.
+// tick is called once per exchange. Every yieldMinTicks-th call reads the
+// clock (a vDSO call) and yields if the interval has passed; it reports
+// whether it did.
 func (y *yielder) tick() bool {
+	if y.ticks++; y.ticks < yieldMinTicks {
+		return false
+	}
+	y.ticks = 0
 	now := time.Now()
 	if now.Sub(y.last) < yieldEvery {
 		return false

@@ -8,9 +8,18 @@ import (
 
 func TestYielderPacesItsYields(t *testing.T) {
 	var y yielder
-	assert.True(t, y.tick(), "a fresh yielder yields at once")
-	assert.False(t, y.tick(), "a second tick within the interval does not yield")
+	tickN := func(n int) (yields int) {
+		for range n {
+			if y.tick() {
+				yields++
+			}
+		}
+		return yields
+	}
+	assert.Equal(t, 0, tickN(yieldMinTicks-1), "no yield before yieldMinTicks exchanges")
+	assert.Equal(t, 1, tickN(1), "the interval has long passed for a fresh yielder")
+	assert.Equal(t, 0, tickN(3*yieldMinTicks), "no yield within the interval, however many exchanges")
 	y.last = y.last.Add(-yieldEvery)
-	assert.True(t, y.tick(), "a tick once the interval has passed yields")
-	assert.False(t, y.tick())
+	assert.Equal(t, 1, tickN(yieldMinTicks), "once the interval has passed, the next clock read yields")
+	assert.Equal(t, 0, tickN(yieldMinTicks))
 }
