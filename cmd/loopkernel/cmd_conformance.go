@@ -37,8 +37,8 @@ var conformanceOpts struct {
 
 var conformanceCmd = &command{
 	name:     "conformance",
-	synopsis: "[--selector NAME|plugin:NAME|plugin:PATH] [--suite selector|kernel|all]",
-	summary:  "certify a selector back-end against the selector and kernel contracts",
+	synopsis: "[--selector NAME|plugin:NAME|plugin:PATH] [--suite selector|kernel|net|all]",
+	summary:  "certify a selector back-end against the selector, kernel and networking contracts",
 	help: `
 Runs the contract suites against the selector named by --selector (default:
 the selector of the --policy in force):
@@ -50,7 +50,9 @@ the selector of the --policy in force):
   plugin:PATH   the plugin executable at PATH
 
 The selector suite checks the Selector seam itself; the kernel suite runs
-event loops on the selector and checks what asyncio programs rely on. Each
+event loops on the selector and checks what asyncio programs rely on; the net
+suite drives the loop's transports, servers, datagram endpoints, sock_*
+operations and sendfile over loopback on it. Each
 case prints one line when it ends: its status, how long it took, and for a
 skip what it needs that this run lacks (a capability of the selector, or debug
 mode), for a failure the rule it broke. A case that does not end within
@@ -62,12 +64,12 @@ they are written even when cases fail.`,
 	flags: func(fs *flag.FlagSet) {
 		o := &conformanceOpts
 		fs.StringVar(&o.selector, "selector", "", "selector `SPEC` to certify: NAME, plugin:NAME or plugin:PATH (default: the policy's selector)")
-		fs.StringVar(&o.suite, "suite", "all", "which contract: selector, kernel or all")
+		fs.StringVar(&o.suite, "suite", "all", "which contract: selector, kernel, net or all")
 		fs.DurationVar(&o.timeout, "timeout", conformance.DefaultTimeout, "per-case limit; a case past it is reported as a hang")
 		fs.StringVar(&o.run, "run", "", "run only the cases whose name matches `REGEXP`")
 		fs.StringVar(&o.junit, "junit", "", "write JUnit XML results to `FILE`")
 		fs.StringVar(&o.json, "json", "", "write JSON results to `FILE`")
-		fs.BoolVar(&o.debug, "debug", false, "run the kernel suite's loops in debug mode (asyncio's loop.set_debug(True))")
+		fs.BoolVar(&o.debug, "debug", false, "run the kernel and net suites' loops in debug mode (asyncio's loop.set_debug(True))")
 		fs.StringVar(&o.pluginDir, "plugin-dir", "", "`DIR` searched for loopkernel-plugin-NAME (default $"+plugin.PluginDirEnv+")")
 		fs.StringVar(&o.sha256, "sha256", "", "pin the plugin executable's SHA-256 to `HEX`; checked before every start")
 	},
@@ -152,15 +154,18 @@ func runConformance(e *env, args []string) error {
 // conformanceSuites maps --suite to the suites to run, in order.
 func conformanceSuites(which string, debug bool) ([]conformance.Suite, error) {
 	kernel := conformance.KernelSuite(conformance.KernelConfig{Debug: debug})
+	net := conformance.NetSuite(conformance.NetConfig{Debug: debug})
 	switch which {
 	case "selector":
 		return []conformance.Suite{conformance.SelectorSuite()}, nil
 	case "kernel":
 		return []conformance.Suite{kernel}, nil
+	case "net":
+		return []conformance.Suite{net}, nil
 	case "all":
-		return []conformance.Suite{conformance.SelectorSuite(), kernel}, nil
+		return []conformance.Suite{conformance.SelectorSuite(), kernel, net}, nil
 	}
-	return nil, usagef("--suite %q: want selector, kernel or all", which)
+	return nil, usagef("--suite %q: want selector, kernel, net or all", which)
 }
 
 // runOneSuite runs s with a progress line per finished case and a summary.

@@ -139,6 +139,7 @@ func TestConformanceBundled(t *testing.T) {
 			assert.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 			assert.Contains(t, r.stdout, "=== selector suite on "+spec)
 			assert.Contains(t, r.stdout, "=== kernel suite on "+spec)
+			assert.Contains(t, r.stdout, "=== net suite on "+spec)
 			assert.Regexp(t, `(?m)^conformance `+regexp.QuoteMeta(spec)+`: \d+ cases: \d+ pass, \d+ skip, 0 fail, 0 hang \(`, r.stdout)
 
 			progress := parseProgress(t, r.stdout)
@@ -156,6 +157,7 @@ func TestConformanceBundled(t *testing.T) {
 			}
 			assert.Equal(t, len(conformance.SelectorSuite().Cases), suites["selector"], "the whole selector suite ran")
 			assert.Equal(t, len(conformance.KernelSuite(conformance.KernelConfig{}).Cases), suites["kernel"], "the whole kernel suite ran")
+			assert.Equal(t, len(conformance.NetSuite(conformance.NetConfig{}).Cases), suites["net"], "the whole net suite ran")
 		})
 	}
 }
@@ -231,7 +233,7 @@ func TestConformanceOptions(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--suite", "nope"}, 2, `--suite "nope": want selector, kernel or all`},
+		{[]string{"--suite", "nope"}, 2, `--suite "nope": want selector, kernel, net or all`},
 		{[]string{"--run", "("}, 2, "--run: error parsing regexp"},
 		{[]string{"--timeout", "0s"}, 2, "--timeout must be positive"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
