@@ -34,6 +34,15 @@ const (
 	// at most this late while no callback ever starves I/O. A stopping loop
 	// always polls, as the spec requires.
 	busyPollInterval = 25 * time.Microsecond
+	// A poll is not always that cheap: an out-of-process selector answers a
+	// zero-timeout wait with a socket round trip to its plugin (tens of
+	// microseconds of both processes' CPU). The loop therefore times its
+	// busy polls and stretches the interval to pollCostFactor times their
+	// running cost, so polling takes at most about 1/pollCostFactor of a
+	// busy loop's time whatever the back-end; maxBusyPollInterval caps how
+	// late that lets readiness be picked up.
+	pollCostFactor      = 8
+	maxBusyPollInterval = 500 * time.Microsecond
 	// A busy loop with no timer to serve reads the clock (to ration polls)
 	// only every busyClockIters iterations, and sooner once it has run
 	// busyClockWork callbacks since the last read. The iteration bound keeps
@@ -96,10 +105,13 @@ type Loop struct {
 	asyncgens         map[asyncGenCloser]struct{}
 	asyncgensShutdown bool
 
-	fatal     error         // set when the selector fails; ends RunForever
-	lastPoll  time.Duration // loop clock at the last selector poll
-	busyIters int           // iterations since the clock was last read while busy
-	busyWork  int           // callbacks run since then
+	fatal    error         // set when the selector fails; ends RunForever
+	lastPoll time.Duration // loop clock at the last selector poll
+	// pollCost is a running average of how long a busy zero-timeout poll
+	// takes; pollEvery is the rationing interval derived from it.
+	pollCost, pollEvery time.Duration
+	busyIters           int // iterations since the clock was last read while busy
+	busyWork            int // callbacks run since then
 	// batch counts the callbacks of the current iteration still to run, -1
 	// between iterations; it lives here so that a batch cut by a panicking
 	// callback resumes where it stopped (see iterate).
@@ -370,7 +382,7 @@ func (l *Loop) gather() {
 		} else {
 			now = l.Time()
 			l.busyIters, l.busyWork = 0, 0
-			poll = now-l.lastPoll >= busyPollInterval
+			poll = now-l.lastPoll >= max(l.pollEvery, busyPollInterval)
 		}
 	case len(l.timers) > 0:
 		now = l.Time()
@@ -389,7 +401,11 @@ func (l *Loop) gather() {
 			l.selectorFailed(err)
 			return
 		}
+		before := now
 		now = l.Time()
+		if timeout == 0 && before != 0 {
+			l.timePoll(now - before)
+		}
 		l.lastPoll, l.busyIters, l.busyWork = now, 0, 0
 		// 3. Turn readiness into ready callbacks.
 		l.dispatchIO(l.events[:n])
@@ -416,6 +432,15 @@ func (l *Loop) gather() {
 		}
 	}
 
+}
+
+// timePoll folds the duration of a busy zero-timeout poll into the running
+// cost (an exponential average over about eight polls, so that one poll
+// delayed by a preemption cannot stretch the interval for long) and derives
+// the rationing interval from it (see pollCostFactor).
+func (l *Loop) timePoll(d time.Duration) {
+	l.pollCost += (d - l.pollCost) / 8
+	l.pollEvery = min(pollCostFactor*l.pollCost, maxBusyPollInterval)
 }
 
 // release recycles the handle of a callback that has run, unless it is
