@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,6 +221,15 @@ func TestConformanceOptions(t *testing.T) {
 	r = loopkernel(t, nil, "conformance", "--selector", "epoll", "--suite", "kernel", "--run", "^kernel/run/other-loop-from-task$", "--debug")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Regexp(t, `(?m)^PASS  kernel/run/other-loop-from-task\s+\S+$`, r.stdout)
+
+	// A third-party plugin by name from --plugin-dir, pinned by its digest.
+	sum, err := os.ReadFile(thirdParty)
+	require.NoError(t, err)
+	r = loopkernel(t, nil, "conformance", "--selector", "plugin:example", "--plugin-dir", filepath.Dir(thirdParty),
+		"--sha256", fmt.Sprintf("%x", sha256.Sum256(sum)), "--suite", "selector", "--run", "^(wake/|read-readiness/)")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "=== selector suite on plugin:example (6 cases)")
+	assert.Contains(t, r.stdout, "6 cases: 6 pass, 0 skip, 0 fail, 0 hang")
 
 	// A case past --timeout is a hang: reported, counted, and fatal to the
 	// exit status.
