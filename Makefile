@@ -32,7 +32,7 @@ BENCHTIME  ?= 1s
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.3.0
 
-.PHONY: all build run test vet fuzz-smoke bench generate deps clean
+.PHONY: all build run test vet fuzz-smoke bench bench-loop bench-echo generate deps clean
 
 all: build
 
@@ -60,6 +60,13 @@ fuzz-smoke:
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(BENCH_PKGS)
+
+# Same-run comparisons with the peers (asyncio, uvloop, floor, Go net).
+bench-loop: build
+	$(BIN) bench loop
+
+bench-echo: build
+	$(BIN) bench echo
 
 # Regenerates sdk/proto's Go code with the pinned generators (installed into
 # $(go env GOPATH)/bin through the module proxy) and protoc (`make deps`).
