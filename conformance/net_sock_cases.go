@@ -162,14 +162,24 @@ func nSockUnixConnectAccept(n *nt) {
 	n.fixture("bind", ln.Bind(unixAddr(path)))
 	n.fixture("listen", ln.Listen(0))
 	got, err := runT(n, l, "unix connect and accept", func(co *kernel.Co) ([]byte, error) {
+		accepted := false
 		srv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) {
 			conn, _, err := kernel.SockAccept(co, ln)
 			if err != nil {
 				return nil, err
 			}
+			accepted = true
 			defer conn.Close()
 			return kernel.SockRecv(co, conn, 10)
 		})
+		// The server starts first: SockAccept, then SockRecv, each find
+		// nothing and must wait for the loop to report readiness.
+		if err := co.Yield(); err != nil {
+			return nil, err
+		}
+		if srv.Done() || accepted {
+			return nil, fmt.Errorf("rule: SockAccept waits while nobody connects: it returned at once")
+		}
 		c, err := kernel.NewSocket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 		if err != nil {
 			return nil, err
@@ -177,6 +187,14 @@ func nSockUnixConnectAccept(n *nt) {
 		defer c.Close()
 		if err := kernel.SockConnect(co, c, path); err != nil {
 			return nil, err
+		}
+		for i := 0; !accepted && i < 10000; i++ {
+			if err := co.Sleep(time.Millisecond); err != nil {
+				return nil, err
+			}
+		}
+		if !accepted || srv.Done() {
+			return nil, fmt.Errorf("rule: a waiting SockAccept returns once a client connects (accepted %v), then SockRecv waits for data", accepted)
 		}
 		if err := kernel.SockSendall(co, c, []byte("unix")); err != nil {
 			return nil, err
@@ -210,6 +228,12 @@ func nSockDatagram(n *nt) {
 			d, from, err := kernel.SockRecvfrom(co, b, 100)
 			return dg{data: d, from: from}, err
 		})
+		if err := co.Yield(); err != nil {
+			return dg{}, err
+		}
+		if recv.Done() {
+			return dg{}, fmt.Errorf("rule: SockRecvfrom waits while no datagram has arrived: it returned at once")
+		}
 		k, err := kernel.SockSendto(co, a, []byte("ping"), b.LocalAddr())
 		if err != nil {
 			return dg{}, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/kernel"
 )
@@ -118,6 +119,8 @@ func nStreamHalfCloseClient(n *nt) {
 		require.Equal(n, "hello", srvs.list[0].data.String(), "rule: data written before EOF arrives before EOF")
 		require.Equal(n, 1, srvs.list[0].eofs, "rule: the server's protocol sees EOFReceived once")
 		require.False(n, tr.IsReading(), "rule: no reading after EOF")
+		require.False(n, tr.IsClosing(), "rule: a protocol whose EOFReceived returns true keeps its transport open")
+		require.Equal(n, 0, cli.lost, "rule: a protocol whose EOFReceived returns true is not told the connection is lost")
 		require.NoError(n, tr.Close())
 		return n.waitUntil(co, "rule: the client loses the connection after Close", func() bool { return cli.lost == 1 })
 	})
@@ -529,13 +532,31 @@ func nStreamUnixPath(n *nt) {
 }
 
 // nStreamUnixAbstract: Unix servers on abstract names, written "@name" and
-// "\x00name", leave nothing behind: once closed, the name refuses.
+// "\x00name", are in the abstract namespace (no file; a plain client that
+// dials the abstract name reaches them) and leave nothing behind: once
+// closed, the name refuses.
 func nStreamUnixAbstract(n *nt) {
 	l := n.newLoop()
 	at := abstractName("stream")
 	nul := "\x00" + abstractName("stream")[1:]
 	n.run(l, "unix server on abstract names", func(co *kernel.Co) error {
 		for _, name := range []string{at, nul} {
+			srv, err := kernel.CreateUnixServer(co, newEcho, name, nil)
+			if err != nil {
+				return err
+			}
+			_, err = os.Lstat("@" + name[1:])
+			require.True(n, errors.Is(err, os.ErrNotExist), "rule: an abstract name creates no file: %v", err)
+			// x/sys writes "@" as the abstract namespace's leading NUL.
+			c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			n.fixture("socket", err)
+			n.own(c)
+			require.NoError(n, unix.Connect(c, &unix.SockaddrUnix{Name: "@" + name[1:]}), "rule: a server on an abstract name is reachable in the abstract namespace")
+			n.closeFD(c)
+			srv.Close()
+			if err := srv.WaitClosed(co); err != nil {
+				return err
+			}
 			if err := n.unixEcho(co, name); err != nil {
 				return err
 			}
