@@ -289,28 +289,13 @@ type rawAddr struct {
 // datagramTransport is the DatagramTransport of UDP and Unix datagram
 // sockets.
 type datagramTransport struct {
-	loop  *Loop
-	sock  *Socket
-	fd    int
-	proto BaseProtocol
-	dp    DatagramProtocol
-	flow  WriteFlowControl
+	transportCore
+	dp DatagramProtocol
 
-	address            net.Addr // the connected peer, or nil
-	sockname, peername net.Addr
+	address net.Addr // the connected peer, or nil
 
-	rh, wh   handle // persistent, inline
-	reading  bool
-	writing  bool
-	closing  bool
-	connLost bool
-	lostDone bool
-	lostErr  error
-
-	queue       []pendingDatagram
-	size        int
-	writePaused bool
-	high, low   int
+	queue []pendingDatagram
+	size  int
 
 	send    rawAddr // last destination converted
 	recv    rawAddr // last source seen
@@ -321,23 +306,13 @@ func newDatagramTransport(l *Loop, sock *Socket, p BaseProtocol, address net.Add
 	if _, ok := p.(DatagramProtocol); !ok {
 		return nil, fmt.Errorf("protocol %T is not a DatagramProtocol: %w", p, ErrInvalidArgument)
 	}
-	if sock.Blocking() {
-		if err := sock.SetBlocking(false); err != nil {
-			return nil, err
-		}
+	fd, err := transportFD(sock, "datagram transport")
+	if err != nil {
+		return nil, err
 	}
-	fd := sock.Fd()
-	if fd < 0 {
-		return nil, fmt.Errorf("datagram transport: %w", ErrSocketClosed)
-	}
-	t := &datagramTransport{
-		loop: l, sock: sock, fd: fd, address: address,
-		sockname: sock.LocalAddr(), peername: sock.RemoteAddr(),
-		high: defaultHighWater, low: defaultHighWater / 4,
-	}
+	t := &datagramTransport{address: address}
+	t.init(t, l, sock, fd, sock.RemoteAddr(), t.readReady, t.writeReady)
 	t.setProtocol(p)
-	initFDHandle(&t.rh, l, t.readReady)
-	initFDHandle(&t.wh, l, t.writeReady)
 	if _, err := l.CallSoon(func() { t.start(waiter) }); err != nil {
 		return nil, err
 	}
@@ -351,7 +326,7 @@ func (t *datagramTransport) setProtocol(p BaseProtocol) {
 }
 
 func (t *datagramTransport) start(waiter *Future[struct{}]) {
-	ok := t.guard("ConnectionMade", func() { t.proto.ConnectionMade(t) })
+	ok := t.callProtocol("ConnectionMade", func() { t.proto.ConnectionMade(t) })
 	if ok && !t.closing {
 		if err := t.loop.watchFD(t.fd, sdk.Read, &t.rh); err != nil {
 			t.forceClose(err)
@@ -360,59 +335,15 @@ func (t *datagramTransport) start(waiter *Future[struct{}]) {
 			t.reading = true
 		}
 	}
-	if waiter == nil || waiter.Done() {
-		return
-	}
-	if !ok {
-		err := t.lostErr
-		if err == nil {
-			err = ErrTransportClosed
-		}
-		waiter.SetException(err)
-		return
-	}
-	waiter.SetResult(struct{}{})
+	t.finishStart(waiter, ok)
 }
 
-// guard calls a protocol method; a panic is reported with the protocol and
-// transport and aborts the endpoint.
-func (t *datagramTransport) guard(name string, fn func()) (ok bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.panicked(name, r)
-			ok = false
-		}
-	}()
-	fn()
-	return true
-}
-
-func (t *datagramTransport) panicked(name string, r any) {
-	err := newPanicError(r)
-	t.loop.CallExceptionHandler(ErrorContext{
-		Message:   "Fatal error: protocol " + name + " call failed",
-		Err:       err,
-		Transport: t,
-		Protocol:  t.proto,
-	})
-	t.forceClose(err)
-}
-
-// reportPanic reports a panic from DatagramReceived or ErrorReceived and
-// keeps the endpoint open: as in asyncio, where an exception from these
+// receivePanicked reports a panic from DatagramReceived or ErrorReceived
+// and keeps the endpoint open: as in asyncio, where an exception from these
 // reaches the exception handler but does not close the endpoint, one bad
 // datagram must not cut off every other peer of a server.
-func (t *datagramTransport) reportPanic(name string, r any) {
-	t.loop.CallExceptionHandler(ErrorContext{
-		Message:   "Exception in protocol " + name,
-		Err:       newPanicError(r),
-		Transport: t,
-		Protocol:  t.proto,
-	})
-}
-
-func (t *datagramTransport) opError(op string, addr net.Addr, err error) error {
-	return &net.OpError{Op: op, Net: netName(t.sock.Family(), unix.SOCK_DGRAM), Source: t.sockname, Addr: addr, Err: os.NewSyscallError(op, err)}
+func (t *datagramTransport) receivePanicked(name string, r any) {
+	t.reportPanic("Exception in protocol "+name, r)
 }
 
 // errorReceived hands a send or receive error to the protocol; the
@@ -423,7 +354,7 @@ func (t *datagramTransport) errorReceived(err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			t.reportPanic("ErrorReceived", r)
+			t.receivePanicked("ErrorReceived", r)
 		}
 	}()
 	t.dp.ErrorReceived(err)
@@ -435,7 +366,7 @@ func (t *datagramTransport) readReady() {
 		return
 	}
 	if t.dp == nil {
-		t.panicked("DatagramReceived", fmt.Sprintf("protocol %T is not a DatagramProtocol", t.proto))
+		t.protocolPanicked("DatagramReceived", fmt.Sprintf("protocol %T is not a DatagramProtocol", t.proto))
 		return
 	}
 	buf := t.loop.recvBuf()
@@ -452,7 +383,7 @@ func (t *datagramTransport) readReady() {
 	addr := t.recv.fromRaw(&t.recvRaw, rawLen, t.sock.Type())
 	defer func() {
 		if r := recover(); r != nil {
-			t.reportPanic("DatagramReceived", r)
+			t.receivePanicked("DatagramReceived", r)
 		}
 	}()
 	t.dp.DatagramReceived(buf[:n], addr)
@@ -670,7 +601,7 @@ func (t *datagramTransport) SendTo(b []byte, addr net.Addr) error {
 	}
 	t.queue = append(t.queue, d)
 	t.size += len(b) + datagramOverhead
-	t.maybePauseProtocol()
+	t.maybePauseProtocol(t.size)
 	return nil
 }
 
@@ -711,62 +642,22 @@ func (t *datagramTransport) writeReady() {
 			break
 		}
 	}
-	t.maybeResumeProtocol()
+	t.maybeResumeProtocol(t.size)
 	if len(t.queue) > 0 {
 		return
 	}
 	t.queue = nil
-	if t.writing {
-		t.writing = false
-		t.loop.unwatchFD(t.fd, sdk.Write)
-	}
+	t.stopWriting()
 	if t.closing {
 		t.connLost = true
 		t.callConnectionLost()
 	}
 }
 
-func (t *datagramTransport) maybePauseProtocol() {
-	if t.size <= t.high || t.writePaused {
-		return
-	}
-	t.writePaused = true
-	if t.flow != nil {
-		t.callFlow("PauseWriting", t.flow.PauseWriting)
-	}
-}
-
-func (t *datagramTransport) maybeResumeProtocol() {
-	if !t.writePaused || t.size > t.low {
-		return
-	}
-	t.writePaused = false
-	if t.flow != nil {
-		t.callFlow("ResumeWriting", t.flow.ResumeWriting)
-	}
-}
-
-func (t *datagramTransport) callFlow(name string, fn func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.loop.CallExceptionHandler(ErrorContext{Message: "protocol " + name + " failed", Err: newPanicError(r), Transport: t, Protocol: t.proto})
-		}
-	}()
-	fn()
-}
-
 // Close stops receiving, sends what is buffered, then closes the socket and
 // calls ConnectionLost(nil).
 func (t *datagramTransport) Close() error {
-	if t.closing {
-		return nil
-	}
-	t.closing = true
-	t.stopReading()
-	if len(t.queue) == 0 {
-		t.connLost = true
-		t.scheduleLost()
-	}
+	t.closeWhenDrained(t.size)
 	return nil
 }
 
@@ -780,87 +671,23 @@ func (t *datagramTransport) forceClose(err error) {
 	if len(t.queue) > 0 {
 		t.queue, t.size = nil, 0
 	}
-	if t.writing {
-		t.writing = false
-		t.loop.unwatchFD(t.fd, sdk.Write)
-	}
-	if !t.closing {
-		t.closing = true
-		t.stopReading()
-	}
-	t.connLost = true
-	t.lostErr = err
-	t.scheduleLost()
+	t.stopWriting()
+	t.lose(err)
 }
 
-func (t *datagramTransport) stopReading() {
-	if t.reading {
-		t.reading = false
-		t.loop.unwatchFD(t.fd, sdk.Read)
-	}
-}
+// callConnectionLost tells the protocol, then closes the socket; once.
+func (t *datagramTransport) callConnectionLost() { t.tellConnectionLost() }
 
-func (t *datagramTransport) scheduleLost() {
-	if _, err := t.loop.CallSoon(t.callConnectionLost); err != nil {
-		t.callConnectionLost()
-	}
-}
-
-func (t *datagramTransport) callConnectionLost() {
-	if t.lostDone {
-		return
-	}
-	t.lostDone = true
-	defer func() {
-		t.stopReading()
-		if t.writing {
-			t.writing = false
-			t.loop.unwatchFD(t.fd, sdk.Write)
-		}
-		t.sock.Close()
-	}()
-	defer func() {
-		if r := recover(); r != nil {
-			t.loop.CallExceptionHandler(ErrorContext{Message: "Exception in protocol ConnectionLost", Err: newPanicError(r), Transport: t, Protocol: t.proto})
-		}
-	}()
-	t.proto.ConnectionLost(t.lostErr)
-}
-
-// GetWriteBufferLimits and SetWriteBufferLimits are the flow-control water
-// marks, as on stream transports (asyncio's datagram transport has them
+// GetWriteBufferLimits (shared with the stream transport) and
+// SetWriteBufferLimits are the flow-control water marks, as on stream transports (asyncio's datagram transport has them
 // too); the DatagramTransport interface does not list them yet.
-func (t *datagramTransport) GetWriteBufferLimits() (low, high int) { return t.low, t.high }
-
 func (t *datagramTransport) SetWriteBufferLimits(high, low int) error {
-	h, lo, err := waterMarks(high, low)
-	if err != nil {
-		return err
-	}
-	t.high, t.low = h, lo
-	t.maybePauseProtocol()
-	return nil
+	return t.setWriteBufferLimits(high, low, t.size)
 }
 
-func (t *datagramTransport) IsClosing() bool         { return t.closing }
 func (t *datagramTransport) GetWriteBufferSize() int { return t.size }
 
-// GetExtraInfo answers "peername" (the connected peer), "sockname" and
-// "socket".
-func (t *datagramTransport) GetExtraInfo(name string) (any, bool) {
-	switch name {
-	case "peername":
-		return t.peername, t.peername != nil
-	case "sockname":
-		return t.sockname, t.sockname != nil
-	case "socket":
-		return t.sock, true
-	}
-	return nil, false
-}
-
 func (t *datagramTransport) SetProtocol(p BaseProtocol) { t.setProtocol(p) }
-func (t *datagramTransport) GetProtocol() BaseProtocol  { return t.proto }
 
 func (t *datagramTransport) String() string {
 	return fmt.Sprintf("<DatagramTransport fd=%d closing=%v bufsize=%d>", t.fd, t.closing, t.size)

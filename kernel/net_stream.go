@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -281,35 +280,19 @@ type eofProtocol interface{ EOFReceived() bool }
 
 // streamTransport is the Transport of TCP and Unix stream sockets.
 type streamTransport struct {
-	loop   *Loop
-	sock   *Socket
-	fd     int
+	transportCore
 	server *Server
 
-	proto    BaseProtocol
 	data     Protocol         // set when proto is a plain Protocol
 	buffered BufferedProtocol // set when proto is a BufferedProtocol (preferred)
-	flow     WriteFlowControl // nil if proto does not want flow control
 	eof      eofProtocol
 
-	sockname, peername net.Addr
-
-	rh, wh    handle // persistent reader and writer callbacks, kept inline: one allocation per connection fewer
-	reading   bool   // the reader is registered
-	writing   bool   // the writer is registered
 	paused    bool   // PauseReading
 	eofIn     bool   // EOF received and the protocol kept the transport open
 	eofOut    bool   // WriteEOF called
-	closing   bool
-	connLost  bool // ConnectionLost is scheduled or done (asyncio: _conn_lost)
-	lostDone  bool
 	protoBusy string // the protocol method being called, for reports
 
-	writePaused bool // PauseWriting was called
-	high, low   int
 	wq          writeQueue
-
-	lostErr     error
 	emptyWaiter *Future[struct{}] // Sendfile waits for the buffer to drain
 }
 
@@ -325,14 +308,9 @@ func newStreamTransport(l *Loop, sock *Socket, proto BaseProtocol, waiter *Futur
 	if err := checkStreamProtocol(proto); err != nil {
 		return nil, err
 	}
-	if sock.Blocking() {
-		if err := sock.SetBlocking(false); err != nil {
-			return nil, err
-		}
-	}
-	fd := sock.Fd()
-	if fd < 0 {
-		return nil, fmt.Errorf("stream transport: %w", ErrSocketClosed)
+	fd, err := transportFD(sock, "stream transport")
+	if err != nil {
+		return nil, err
 	}
 	if sock.Family() == unix.AF_INET || sock.Family() == unix.AF_INET6 {
 		// asyncio 3.6+: no Nagle delay; latency over packet count.
@@ -341,14 +319,9 @@ func newStreamTransport(l *Loop, sock *Socket, proto BaseProtocol, waiter *Futur
 	if peer == nil {
 		peer = sock.RemoteAddr()
 	}
-	t := &streamTransport{
-		loop: l, sock: sock, fd: fd, server: server,
-		sockname: sock.LocalAddr(), peername: peer,
-		high: defaultHighWater, low: defaultHighWater / 4,
-	}
+	t := &streamTransport{server: server}
+	t.init(t, l, sock, fd, peer, t.readReady, t.writeReady)
 	t.setProtocol(proto)
-	initFDHandle(&t.rh, l, t.readReady)
-	initFDHandle(&t.wh, l, t.writeReady)
 	if _, err := l.CallSoon(func() { t.start(waiter) }); err != nil {
 		return nil, fmt.Errorf("stream transport: %w", err)
 	}
@@ -384,40 +357,7 @@ func (t *streamTransport) start(waiter *Future[struct{}]) {
 	if ok && !t.closing && !t.paused {
 		t.startReading()
 	}
-	if waiter == nil || waiter.Done() {
-		return
-	}
-	if !ok {
-		waiter.SetException(t.lostErr)
-		return
-	}
-	waiter.SetResult(struct{}{})
-}
-
-// callProtocol runs a protocol method that is not on the per-event path; a
-// panic is reported and the transport aborted (asyncio's _fatal_error).
-func (t *streamTransport) callProtocol(name string, fn func()) (ok bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.protocolPanicked(name, r)
-			ok = false
-		}
-	}()
-	fn()
-	return true
-}
-
-// protocolPanicked reports a panic from a protocol method and aborts the
-// transport: a protocol in an unknown state must not see more data.
-func (t *streamTransport) protocolPanicked(method string, r any) {
-	err := newPanicError(r)
-	t.loop.CallExceptionHandler(ErrorContext{
-		Message:   "Fatal error: protocol " + method + " call failed",
-		Err:       err,
-		Transport: t,
-		Protocol:  t.proto,
-	})
-	t.forceClose(err)
+	t.finishStart(waiter, ok)
 }
 
 // fatalError ends the connection after an I/O error. Errors the network
@@ -428,10 +368,6 @@ func (t *streamTransport) fatalError(err error) {
 		t.loop.logger.Debug("fatal error on transport", "transport", fmt.Sprintf("%p", t), "error", err)
 	}
 	t.forceClose(err)
-}
-
-func (t *streamTransport) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: netName(t.sock.Family(), unix.SOCK_STREAM), Source: t.sockname, Addr: t.peername, Err: os.NewSyscallError(op, err)}
 }
 
 func (t *streamTransport) startReading() {
@@ -445,13 +381,6 @@ func (t *streamTransport) startReading() {
 	t.reading = true
 }
 
-func (t *streamTransport) stopReading() {
-	if t.reading {
-		t.reading = false
-		t.loop.unwatchFD(t.fd, sdk.Read)
-	}
-}
-
 func (t *streamTransport) startWriting() error {
 	if t.writing {
 		return nil
@@ -461,13 +390,6 @@ func (t *streamTransport) startWriting() error {
 	}
 	t.writing = true
 	return nil
-}
-
-func (t *streamTransport) stopWriting() {
-	if t.writing {
-		t.writing = false
-		t.loop.unwatchFD(t.fd, sdk.Write)
-	}
 }
 
 // readReady is the reader callback: one read per readiness event, so one
@@ -498,7 +420,7 @@ func (t *streamTransport) readReady() {
 		if isWouldBlock(err) {
 			return
 		}
-		t.fatalError(t.opError("read", err))
+		t.fatalError(t.opError("read", t.peername, err))
 		return
 	}
 	if n == 0 {
@@ -540,11 +462,11 @@ func (t *streamTransport) writeReady() {
 		}
 		t.stopWriting()
 		t.wq.clear(l)
-		t.fatalError(t.opError("write", err))
+		t.fatalError(t.opError("write", t.peername, err))
 		return
 	}
 	t.wq.consume(l, n)
-	t.maybeResumeProtocol()
+	t.maybeResumeProtocol(t.wq.size)
 	if t.wq.size > 0 {
 		return
 	}
@@ -563,7 +485,7 @@ func (t *streamTransport) writeReady() {
 
 func (t *streamTransport) shutdownWrite() {
 	if err := unix.Shutdown(t.fd, unix.SHUT_WR); err != nil {
-		t.fatalError(t.opError("shutdown", err))
+		t.fatalError(t.opError("shutdown", t.peername, err))
 	}
 }
 
@@ -591,7 +513,7 @@ func (t *streamTransport) Write(b []byte) error {
 	if t.wq.size == 0 {
 		n, err := sendNoSignal(t.fd, b)
 		if err != nil && !isWouldBlock(err) {
-			err = t.opError("write", err)
+			err = t.opError("write", t.peername, err)
 			t.fatalError(err)
 			return err
 		}
@@ -605,7 +527,7 @@ func (t *streamTransport) Write(b []byte) error {
 		}
 	}
 	t.wq.push(t.loop, b)
-	t.maybePauseProtocol()
+	t.maybePauseProtocol(t.wq.size)
 	return nil
 }
 
@@ -633,7 +555,7 @@ func (t *streamTransport) Writelines(bufs [][]byte) error {
 		}
 		n, err := l.sendIovecs(t.fd, k)
 		if err != nil && !isWouldBlock(err) {
-			err = t.opError("write", err)
+			err = t.opError("write", t.peername, err)
 			t.fatalError(err)
 			return err
 		}
@@ -654,7 +576,7 @@ func (t *streamTransport) Writelines(bufs [][]byte) error {
 	for _, b := range bufs {
 		t.wq.push(l, b)
 	}
-	t.maybePauseProtocol()
+	t.maybePauseProtocol(t.wq.size)
 	return nil
 }
 
@@ -666,7 +588,7 @@ func (t *streamTransport) WriteEOF() error {
 	t.eofOut = true
 	if t.wq.size == 0 {
 		if err := unix.Shutdown(t.fd, unix.SHUT_WR); err != nil {
-			err = t.opError("shutdown", err)
+			err = t.opError("shutdown", t.peername, err)
 			t.fatalError(err)
 			return err
 		}
@@ -680,16 +602,7 @@ func (t *streamTransport) CanWriteEOF() bool { return true }
 // Close stops reading, flushes the queue, then closes the socket and calls
 // ConnectionLost(nil).
 func (t *streamTransport) Close() error {
-	if t.closing {
-		return nil
-	}
-	t.closing = true
-	t.stopReading()
-	if t.wq.size == 0 {
-		t.connLost = true
-		t.stopWriting()
-		t.scheduleConnectionLost()
-	}
+	t.closeWhenDrained(t.wq.size)
 	return nil
 }
 
@@ -704,93 +617,23 @@ func (t *streamTransport) forceClose(err error) {
 		t.wq.clear(t.loop)
 		t.stopWriting()
 	}
-	if !t.closing {
-		t.closing = true
-		t.stopReading()
-	}
-	t.connLost = true
-	t.lostErr = err
-	t.scheduleConnectionLost()
+	t.lose(err)
 }
 
-func (t *streamTransport) scheduleConnectionLost() {
-	if _, err := t.loop.CallSoon(t.callConnectionLost); err != nil {
-		// The loop is closed: nothing will run later, so end it now.
-		t.callConnectionLost()
-	}
-}
-
-// callConnectionLost tells the protocol, then releases the socket. It runs
-// once, whichever path got here first.
+// callConnectionLost tells the protocol, then releases the socket, a
+// pending Sendfile and the server's hold on the connection; once.
 func (t *streamTransport) callConnectionLost() {
-	if t.lostDone {
+	if !t.tellConnectionLost() {
 		return
 	}
-	t.lostDone = true
-	defer func() {
-		t.stopReading()
-		t.stopWriting()
-		t.sock.Close()
-		if w := t.emptyWaiter; w != nil && !w.Done() {
-			w.SetException(fmt.Errorf("connection closed during sendfile: %w", ErrTransportClosed))
-		}
-		if s := t.server; s != nil {
-			t.server = nil
-			s.detach(t)
-		}
-	}()
-	defer func() {
-		if r := recover(); r != nil {
-			t.loop.CallExceptionHandler(ErrorContext{
-				Message:   "Exception in protocol ConnectionLost",
-				Err:       newPanicError(r),
-				Transport: t,
-				Protocol:  t.proto,
-			})
-		}
-	}()
-	t.proto.ConnectionLost(t.lostErr)
-}
-
-func (t *streamTransport) maybePauseProtocol() {
-	if t.wq.size <= t.high || t.writePaused {
-		return
+	if w := t.emptyWaiter; w != nil && !w.Done() {
+		w.SetException(fmt.Errorf("connection closed during sendfile: %w", ErrTransportClosed))
 	}
-	t.writePaused = true
-	if t.flow != nil {
-		t.callFlow("PauseWriting", t.flow.PauseWriting)
+	if s := t.server; s != nil {
+		t.server = nil
+		s.detach(t)
 	}
 }
-
-func (t *streamTransport) maybeResumeProtocol() {
-	if !t.writePaused || t.wq.size > t.low {
-		return
-	}
-	t.writePaused = false
-	if t.flow != nil {
-		t.callFlow("ResumeWriting", t.flow.ResumeWriting)
-	}
-}
-
-// callFlow calls PauseWriting or ResumeWriting; a panic is reported but,
-// as in asyncio, does not end the connection.
-func (t *streamTransport) callFlow(name string, fn func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.loop.CallExceptionHandler(ErrorContext{
-				Message:   "protocol " + name + " failed",
-				Err:       newPanicError(r),
-				Transport: t,
-				Protocol:  t.proto,
-			})
-		}
-	}()
-	fn()
-}
-
-// IsClosing reports whether Close or Abort was called or the connection is
-// lost.
-func (t *streamTransport) IsClosing() bool { return t.closing }
 
 // IsReading reports whether the transport delivers data: not paused, not
 // closing, and the peer has not sent EOF.
@@ -819,19 +662,11 @@ func (t *streamTransport) ResumeReading() error {
 
 func (t *streamTransport) GetWriteBufferSize() int { return t.wq.size }
 
-func (t *streamTransport) GetWriteBufferLimits() (low, high int) { return t.low, t.high }
-
 // SetWriteBufferLimits sets the water marks as asyncio does: high < 0 is
 // 64 KiB (or 4*low when low is given), low < 0 is high/4; it fails unless
 // high >= low >= 0.
 func (t *streamTransport) SetWriteBufferLimits(high, low int) error {
-	h, lo, err := waterMarks(high, low)
-	if err != nil {
-		return err
-	}
-	t.high, t.low = h, lo
-	t.maybePauseProtocol()
-	return nil
+	return t.setWriteBufferLimits(high, low, t.wq.size)
 }
 
 func waterMarks(high, low int) (int, int, error) {
@@ -851,25 +686,9 @@ func waterMarks(high, low int) (int, int, error) {
 	return high, low, nil
 }
 
-// GetExtraInfo answers "peername", "sockname" (net.Addr) and "socket"
-// (*Socket, still owned by the transport: use it for options, not I/O).
-func (t *streamTransport) GetExtraInfo(name string) (any, bool) {
-	switch name {
-	case "peername":
-		return t.peername, t.peername != nil
-	case "sockname":
-		return t.sockname, t.sockname != nil
-	case "socket":
-		return t.sock, true
-	}
-	return nil, false
-}
-
 // SetProtocol switches protocols; later events go to p. p should be a
 // Protocol or BufferedProtocol, else the next read aborts the transport.
 func (t *streamTransport) SetProtocol(p BaseProtocol) { t.setProtocol(p) }
-
-func (t *streamTransport) GetProtocol() BaseProtocol { return t.proto }
 
 func (t *streamTransport) String() string {
 	state := "open"

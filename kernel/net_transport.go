@@ -1,0 +1,274 @@
+package kernel
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/loopkernel/loopkernel/sdk"
+)
+
+// transportOwner is what transportCore needs of the transport embedding
+// it: the value to name in exception reports, and the two steps whose
+// details (the write queue, a server to detach from) only the owner knows.
+type transportOwner interface {
+	BaseTransport
+	forceClose(err error)
+	callConnectionLost()
+}
+
+// transportCore is the part the stream and datagram transports share: the
+// socket and its persistent handles, the protocol, the closing state and
+// write flow control. It is embedded by value, so the per-event paths reach
+// these fields with no extra indirection or allocation; the protocol's
+// typed views (Protocol, DatagramProtocol, ...) stay with each owner.
+type transportCore struct {
+	owner transportOwner // the embedding transport, set once
+	loop  *Loop
+	sock  *Socket
+	fd    int
+	proto BaseProtocol
+	flow  WriteFlowControl // nil if proto does not want flow control
+
+	sockname, peername net.Addr
+
+	rh, wh   handle // persistent reader and writer callbacks, kept inline: one allocation per connection fewer
+	reading  bool   // the reader is registered
+	writing  bool   // the writer is registered
+	closing  bool
+	connLost bool // ConnectionLost is scheduled or done (asyncio: _conn_lost)
+	lostDone bool
+	lostErr  error
+
+	writePaused bool // PauseWriting was called
+	high, low   int
+}
+
+// transportFD makes sock non-blocking and returns its descriptor, which the
+// transport then uses for every system call.
+func transportFD(sock *Socket, what string) (int, error) {
+	if sock.Blocking() {
+		if err := sock.SetBlocking(false); err != nil {
+			return -1, err
+		}
+	}
+	fd := sock.Fd()
+	if fd < 0 {
+		return -1, fmt.Errorf("%s: %w", what, ErrSocketClosed)
+	}
+	return fd, nil
+}
+
+// init fills the core for owner with asyncio's default water marks and
+// binds the persistent handles to the owner's readiness callbacks.
+func (c *transportCore) init(owner transportOwner, l *Loop, sock *Socket, fd int, peer net.Addr, readReady, writeReady func()) {
+	*c = transportCore{
+		owner: owner, loop: l, sock: sock, fd: fd,
+		sockname: sock.LocalAddr(), peername: peer,
+		high: defaultHighWater, low: defaultHighWater / 4,
+	}
+	initFDHandle(&c.rh, l, readReady)
+	initFDHandle(&c.wh, l, writeReady)
+}
+
+// finishStart completes the waiter of create_connection and friends once
+// ConnectionMade has run: its result, or the error that ended the transport
+// (ErrTransportClosed when it was closed without one, so the waiter never
+// stays pending).
+func (c *transportCore) finishStart(waiter *Future[struct{}], ok bool) {
+	if waiter == nil || waiter.Done() {
+		return
+	}
+	if !ok {
+		err := c.lostErr
+		if err == nil {
+			err = ErrTransportClosed
+		}
+		waiter.SetException(err)
+		return
+	}
+	waiter.SetResult(struct{}{})
+}
+
+// callProtocol runs a protocol method that is not on the per-event path; a
+// panic is reported and the transport aborted (asyncio's _fatal_error).
+func (c *transportCore) callProtocol(name string, fn func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.protocolPanicked(name, r)
+			ok = false
+		}
+	}()
+	fn()
+	return true
+}
+
+// protocolPanicked reports a panic from a protocol method and aborts the
+// transport: a protocol in an unknown state must not see more data.
+func (c *transportCore) protocolPanicked(method string, r any) {
+	err := newPanicError(r)
+	c.loop.CallExceptionHandler(ErrorContext{
+		Message:   "Fatal error: protocol " + method + " call failed",
+		Err:       err,
+		Transport: c.owner,
+		Protocol:  c.proto,
+	})
+	c.owner.forceClose(err)
+}
+
+// reportPanic hands a recovered protocol panic to the exception handler and
+// leaves the transport as it is.
+func (c *transportCore) reportPanic(message string, r any) {
+	c.loop.CallExceptionHandler(ErrorContext{
+		Message:   message,
+		Err:       newPanicError(r),
+		Transport: c.owner,
+		Protocol:  c.proto,
+	})
+}
+
+// opError wraps a failed system call with the socket's addresses; addr is
+// the peer concerned, if any.
+func (c *transportCore) opError(op string, addr net.Addr, err error) error {
+	return &net.OpError{Op: op, Net: netName(c.sock.Family(), c.sock.Type()), Source: c.sockname, Addr: addr, Err: os.NewSyscallError(op, err)}
+}
+
+func (c *transportCore) stopReading() {
+	if c.reading {
+		c.reading = false
+		c.loop.unwatchFD(c.fd, sdk.Read)
+	}
+}
+
+func (c *transportCore) stopWriting() {
+	if c.writing {
+		c.writing = false
+		c.loop.unwatchFD(c.fd, sdk.Write)
+	}
+}
+
+// maybePauseProtocol calls PauseWriting once size, what is buffered, passes
+// the high water mark.
+func (c *transportCore) maybePauseProtocol(size int) {
+	if size <= c.high || c.writePaused {
+		return
+	}
+	c.writePaused = true
+	if c.flow != nil {
+		c.callFlow("PauseWriting", c.flow.PauseWriting)
+	}
+}
+
+// maybeResumeProtocol calls ResumeWriting once a paused protocol's buffer
+// has drained to the low water mark.
+func (c *transportCore) maybeResumeProtocol(size int) {
+	if !c.writePaused || size > c.low {
+		return
+	}
+	c.writePaused = false
+	if c.flow != nil {
+		c.callFlow("ResumeWriting", c.flow.ResumeWriting)
+	}
+}
+
+// callFlow calls PauseWriting or ResumeWriting; a panic is reported but,
+// as in asyncio, does not end the connection.
+func (c *transportCore) callFlow(name string, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.reportPanic("protocol "+name+" failed", r)
+		}
+	}()
+	fn()
+}
+
+// setWriteBufferLimits sets the water marks as asyncio does (see
+// waterMarks) and pauses the protocol at once if size is already above.
+func (c *transportCore) setWriteBufferLimits(high, low, size int) error {
+	h, lo, err := waterMarks(high, low)
+	if err != nil {
+		return err
+	}
+	c.high, c.low = h, lo
+	c.maybePauseProtocol(size)
+	return nil
+}
+
+// closeWhenDrained is Close: stop reading, and end the transport now if
+// nothing (size) is buffered, else once writeReady has flushed it.
+func (c *transportCore) closeWhenDrained(size int) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.stopReading()
+	if size == 0 {
+		c.connLost = true
+		c.stopWriting()
+		c.scheduleConnectionLost()
+	}
+}
+
+// lose is the end of forceClose, once the owner has dropped its buffer:
+// stop reading and schedule ConnectionLost(err).
+func (c *transportCore) lose(err error) {
+	if !c.closing {
+		c.closing = true
+		c.stopReading()
+	}
+	c.connLost = true
+	c.lostErr = err
+	c.scheduleConnectionLost()
+}
+
+func (c *transportCore) scheduleConnectionLost() {
+	if _, err := c.loop.CallSoon(c.owner.callConnectionLost); err != nil {
+		// The loop is closed: nothing will run later, so end it now.
+		c.owner.callConnectionLost()
+	}
+}
+
+// tellConnectionLost calls the protocol's ConnectionLost, then releases the
+// socket. It runs once, whichever path got here first, and reports whether
+// this call was the one (so the owner releases what else it holds).
+func (c *transportCore) tellConnectionLost() (told bool) {
+	if c.lostDone {
+		return false
+	}
+	c.lostDone = true
+	told = true
+	defer func() {
+		c.stopReading()
+		c.stopWriting()
+		c.sock.Close()
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			c.reportPanic("Exception in protocol ConnectionLost", r)
+		}
+	}()
+	c.proto.ConnectionLost(c.lostErr)
+	return told
+}
+
+// IsClosing reports whether Close or Abort was called or the connection is
+// lost.
+func (c *transportCore) IsClosing() bool { return c.closing }
+
+func (c *transportCore) GetProtocol() BaseProtocol { return c.proto }
+
+func (c *transportCore) GetWriteBufferLimits() (low, high int) { return c.low, c.high }
+
+// GetExtraInfo answers "peername", "sockname" (net.Addr) and "socket"
+// (*Socket, still owned by the transport: use it for options, not I/O).
+func (c *transportCore) GetExtraInfo(name string) (any, bool) {
+	switch name {
+	case "peername":
+		return c.peername, c.peername != nil
+	case "sockname":
+		return c.sockname, c.sockname != nil
+	case "socket":
+		return c.sock, true
+	}
+	return nil, false
+}
