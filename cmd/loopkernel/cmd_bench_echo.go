@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -44,10 +45,7 @@ func benchEcho(e *env, args []string) error {
 	policies, peers, sizes, conns := &echoOpts.policies, &echoOpts.peers, &echoOpts.sizes, &echoOpts.conns
 	pipeline, duration, warmup, rounds := &echoOpts.pipeline, &echoOpts.duration, &echoOpts.warmup, &echoOpts.rounds
 	python, jsonOut := &echoOpts.python, &echoOpts.json
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
+	var err error
 	cfg := echobench.Config{Pipeline: *pipeline, Warmup: *warmup, Duration: *duration, Rounds: *rounds, Progress: e.stderr}
 	if cfg.Sizes, err = intList(*sizes); err != nil {
 		return usagef("--sizes: %v", err)
@@ -55,37 +53,8 @@ func benchEcho(e *env, args []string) error {
 	if cfg.Conns, err = intList(*conns); err != nil {
 		return usagef("--conns: %v", err)
 	}
-	for _, p := range splitList(*policies) {
-		if _, err := policy.Lookup(p); err != nil {
-			return err
-		}
-		cfg.Servers = append(cfg.Servers, echobench.ServerSpec{
-			Name: "loopkernel/" + p,
-			Argv: []string{self, "serve", "echo", "--policy", p, "--addr", "127.0.0.1:0"},
-		})
-	}
-	want := map[string]bool{}
-	for _, p := range splitList(*peers) {
-		want[p] = true
-	}
-	for _, ref := range []string{"floor", "go-net"} {
-		if want[ref] {
-			cfg.Servers = append(cfg.Servers, echobench.ServerSpec{Name: ref, Argv: []string{self, "serve", ref, "--addr", "127.0.0.1:0"}})
-		}
-	}
-	if want["asyncio"] || want["uvloop"] {
-		specs, missing, err := echobench.PythonPeers(*python)
-		if err != nil {
-			return err
-		}
-		for _, s := range specs {
-			if want[s.Name] {
-				cfg.Servers = append(cfg.Servers, s)
-			}
-		}
-		for _, m := range missing {
-			fmt.Fprintf(e.stderr, "skipped: %s\n", m)
-		}
+	if cfg.Servers, err = benchServers(e, *policies, *peers, *python); err != nil {
+		return err
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
@@ -96,15 +65,8 @@ func benchEcho(e *env, args []string) error {
 		return err
 	}
 	echobench.WriteTable(e.stdout, rows)
-	if *jsonOut != "" {
-		f, err := os.Create(*jsonOut)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := echobench.WriteJSON(f, rows); err != nil {
-			return err
-		}
+	if err := writeJSONFile(*jsonOut, func(w io.Writer) error { return echobench.WriteJSON(w, rows) }); err != nil {
+		return err
 	}
 	for _, r := range rows {
 		if r.Error != "" {
@@ -112,6 +74,67 @@ func benchEcho(e *env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// benchServers is the server list of bench echo and bench idle, in the
+// order they are measured: loopkernel's echo server on each policy, then
+// the wanted reference peers. floor and go-net are this binary's own
+// servers; asyncio and uvloop run under python, and one that is not
+// installed is skipped with the reason on stderr rather than failing the
+// whole comparison.
+func benchServers(e *env, policies, peers, python string) ([]echobench.ServerSpec, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var servers []echobench.ServerSpec
+	for _, p := range splitList(policies) {
+		if _, err := policy.Lookup(p); err != nil {
+			return nil, err
+		}
+		servers = append(servers, echobench.ServerSpec{
+			Name: "loopkernel/" + p,
+			Argv: []string{self, "serve", "echo", "--policy", p, "--addr", "127.0.0.1:0"},
+		})
+	}
+	want := map[string]bool{}
+	for _, p := range splitList(peers) {
+		want[p] = true
+	}
+	for _, ref := range []string{"floor", "go-net"} {
+		if want[ref] {
+			servers = append(servers, echobench.ServerSpec{Name: ref, Argv: []string{self, "serve", ref, "--addr", "127.0.0.1:0"}})
+		}
+	}
+	if want["asyncio"] || want["uvloop"] {
+		specs, missing, err := echobench.PythonPeers(python)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range specs {
+			if want[s.Name] {
+				servers = append(servers, s)
+			}
+		}
+		for _, m := range missing {
+			fmt.Fprintf(e.stderr, "skipped: %s\n", m)
+		}
+	}
+	return servers, nil
+}
+
+// writeJSONFile writes the raw rows to path with write, when --json named
+// a file.
+func writeJSONFile(path string, write func(io.Writer) error) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return write(f)
 }
 
 func splitList(s string) []string {

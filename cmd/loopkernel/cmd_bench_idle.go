@@ -4,14 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
+	"io"
 	"os/signal"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/loopkernel/loopkernel/internal/echobench"
-	"github.com/loopkernel/loopkernel/policy"
 )
 
 // idleDefaultConns is issue 4's memory target size: 10 k idle connections.
@@ -45,43 +44,11 @@ func benchIdle(e *env, args []string) error {
 	if idleOpts.settle <= 0 {
 		return usagef("--settle must be positive")
 	}
-	self, err := os.Executable()
+	servers, err := benchServers(e, echoOpts.policies, echoOpts.peers, echoOpts.python)
 	if err != nil {
 		return err
 	}
-	cfg := echobench.IdleConfig{Conns: conns, Settle: idleOpts.settle, Progress: e.stderr}
-	for _, p := range splitList(echoOpts.policies) {
-		if _, err := policy.Lookup(p); err != nil {
-			return err
-		}
-		cfg.Servers = append(cfg.Servers, echobench.ServerSpec{
-			Name: "loopkernel/" + p,
-			Argv: []string{self, "serve", "echo", "--policy", p, "--addr", "127.0.0.1:0"},
-		})
-	}
-	want := map[string]bool{}
-	for _, p := range splitList(echoOpts.peers) {
-		want[p] = true
-	}
-	for _, ref := range []string{"floor", "go-net"} {
-		if want[ref] {
-			cfg.Servers = append(cfg.Servers, echobench.ServerSpec{Name: ref, Argv: []string{self, "serve", ref, "--addr", "127.0.0.1:0"}})
-		}
-	}
-	if want["asyncio"] || want["uvloop"] {
-		specs, missing, err := echobench.PythonPeers(echoOpts.python)
-		if err != nil {
-			return err
-		}
-		for _, s := range specs {
-			if want[s.Name] {
-				cfg.Servers = append(cfg.Servers, s)
-			}
-		}
-		for _, m := range missing {
-			fmt.Fprintf(e.stderr, "skipped: %s\n", m)
-		}
-	}
+	cfg := echobench.IdleConfig{Conns: conns, Settle: idleOpts.settle, Progress: e.stderr, Servers: servers}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	fmt.Fprintf(e.stderr, "bench idle: %d servers, one at a time, %d idle connections each, %v settle\n",
@@ -91,15 +58,8 @@ func benchIdle(e *env, args []string) error {
 		return err
 	}
 	echobench.WriteIdleTable(e.stdout, rows)
-	if echoOpts.json != "" {
-		f, err := os.Create(echoOpts.json)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := echobench.WriteIdleJSON(f, rows); err != nil {
-			return err
-		}
+	if err := writeJSONFile(echoOpts.json, func(w io.Writer) error { return echobench.WriteIdleJSON(w, rows) }); err != nil {
+		return err
 	}
 	for _, r := range rows {
 		if r.Error != "" {
