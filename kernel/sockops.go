@@ -81,6 +81,17 @@ func (l *Loop) waitFD(co *Co, fd int, ev sdk.Events, op string) error {
 	return nil
 }
 
+// waitSock is the EAGAIN step of the sock_* retry loops: wait until fd is
+// ready for ev, then return sock's descriptor afresh, since the socket may
+// have been closed while co waited and the retry must fail with that
+// rather than use a stale number.
+func (l *Loop) waitSock(co *Co, sock *Socket, fd int, ev sdk.Events, op string) (int, error) {
+	if err := l.waitFD(co, fd, ev, op); err != nil {
+		return -1, err
+	}
+	return sock.sysfd(op)
+}
+
 // sockErr wraps a failed system call the way package net does, so callers
 // can match the errno with errors.Is and read the addresses with errors.As.
 func sockErr(op, call string, sock *Socket, addr net.Addr, err error) error {
@@ -120,10 +131,7 @@ func SockRecvInto(co *Co, sock *Socket, buf []byte) (int, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			if err := l.waitFD(co, fd, sdk.Read, op); err != nil {
-				return 0, err
-			}
-			if fd, err = sock.sysfd(op); err != nil {
+			if fd, err = l.waitSock(co, sock, fd, sdk.Read, op); err != nil {
 				return 0, err
 			}
 			continue
@@ -168,10 +176,7 @@ func SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			if err := l.waitFD(co, fd, sdk.Read, op); err != nil {
-				return 0, nil, err
-			}
-			if fd, err = sock.sysfd(op); err != nil {
+			if fd, err = l.waitSock(co, sock, fd, sdk.Read, op); err != nil {
 				return 0, nil, err
 			}
 			continue
@@ -212,10 +217,7 @@ func sockSendall(co *Co, sock *Socket, data []byte) (int, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			if err := l.waitFD(co, fd, sdk.Write, op); err != nil {
-				return sent, err
-			}
-			if fd, err = sock.sysfd(op); err != nil {
+			if fd, err = l.waitSock(co, sock, fd, sdk.Write, op); err != nil {
 				return sent, err
 			}
 			continue
@@ -246,10 +248,7 @@ func SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			if err := l.waitFD(co, fd, sdk.Write, op); err != nil {
-				return 0, err
-			}
-			if fd, err = sock.sysfd(op); err != nil {
+			if fd, err = l.waitSock(co, sock, fd, sdk.Write, op); err != nil {
 				return 0, err
 			}
 			continue
@@ -353,10 +352,7 @@ func SockAccept(co *Co, sock *Socket) (*Socket, net.Addr, error) {
 		case nil:
 			return ns, addr, nil
 		case unix.EAGAIN:
-			if err := l.waitFD(co, fd, sdk.Read, op); err != nil {
-				return nil, nil, err
-			}
-			if fd, err = sock.sysfd(op); err != nil {
+			if fd, err = l.waitSock(co, sock, fd, sdk.Read, op); err != nil {
 				return nil, nil, err
 			}
 			continue
