@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"github.com/stretchr/testify/require"
 	"net"
 	"os"
 	"testing"

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"github.com/stretchr/testify/require"
 	"net"
 	"os"
 	"os/exec"

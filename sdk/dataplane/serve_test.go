@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"github.com/stretchr/testify/require"
 	"os"
 	"testing"
 	"time"
