@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -94,132 +95,29 @@ type hangOnWait struct{ sdk.Selector }
 
 func (h *hangOnWait) Wait([]sdk.Event, time.Duration) (int, error) { select {} }
 
-// testPoll is a minimal level-triggered poll(2) selector, enough to carry
-// readiness through the whole out-of-process stack.
+// testPoll is the bundled poll selector under a test name ("testpoll"),
+// with a Configure method so the tests exercise Configurer: the tests need a
+// back-end of their own registration, not another poll implementation.
 type testPoll struct {
-	mu     sync.Mutex
-	name   string // settable through Configure, to test Configurer
-	regs   map[sdk.Token]testReg
-	wake   [2]int
-	closed bool
-}
-
-type testReg struct {
-	fd       int
-	interest sdk.Events
+	sdk.Selector
+	mu   sync.Mutex
+	name string // settable through Configure
 }
 
 func newTestPoll() (sdk.Selector, error) {
-	s := &testPoll{regs: map[sdk.Token]testReg{}}
-	if err := unix.Pipe2(s.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+	inner, err := selector.NewPoll()
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
-}
-
-func (s *testPoll) Register(fd int, tok sdk.Token, interest sdk.Events) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.regs[tok]; ok {
-		return sdk.ErrExists
-	}
-	s.regs[tok] = testReg{fd, interest}
-	return nil
-}
-
-func (s *testPoll) Modify(tok sdk.Token, interest sdk.Events) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.regs[tok]
-	if !ok {
-		return sdk.ErrNotRegistered
-	}
-	r.interest = interest
-	s.regs[tok] = r
-	return nil
-}
-
-func (s *testPoll) Unregister(tok sdk.Token) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.regs[tok]; !ok {
-		return sdk.ErrNotRegistered
-	}
-	delete(s.regs, tok)
-	return nil
-}
-
-func (s *testPoll) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
-	s.mu.Lock()
-	fds := []unix.PollFd{{Fd: int32(s.wake[0]), Events: unix.POLLIN}}
-	toks := []sdk.Token{0}
-	for tok, r := range s.regs {
-		var ev int16
-		if r.interest&sdk.Read != 0 {
-			ev |= unix.POLLIN
-		}
-		if r.interest&sdk.Write != 0 {
-			ev |= unix.POLLOUT
-		}
-		if ev != 0 {
-			fds = append(fds, unix.PollFd{Fd: int32(r.fd), Events: ev})
-			toks = append(toks, tok)
-		}
-	}
-	s.mu.Unlock()
-	ms := -1
-	if timeout >= 0 {
-		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
-	}
-	if _, err := unix.Poll(fds, ms); err != nil && err != unix.EINTR {
-		return 0, err
-	}
-	var buf [16]byte
-	for fds[0].Revents != 0 {
-		if n, _ := unix.Read(s.wake[0], buf[:]); n <= 0 {
-			break
-		}
-	}
-	n := 0
-	for i := 1; i < len(fds) && n < len(events); i++ {
-		var ev sdk.Events
-		re := fds[i].Revents
-		if re&unix.POLLIN != 0 {
-			ev |= sdk.Read
-		}
-		if re&unix.POLLOUT != 0 {
-			ev |= sdk.Write
-		}
-		if re&(unix.POLLERR|unix.POLLNVAL) != 0 {
-			ev |= sdk.Error
-		}
-		if re&unix.POLLHUP != 0 {
-			ev |= sdk.Hangup
-		}
-		if ev != 0 {
-			events[n] = sdk.Event{Token: toks[i], Events: ev}
-			n++
-		}
-	}
-	return n, nil
-}
-
-func (s *testPoll) Wake() error {
-	_, err := unix.Write(s.wake[1], []byte{1})
-	if err == unix.EAGAIN {
-		err = nil
-	}
-	return err
+	return &testPoll{Selector: inner, name: "testpoll"}, nil
 }
 
 func (s *testPoll) Capabilities() sdk.Capabilities {
+	c := s.Selector.Capabilities()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name := "testpoll"
-	if s.name != "" {
-		name = s.name
-	}
-	return sdk.Capabilities{Name: name, RegularFiles: true}
+	c.Name = s.name
+	return c
 }
 
 func (s *testPoll) Configure(key, value string) error {
@@ -229,18 +127,6 @@ func (s *testPoll) Configure(key, value string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.name = value
-	return nil
-}
-
-func (s *testPoll) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return sdk.ErrClosed
-	}
-	s.closed = true
-	unix.Close(s.wake[0])
-	unix.Close(s.wake[1])
 	return nil
 }
 
