@@ -4,12 +4,13 @@ import (
 	"testing"
 
 	"github.com/loopkernel/loopkernel/conformance"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // TestBundledSelectors certifies every bundled selector in process.
 func TestBundledSelectors(t *testing.T) {
-	for _, b := range selector.Bundled {
+	for _, b := range sdk.Selectors.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			conformance.RunSelector(t, b.New)
 		})

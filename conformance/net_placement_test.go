@@ -4,7 +4,8 @@ import (
 	"testing"
 
 	"github.com/loopkernel/loopkernel/conformance"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
@@ -17,7 +18,7 @@ import (
 //
 // -short keeps the in-process placement only.
 func TestNetPlacements(t *testing.T) {
-	for _, b := range selector.Bundled {
+	for _, b := range sdk.Selectors.All() {
 		for _, spec := range []string{b.Name, "plugin:" + b.Name} {
 			t.Run(spec, func(t *testing.T) {
 				if testing.Short() && spec != b.Name {
@@ -31,7 +32,7 @@ func TestNetPlacements(t *testing.T) {
 			})
 		}
 	}
-	t.Run(selector.Bundled[0].Name+"/net-debug", func(t *testing.T) {
-		conformance.RunNet(t, conformance.Factory(selector.Bundled[0].New), conformance.NetConfig{Debug: true})
+	t.Run(sdk.Selectors.All()[0].Name+"/net-debug", func(t *testing.T) {
+		conformance.RunNet(t, conformance.Factory(sdk.Selectors.All()[0].New), conformance.NetConfig{Debug: true})
 	})
 }

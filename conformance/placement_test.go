@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/loopkernel/loopkernel/conformance"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
@@ -14,15 +14,9 @@ import (
 // The test binary is its own selector plugin: the out-of-process placement
 // re-executes it with the back-end's name in the environment, and
 // ServeBundled, first thing in TestMain, serves that back-end instead of
-// running tests. The bundled selectors are registered here because the
-// conformance package must not depend on the policy package that registers
-// them for the command.
+// running tests. The bundled selectors register themselves when
+// plugins/selector is imported.
 func TestMain(m *testing.M) {
-	for _, b := range selector.Bundled {
-		if _, ok := sdk.Lookup(b.Name); !ok {
-			sdk.Register(b.Name, b.New)
-		}
-	}
 	plugin.ServeBundled()
 	quickRaceExit()
 	os.Exit(m.Run())
@@ -54,7 +48,7 @@ func quickRaceExit() {
 // and pushes the timing-sensitive cases (debug mode's slow-callback report)
 // over their margins.
 func TestPlacements(t *testing.T) {
-	for _, b := range selector.Bundled {
+	for _, b := range sdk.Selectors.All() {
 		for _, spec := range []string{b.Name, "plugin:" + b.Name} {
 			t.Run(spec, func(t *testing.T) {
 				if testing.Short() && spec != b.Name {

@@ -4,7 +4,8 @@ import (
 	"testing"
 
 	"github.com/loopkernel/loopkernel/conformance"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // TestContract runs the kernel contract (conformance.KernelSuite) on every
@@ -12,7 +13,7 @@ import (
 // mode on, so the debug paths (goroutine checks, scheduling-site capture,
 // callback timing) are held to the same behaviour.
 func TestContract(t *testing.T) {
-	for _, b := range selector.Bundled {
+	for _, b := range sdk.Selectors.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			conformance.RunKernel(t, b.New)
 		})

@@ -8,7 +8,8 @@ import (
 	"testing"
 
 	"github.com/loopkernel/loopkernel/kernel"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // Loopback echo round trips. The in-loop variant runs client and server on
@@ -63,7 +64,7 @@ func (p *pinger) run(n int) error {
 
 // newPingPair sets up an echo server and a pinger client on one loop.
 func newPingPair(tb testing.TB, backend string, size int) (*pinger, func()) {
-	sel, err := selector.New(backend)
+	sel, err := sdk.Selectors.New(backend)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func BenchmarkEchoLoopback(b *testing.B) {
 		}
 	}
 	b.Run("goclient/epoll/64B", func(b *testing.B) {
-		sel, err := selector.New("epoll")
+		sel, err := sdk.Selectors.New("epoll")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -225,7 +226,7 @@ func TestEchoRoundTripAllocsNothing(t *testing.T) {
 // newDgPair sets up a UDP echo endpoint and an unconnected pinger (every
 // SendTo names its destination) on one epoll loop.
 func newDgPair(tb testing.TB) (*dgPinger, func()) {
-	sel, err := selector.New("epoll")
+	sel, err := sdk.Selectors.New("epoll")
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -5,7 +5,8 @@ import (
 
 	"github.com/loopkernel/loopkernel/conformance"
 	"github.com/loopkernel/loopkernel/kernel"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // TestNetConformance runs the networking contract (transports, servers,
@@ -16,7 +17,7 @@ import (
 // sendfile off, so the read-and-send fallback is also driven with regular
 // files, offsets and counts.
 func TestNetConformance(t *testing.T) {
-	for _, b := range selector.Bundled {
+	for _, b := range sdk.Selectors.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			conformance.RunNet(t, conformance.Factory(b.New), conformance.NetConfig{
 				SetSendfileZeroCopy: kernel.SetSendfileZeroCopy,

@@ -14,7 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/kernel"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // What an idle connection costs in the loop's Go heap: one server on one
@@ -50,7 +51,7 @@ type idleServer struct {
 }
 
 func startIdleServer(backend string) (*idleServer, error) {
-	sel, err := selector.New(backend)
+	sel, err := sdk.Selectors.New(backend)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +219,7 @@ const idleBenchConns = 2000
 //	    -bench IdleConns/epoll -benchtime 1x -memprofilerate 1
 //	go tool pprof -sample_index=inuse_space -top /tmp/idle.pprof
 func BenchmarkIdleConns(b *testing.B) {
-	for _, be := range selector.Bundled {
+	for _, be := range sdk.Selectors.All() {
 		b.Run(be.Name, func(b *testing.B) {
 			var sum idleCost
 			for b.Loop() {
@@ -249,7 +250,7 @@ func TestIdleConnsHeap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens hundreds of connections")
 	}
-	for _, be := range selector.Bundled {
+	for _, be := range sdk.Selectors.All() {
 		t.Run(be.Name, func(t *testing.T) {
 			c, err := measureIdle(be.Name, 300)
 			require.NoError(t, err)

@@ -8,7 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/loopkernel/loopkernel/kernel"
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // TestCancelledTimersDoNotGrowHeap schedules and cancels 100k timers from
@@ -17,7 +18,7 @@ import (
 // the heap small: only the sweep can. Without it the heap would end with
 // 100k entries.
 func TestCancelledTimersDoNotGrowHeap(t *testing.T) {
-	for _, b := range selector.Bundled {
+	for _, b := range sdk.Selectors.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			sel, err := b.New()
 			require.NoError(t, err)

@@ -7,24 +7,16 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	// The bundled selectors register themselves in sdk.Selectors; the
+	// out-of-process placement re-executes this binary, whose main calls
+	// plugin.ServeBundled, which serves the same registration.
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
 // The builtin policies: every bundled selector in both placements.
 func init() {
-	// The out-of-process placement of a bundled back-end re-executes this
-	// binary, whose main calls plugin.ServeBundled, which serves the back-end
-	// registered under that name with sdk.Register. plugins/selector keeps its
-	// own list (selector.Bundled) and does not register, so do it here; a
-	// name someone registered already (plugins/selector's own init, once it
-	// has one, runs before this since we import it) is left alone.
-	for _, b := range selector.Bundled {
-		if _, ok := sdk.Lookup(b.Name); !ok {
-			sdk.Register(b.Name, b.New)
-		}
-	}
 	Register(Policy{
 		Name:        "epoll",
 		Description: "in-process Linux epoll selector (cost per wait independent of idle descriptors)",

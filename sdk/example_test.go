@@ -25,9 +25,9 @@ func ExampleEvents_String() {
 
 // A back-end registered by name can be placed in process or, through
 // sdk/plugin, out of process with the same factory.
-func ExampleRegister() {
-	sdk.Register("example-poll", selector.NewPoll)
-	f, ok := sdk.Lookup("example-poll")
+func ExampleRegistry_Register() {
+	sdk.Selectors.Register("example-poll", selector.NewPoll)
+	f, ok := sdk.Selectors.Lookup("example-poll")
 	sel, err := f()
 	if err != nil {
 		fmt.Println(err)

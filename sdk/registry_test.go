@@ -12,22 +12,29 @@ import (
 
 func TestRegistry(t *testing.T) {
 	errMade := errors.New("made")
-	f := func() (sdk.Selector, error) { return nil, errMade }
-	sdk.Register("registry-test-b", f)
-	sdk.Register("registry-test-a", f)
+	f := func() (sdk.Resolver, error) { return nil, errMade }
+	sdk.Resolvers.Register("registry-test-b", f)
+	sdk.Resolvers.Register("registry-test-a", f)
 
-	got, ok := sdk.Lookup("registry-test-b")
+	got, ok := sdk.Resolvers.Lookup("registry-test-b")
 	require.True(t, ok)
 	_, err := got()
 	assert.ErrorIs(t, err, errMade)
-	_, ok = sdk.Lookup("registry-test-missing")
+	_, err = sdk.Resolvers.New("registry-test-a")
+	assert.ErrorIs(t, err, errMade)
+	_, ok = sdk.Resolvers.Lookup("registry-test-missing")
 	assert.False(t, ok)
+	_, err = sdk.Resolvers.New("registry-test-missing")
+	assert.ErrorIs(t, err, sdk.ErrUnknownBackend)
+	assert.ErrorContains(t, err, `no resolver back-end "registry-test-missing"`)
 
-	names := sdk.Registered()
+	names := sdk.Resolvers.Names()
 	assert.IsNonDecreasing(t, names)
 	assert.Subset(t, names, []string{"registry-test-a", "registry-test-b"})
+	// Families are separate lists.
+	assert.NotContains(t, sdk.Selectors.Names(), "registry-test-a")
 
-	assert.PanicsWithValue(t, `sdk.Register: back-end "registry-test-a" registered twice`, func() { sdk.Register("registry-test-a", f) })
-	assert.Panics(t, func() { sdk.Register("", f) })
-	assert.Panics(t, func() { sdk.Register("registry-test-nil", nil) })
+	assert.PanicsWithValue(t, `sdk: resolver back-end "registry-test-a" registered twice`, func() { sdk.Resolvers.Register("registry-test-a", f) })
+	assert.Panics(t, func() { sdk.Resolvers.Register("", f) })
+	assert.Panics(t, func() { sdk.Resolvers.Register("registry-test-nil", nil) })
 }

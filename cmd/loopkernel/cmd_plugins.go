@@ -102,7 +102,7 @@ func runPlugins(e *env, args []string) error {
 	fmt.Fprintln(e.stdout, "Bundled back-ends (compiled into this binary):")
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SELECTOR\tPLACEMENT\tCAPABILITIES")
-	for _, name := range sdk.Registered() {
+	for _, name := range sdk.Selectors.Names() {
 		fmt.Fprintf(tw, "  %s\tin-process\t%s\n", name, show(start(name)))
 		fmt.Fprintf(tw, "  plugin:%s\tout-of-process (this binary re-executed)\t%s\n", name, show(start("plugin:"+name)))
 	}

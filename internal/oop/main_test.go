@@ -17,19 +17,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/loopkernel/loopkernel/plugins/selector"
-	"github.com/loopkernel/loopkernel/sdk"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
-// TestMain registers the bundled back-ends and lets ServeBundled serve one
+// TestMain lets ServeBundled serve a bundled back-end (registered by the
+// plugins/selector import)
 // when sdk/plugin re-executes this binary as a plugin.
 func TestMain(m *testing.M) {
-	for _, b := range selector.Bundled {
-		if _, ok := sdk.Lookup(b.Name); !ok {
-			sdk.Register(b.Name, b.New)
-		}
-	}
 	plugin.ServeBundled()
 	quickRaceExit()
 	os.Exit(m.Run())

@@ -35,7 +35,7 @@ func readySelector(tb testing.TB, newSel func() (sdk.Selector, error), n int) (s
 // BenchmarkWait measures one Wait that returns 16 ready events; it must
 // report 0 allocs/op.
 func BenchmarkWait(b *testing.B) {
-	for _, bk := range Bundled {
+	for _, bk := range sdk.Selectors.All() {
 		b.Run(bk.Name, func(b *testing.B) {
 			s, buf := readySelector(b, bk.New, 16)
 			b.ReportAllocs()
@@ -51,7 +51,7 @@ func BenchmarkWait(b *testing.B) {
 // BenchmarkWakeWait measures the cross-goroutine wake-up path: a Wake and the
 // Wait it ends, both on one goroutine (no scheduling in the measurement).
 func BenchmarkWakeWait(b *testing.B) {
-	for _, bk := range Bundled {
+	for _, bk := range sdk.Selectors.All() {
 		b.Run(bk.Name, func(b *testing.B) {
 			s, buf := readySelector(b, bk.New, 0)
 			buf = make([]sdk.Event, 4)
@@ -71,7 +71,7 @@ func BenchmarkWakeWait(b *testing.B) {
 // BenchmarkIdleRegistrations shows why epoll is the default: Wait cost with
 // 1000 idle registrations and one ready one.
 func BenchmarkIdleRegistrations(b *testing.B) {
-	for _, bk := range Bundled {
+	for _, bk := range sdk.Selectors.All() {
 		b.Run(bk.Name, func(b *testing.B) {
 			s, _ := readySelector(b, bk.New, 1)
 			for i := 0; i < 1000; i++ {

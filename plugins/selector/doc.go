@@ -12,40 +12,12 @@
 // structurally different implementation keeps the conformance suite honest.
 package selector
 
-import (
-	"fmt"
-	"strings"
+import "github.com/loopkernel/loopkernel/sdk"
 
-	"github.com/loopkernel/loopkernel/sdk"
-)
-
-// Backend names a bundled selector and how to build one.
-type Backend struct {
-	Name string
-	New  func() (sdk.Selector, error)
-}
-
-// Bundled lists the selectors compiled into this package, default first, so a
-// command line or a configuration file can pick one by name and the
-// conformance tests can bind every case to each of them. Treat it as
-// read-only.
-var Bundled = []Backend{
-	{Name: "epoll", New: NewEpoll},
-	{Name: "poll", New: NewPoll},
-}
-
-// New builds the bundled selector called name. An unknown name is an error that
-// lists the known ones, because the caller is usually a person who mistyped a
-// flag.
-func New(name string) (sdk.Selector, error) {
-	for _, b := range Bundled {
-		if b.Name == name {
-			return b.New()
-		}
-	}
-	names := make([]string, len(Bundled))
-	for i, b := range Bundled {
-		names[i] = b.Name
-	}
-	return nil, fmt.Errorf("selector: unknown selector %q (known: %s)", name, strings.Join(names, ", "))
+// The bundled selectors register themselves, so importing this package is
+// what makes "epoll" and "poll" selectable by name (sdk.Selectors) in either
+// placement.
+func init() {
+	sdk.Selectors.Register("epoll", NewEpoll)
+	sdk.Selectors.Register("poll", NewPoll)
 }

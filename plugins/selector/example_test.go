@@ -58,10 +58,11 @@ func ExampleNewPoll() {
 	// Output: 0 <nil>
 }
 
-// New picks a bundled selector by name, e.g. from a flag.
-func ExampleNew() {
+// Importing the package registers its selectors, so a flag's value picks
+// one by name.
+func Example_byName() {
 	for _, name := range []string{"poll", "kqueue"} {
-		s, err := selector.New(name)
+		s, err := sdk.Selectors.New(name)
 		if err != nil {
 			fmt.Println(err)
 			continue
@@ -71,5 +72,5 @@ func ExampleNew() {
 	}
 	// Output:
 	// poll regular files: true
-	// selector: unknown selector "kqueue" (known: epoll, poll)
+	// no selector back-end "kqueue" (have [epoll poll]): unknown back-end
 }

@@ -25,16 +25,16 @@ func socketpair(t *testing.T) (int, int) {
 }
 
 func TestNewByName(t *testing.T) {
-	for _, b := range Bundled {
-		s, err := New(b.Name)
+	for _, b := range sdk.Selectors.All() {
+		s, err := sdk.Selectors.New(b.Name)
 		require.NoError(t, err)
 		assert.Equal(t, b.Name, s.Capabilities().Name)
 		require.NoError(t, s.Close())
 	}
-	_, err := New("kqueue")
-	require.Error(t, err)
+	_, err := sdk.Selectors.New("kqueue")
+	require.ErrorIs(t, err, sdk.ErrUnknownBackend)
 	assert.Contains(t, err.Error(), `"kqueue"`)
-	assert.Contains(t, err.Error(), "epoll, poll")
+	assert.Contains(t, err.Error(), "[epoll poll]")
 }
 
 func TestCapabilities(t *testing.T) {
@@ -125,7 +125,7 @@ func TestPollSwapRemoveKeepsIndexes(t *testing.T) {
 
 // A burst of Wake calls costs one eventfd write: the counter holds 1.
 func TestWakeCoalescesWrites(t *testing.T) {
-	for _, b := range Bundled {
+	for _, b := range sdk.Selectors.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			sel, err := b.New()
 			require.NoError(t, err)
@@ -171,7 +171,7 @@ func TestMsTimeout(t *testing.T) {
 // TestWaitDoesNotAllocate is the hot-path rule as a test: Wait with ready
 // events must not allocate.
 func TestWaitDoesNotAllocate(t *testing.T) {
-	for _, b := range Bundled {
+	for _, b := range sdk.Selectors.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			s, buf := readySelector(t, b.New, 16)
 			allocs := testing.AllocsPerRun(200, func() {

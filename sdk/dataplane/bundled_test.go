@@ -10,14 +10,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/loopkernel/loopkernel/plugins/selector"
+	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/dataplane"
 )
 
 // serveBundled runs Serve over a bundled selector in a goroutine and
 // returns a Client for it.
-func serveBundled(t testing.TB, b selector.Backend) *dataplane.Client {
+func serveBundled(t testing.TB, b sdk.Backend[sdk.Selector]) *dataplane.Client {
 	t.Helper()
 	host, pconn, err := dataplane.Socketpair()
 	if err != nil {
@@ -50,7 +50,7 @@ func serveBundled(t testing.TB, b selector.Backend) *dataplane.Client {
 // back-ends behind the data plane: capabilities cross in the hello, readiness
 // crosses both ways, and regular files follow the back-end's capability.
 func TestBundledSelectorsThroughDataPlane(t *testing.T) {
-	for _, b := range selector.Bundled {
+	for _, b := range sdk.Selectors.All() {
 		t.Run(b.Name, func(t *testing.T) {
 			c := serveBundled(t, b)
 			if got := c.Capabilities().Name; got != b.Name {
@@ -111,7 +111,7 @@ func TestBundledSelectorsThroughDataPlane(t *testing.T) {
 // BenchmarkBundledRoundTrip is the empty-iteration exchange over each shipped
 // back-end, next to that back-end's in-process Wait(0).
 func BenchmarkBundledRoundTrip(b *testing.B) {
-	for _, be := range selector.Bundled {
+	for _, be := range sdk.Selectors.All() {
 		b.Run("dataplane-"+be.Name, func(b *testing.B) {
 			c := serveBundled(b, be)
 			evs := make([]sdk.Event, 64)

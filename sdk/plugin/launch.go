@@ -174,8 +174,8 @@ func newSupervised(spec Spec) (*Selector, error) {
 	s := &Selector{spec: spec, path: spec.Path, name: display, logger: spec.Logger.With("plugin", display)}
 	s.life, s.cancel = context.WithCancel(context.Background())
 	if spec.Path == "" {
-		if _, ok := sdk.Lookup(spec.Name); !ok {
-			return nil, fmt.Errorf("plugin: no bundled selector %q (bundled: %v)", spec.Name, sdk.Registered())
+		if _, ok := sdk.Selectors.Lookup(spec.Name); !ok {
+			return nil, fmt.Errorf("plugin: no bundled selector %q (bundled: %v)", spec.Name, sdk.Selectors.Names())
 		}
 		exe, err := os.Executable()
 		if err != nil {

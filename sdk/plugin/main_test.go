@@ -24,16 +24,16 @@ import (
 const envTestHost = "LOOPKERNEL_PLUGIN_TEST_HOST"
 
 func TestMain(m *testing.M) {
-	sdk.Register("testpoll", newTestPoll)
-	sdk.Register("crashloop", func() (sdk.Selector, error) {
+	sdk.Selectors.Register("testpoll", newTestPoll)
+	sdk.Selectors.Register("crashloop", func() (sdk.Selector, error) {
 		s, err := newTestPoll()
 		return &crashOnWait{s}, err
 	})
-	sdk.Register("hang", func() (sdk.Selector, error) {
+	sdk.Selectors.Register("hang", func() (sdk.Selector, error) {
 		s, err := newTestPoll()
 		return &hangOnWait{s}, err
 	})
-	sdk.Register("garbage", func() (sdk.Selector, error) {
+	sdk.Selectors.Register("garbage", func() (sdk.Selector, error) {
 		s, err := newTestPoll()
 		return &garbageOnWait{s}, err
 	})

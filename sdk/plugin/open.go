@@ -69,7 +69,7 @@ type Options struct {
 //
 // Errors (unknown name, missing executable) are reported here, before any
 // factory call.
-func Resolve(spec string, opts Options) (sdk.Factory, error) {
+func Resolve(spec string, opts Options) (func() (sdk.Selector, error), error) {
 	inproc, ps, err := resolve(spec, opts)
 	if err != nil || inproc != nil {
 		return inproc, err
@@ -90,13 +90,13 @@ func Open(ctx context.Context, spec string, opts Options) (sdk.Selector, error) 
 }
 
 // resolve returns either an in-process factory or a Spec to launch.
-func resolve(spec string, opts Options) (sdk.Factory, *Spec, error) {
+func resolve(spec string, opts Options) (func() (sdk.Selector, error), *Spec, error) {
 	rest, outOfProcess := strings.CutPrefix(spec, "plugin:")
 	if !outOfProcess {
-		if f, ok := sdk.Lookup(spec); ok {
+		if f, ok := sdk.Selectors.Lookup(spec); ok {
 			return f, nil, nil
 		}
-		return nil, nil, fmt.Errorf("selector %q: no such back-end (have %v, or plugin:NAME, plugin:PATH)", spec, sdk.Registered())
+		return nil, nil, fmt.Errorf("selector %q: no such back-end (have %v, or plugin:NAME, plugin:PATH)", spec, sdk.Selectors.Names())
 	}
 	if rest == "" {
 		return nil, nil, fmt.Errorf("selector %q: plugin: needs a name or a path", spec)
@@ -110,7 +110,7 @@ func resolve(spec string, opts Options) (sdk.Factory, *Spec, error) {
 		} else if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 			return nil, nil, fmt.Errorf("selector %q: %s is not an executable file", spec, rest)
 		}
-	} else if _, bundled := sdk.Lookup(rest); !bundled {
+	} else if _, bundled := sdk.Selectors.Lookup(rest); !bundled {
 		dir := opts.PluginDir
 		if dir == "" {
 			dir = os.Getenv(PluginDirEnv)
@@ -126,7 +126,7 @@ func resolve(spec string, opts Options) (sdk.Factory, *Spec, error) {
 
 func findInDir(dir, name string) (string, error) {
 	if dir == "" {
-		return "", fmt.Errorf("no bundled back-end %q (have %v) and no plugin directory (%s)", name, sdk.Registered(), PluginDirEnv)
+		return "", fmt.Errorf("no bundled back-end %q (have %v) and no plugin directory (%s)", name, sdk.Selectors.Names(), PluginDirEnv)
 	}
 	found, err := Discover(dir)
 	if err != nil {

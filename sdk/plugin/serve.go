@@ -69,7 +69,7 @@ type Configurer interface {
 // name is the back-end's name; the host checks it matches the plugin it
 // meant to start. Logs go through hclog as JSON on stderr, which the host
 // forwards to its own logger under the plugin's name.
-func Serve(name string, newSelector sdk.Factory) {
+func Serve(name string, newSelector func() (sdk.Selector, error)) {
 	os.Exit(serve(name, newSelector))
 }
 
@@ -82,16 +82,16 @@ func ServeBundled() {
 	if !ok {
 		return
 	}
-	f, found := sdk.Lookup(name)
+	f, found := sdk.Selectors.Lookup(name)
 	if !found {
-		fmt.Fprintf(os.Stderr, "loopkernel: no bundled selector %q (have %v)\n", name, sdk.Registered())
+		fmt.Fprintf(os.Stderr, "loopkernel: no bundled selector %q (have %v)\n", name, sdk.Selectors.Names())
 		os.Exit(2)
 	}
 	Serve(name, f)
 }
 
 // serve is Serve without the exit, returning the exit status.
-func serve(name string, newSelector sdk.Factory) int {
+func serve(name string, newSelector func() (sdk.Selector, error)) int {
 	// Parent death arrives as SIGTERM (PR_SET_PDEATHSIG); an operator's
 	// SIGTERM or SIGHUP means the same: tidy up and go. This comes first:
 	// until it is in place a SIGTERM kills the process without cleanup.
