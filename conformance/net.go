@@ -11,6 +11,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/loopkernel/loopkernel/kernel"
+	// The net cases resolve "localhost" (asyncio's tests do too), so the
+	// suite brings the default resolver: it certifies I/O back-ends, and a
+	// caller that imported no resolver would otherwise see lookups fail.
+	_ "github.com/loopkernel/loopkernel/plugins/resolver"
 )
 
 // The networking contract: what the kernel's transports, servers, datagram

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -145,4 +146,19 @@ func callGuarded[T any](fn func() (T, error)) (v T, err error) {
 		}
 	}()
 	return fn()
+}
+
+// offLoop runs a blocking lookup on the default executor with a context
+// that is cancelled when the returned future is done, so cancelling the
+// future (or the task awaiting it) abandons the lookup instead of leaving it
+// to run on.
+func offLoop[T any](l *Loop, op string, fn func(ctx context.Context) (T, error)) (*Future[T], error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := RunInExecutor(l, nil, func() (T, error) { return fn(ctx) })
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	f.addDone(cancel)
+	return f, nil
 }

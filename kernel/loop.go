@@ -109,7 +109,7 @@ type Loop struct {
 	executor    Executor
 	ownExecutor bool
 
-	resolver sdk.Resolver // nil: the in-process default (kernel/resolver.go)
+	be backends // resolver and function executor (kernel/backends.go)
 
 	net netState // scratch shared by the network transports (kernel/net_stream.go)
 
@@ -293,6 +293,9 @@ func (l *Loop) Close() error {
 	}
 	l.executor = nil
 	l.fds.reset()
+	if err := l.be.close(); err != nil {
+		l.logger.Warn("closing the loop's back-ends failed", "error", err)
+	}
 	return l.sel.Close()
 }
 

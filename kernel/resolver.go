@@ -6,27 +6,9 @@ import (
 	"net/netip"
 	"strconv"
 
-	"github.com/loopkernel/loopkernel/plugins/resolver"
+	"github.com/loopkernel/loopkernel/internal/addrinfo"
 	"github.com/loopkernel/loopkernel/sdk"
 )
-
-// defaultResolver answers lookups for loops without a resolver of their
-// own: Go's net.Resolver, in process. It keeps no per-loop state, so one
-// value serves every loop.
-var defaultResolver sdk.Resolver = resolver.New(nil)
-
-// SetResolver makes the loop resolve names through r (a back-end placed
-// in-process or behind a plugin); nil restores the default, Go's resolver.
-// Lookups already under way finish on the resolver they started with.
-func (l *Loop) SetResolver(r sdk.Resolver) { l.resolver = r }
-
-// Resolver returns the resolver the loop's lookups go to.
-func (l *Loop) Resolver() sdk.Resolver {
-	if l.resolver == nil {
-		return defaultResolver
-	}
-	return l.resolver
-}
 
 // Getaddrinfo resolves host and port (asyncio: loop.getaddrinfo). port is a
 // number, a service name or "" (port 0); hints narrow the results as the
@@ -44,7 +26,7 @@ func (l *Loop) Getaddrinfo(host, port string, hints sdk.AddrinfoHints) (*Future[
 		return nil, fmt.Errorf("getaddrinfo: %w", err)
 	}
 	if hints.Flags&sdk.AIAddrConfig == 0 {
-		if ai, ok, err := resolver.Numeric(host, port, hints); ok {
+		if ai, ok, err := addrinfo.Numeric(host, port, hints); ok {
 			f := CreateFuture[[]sdk.Addrinfo](l)
 			if err != nil {
 				f.SetException(gaiError(host, port, err))
@@ -54,7 +36,10 @@ func (l *Loop) Getaddrinfo(host, port string, hints sdk.AddrinfoHints) (*Future[
 			return f, nil
 		}
 	}
-	r := l.Resolver()
+	r, err := l.resolverOrErr()
+	if err != nil {
+		return nil, fmt.Errorf("getaddrinfo: %w", err)
+	}
 	return offLoop(l, "getaddrinfo", func(ctx context.Context) ([]sdk.Addrinfo, error) {
 		ai, err := r.Getaddrinfo(ctx, host, port, hints)
 		if err != nil {
@@ -82,7 +67,10 @@ func (l *Loop) Getnameinfo(addr netip.AddrPort, flags int) (*Future[sdk.NameInfo
 		f.SetResult(sdk.NameInfo{Host: addr.Addr().String(), Service: strconv.Itoa(int(addr.Port()))})
 		return f, nil
 	}
-	r := l.Resolver()
+	r, err := l.resolverOrErr()
+	if err != nil {
+		return nil, fmt.Errorf("getnameinfo: %w", err)
+	}
 	return offLoop(l, "getnameinfo", func(ctx context.Context) (sdk.NameInfo, error) {
 		ni, err := r.Getnameinfo(ctx, addr, flags)
 		if err != nil {
@@ -90,19 +78,4 @@ func (l *Loop) Getnameinfo(addr netip.AddrPort, flags int) (*Future[sdk.NameInfo
 		}
 		return ni, nil
 	})
-}
-
-// offLoop runs a blocking lookup on the default executor with a context
-// that is cancelled when the returned future is done, so cancelling the
-// future (or the task awaiting it) abandons the lookup instead of leaving it
-// to run on.
-func offLoop[T any](l *Loop, op string, fn func(ctx context.Context) (T, error)) (*Future[T], error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	f, err := RunInExecutor(l, nil, func() (T, error) { return fn(ctx) })
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	f.addDone(cancel)
-	return f, nil
 }

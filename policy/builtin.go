@@ -7,9 +7,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	// The bundled selectors register themselves in sdk.Selectors; the
+	// The bundled back-ends register themselves in sdk's registries; the
 	// out-of-process placement re-executes this binary, whose main calls
 	// plugin.ServeBundled, which serves the same registration.
+	_ "github.com/loopkernel/loopkernel/plugins/executor"
+	_ "github.com/loopkernel/loopkernel/plugins/resolver"
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"

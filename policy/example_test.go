@@ -75,10 +75,10 @@ func ExampleGetEventLoop() {
 func ExampleRegister() {
 	if _, err := policy.Lookup("poll-small-executor"); errors.Is(err, policy.ErrUnknownPolicy) {
 		policy.Register(policy.Policy{
-			Name:        "poll-small-executor",
-			Description: "poll selector, at most two blocking calls at a time",
-			Selector:    "poll",
-			Executor:    func() kernel.Executor { return kernel.NewGoExecutor(2) },
+			Name:            "poll-small-executor",
+			Description:     "poll selector, at most two blocking calls at a time",
+			Selector:        "poll",
+			DefaultExecutor: func() kernel.Executor { return kernel.NewGoExecutor(2) },
 		})
 	}
 	p, _ := policy.Lookup("poll-small-executor")

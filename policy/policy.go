@@ -32,13 +32,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/loopkernel/loopkernel/kernel"
-	"github.com/loopkernel/loopkernel/sdk"
 )
 
 const (
@@ -71,15 +71,21 @@ type Policy struct {
 	//	plugin:NAME   the back-end NAME in a plugin process
 	//	plugin:PATH   the plugin executable at PATH (a spec containing '/')
 	Selector string
-	// Executor builds the default executor of each new loop (what
+	// Resolver is the resolver spec (getaddrinfo, getnameinfo) of each new
+	// loop, of the same forms as Selector over sdk.Resolvers; empty means
+	// sdk.DefaultResolver in process.
+	Resolver string
+	// Executor is the spec of each new loop's function executor (the
+	// sdk.Executor family, which kernel.CallFunc runs registered functions
+	// on), of the same forms over sdk.Executors; empty means
+	// sdk.DefaultExecutor in process.
+	Executor string
+	// DefaultExecutor builds the closure executor of each new loop (what
 	// RunInExecutor uses when given nil). Nil leaves it to the kernel, which
 	// makes a kernel.NewGoExecutor(0) on first use and shuts it down in
 	// Close; an executor made here is not shut down by Close (the kernel
 	// treats an executor it was given as the caller's).
-	Executor func() kernel.Executor
-	// Resolver builds the getaddrinfo/getnameinfo back-end of each new loop.
-	// Nil leaves the kernel's default (Go's resolver, in process).
-	Resolver func() sdk.Resolver
+	DefaultExecutor func() kernel.Executor
 	// Options are applied to every new loop after the policy's own (a
 	// logger, debug mode).
 	Options []kernel.Option
@@ -92,23 +98,46 @@ func (p *Policy) NewEventLoop() (*kernel.Loop, error) {
 	return p.NewEventLoopContext(context.Background())
 }
 
-// NewEventLoopContext is NewEventLoop with a context bounding the selector's
-// start, which for a plugin placement means starting a process.
-func (p *Policy) NewEventLoopContext(ctx context.Context) (*kernel.Loop, error) {
+// NewEventLoopContext is NewEventLoop with a context bounding the back-ends'
+// start, which for a plugin placement means starting a process. The loop
+// owns every back-end it was built with and closes them in Close.
+func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err error) {
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c()
+			}
+			err = fmt.Errorf("policy %q: %w", p.Name, err)
+		}
+	}()
+	opts := make([]kernel.Option, 0, len(p.Options)+3)
+	if p.Resolver != "" {
+		r, err := openResolver(ctx, p.Resolver)
+		if err != nil {
+			return nil, err
+		}
+		if c, ok := r.(io.Closer); ok {
+			closers = append(closers, c.Close)
+		}
+		opts = append(opts, kernel.WithResolver(r))
+	}
+	if p.Executor != "" {
+		ex, err := openExecutor(ctx, p.Executor)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, ex.Close)
+		opts = append(opts, kernel.WithFuncExecutor(ex))
+	}
+	if p.DefaultExecutor != nil {
+		opts = append(opts, kernel.WithExecutor(p.DefaultExecutor()))
+	}
 	sel, err := openSelector(ctx, p.Selector)
 	if err != nil {
-		return nil, fmt.Errorf("policy %q: %w", p.Name, err)
+		return nil, err
 	}
-	opts := make([]kernel.Option, 0, len(p.Options)+1)
-	if p.Executor != nil {
-		opts = append(opts, kernel.WithExecutor(p.Executor()))
-	}
-	opts = append(opts, p.Options...)
-	l := kernel.New(sel, opts...)
-	if p.Resolver != nil {
-		l.SetResolver(p.Resolver())
-	}
-	return l, nil
+	return kernel.New(sel, append(opts, p.Options...)...), nil
 }
 
 // String is the policy's name, for logs.
@@ -130,7 +159,7 @@ var state struct {
 	loop     *kernel.Loop
 }
 
-// Register makes p selectable by name. Like sdk.Register it is meant for init
+// Register makes p selectable by name. Like sdk.Registry.Register it is meant for init
 // functions and panics on an empty name, an empty selector spec or a name
 // registered twice: each is a programming error that would otherwise show up
 // later as the wrong loop being built. Names starting with "plugin:" are

@@ -160,20 +160,73 @@ func TestPluginPolicySurvivesItsPluginBeingKilled(t *testing.T) {
 	assert.Equal(t, 1, after.Restarts)
 }
 
-func TestResolverField(t *testing.T) {
-	r := resolver.New(nil)
-	p := &Policy{Name: "with-resolver", Selector: "epoll", Resolver: func() sdk.Resolver { return r }}
+// closingResolver is Go's resolver with a Close that counts, registered
+// under its own name so a policy can name it.
+type closingResolver struct {
+	sdk.Resolver
+	closed *atomic.Int32
+}
+
+func (c closingResolver) Close() error { c.closed.Add(1); return nil }
+
+var testResolverClosed atomic.Int32
+
+func init() {
+	sdk.Resolvers.Register("policy-test", func() (sdk.Resolver, error) {
+		return closingResolver{resolver.New(nil), &testResolverClosed}, nil
+	})
+}
+
+func TestResolverSpec(t *testing.T) {
+	p := &Policy{Name: "with-resolver", Selector: "epoll", Resolver: "policy-test"}
 	l, err := p.NewEventLoop()
 	require.NoError(t, err)
-	defer l.Close()
-	assert.Same(t, r, l.Resolver())
+	assert.IsType(t, closingResolver{}, l.Resolver())
+	before := testResolverClosed.Load()
+	require.NoError(t, l.Close())
+	assert.Equal(t, before+1, testResolverClosed.Load(), "the loop owns the resolver its policy opened")
 
 	d, err := Lookup(Default)
 	require.NoError(t, err)
 	l2, err := d.NewEventLoop()
 	require.NoError(t, err)
 	defer l2.Close()
-	assert.NotSame(t, r, l2.Resolver(), "no Resolver: the kernel's default")
+	assert.IsType(t, &resolver.Resolver{}, l2.Resolver(), "no Resolver: the registered default")
+
+	p.Resolver = "no-such-resolver"
+	_, err = p.NewEventLoop()
+	assert.ErrorIs(t, err, sdk.ErrUnknownBackend)
+}
+
+func TestChooseOverridesPerFamily(t *testing.T) {
+	for _, v := range []string{EnvVar, SelectorEnv, ResolverEnv, ExecutorEnv} {
+		t.Setenv(v, "")
+	}
+	p, err := Choose(Flags{Policy: "epoll", Selector: "poll", Resolver: "policy-test"})
+	require.NoError(t, err)
+	sel, res, ex := p.Backends()
+	assert.Equal(t, []string{"poll", "policy-test", sdk.DefaultExecutor}, []string{sel, res, ex})
+	assert.Contains(t, p.Description, "selector=poll")
+
+	// The environment fills in what the flags leave empty; a flag wins.
+	t.Setenv(SelectorEnv, "poll")
+	t.Setenv(ExecutorEnv, sdk.DefaultExecutor)
+	p, err = Choose(Flags{Policy: "epoll"})
+	require.NoError(t, err)
+	sel, res, ex = p.Backends()
+	assert.Equal(t, []string{"poll", sdk.DefaultResolver, sdk.DefaultExecutor}, []string{sel, res, ex})
+	p, err = Choose(Flags{Policy: "epoll", Selector: "epoll"})
+	require.NoError(t, err)
+	assert.Equal(t, "epoll", p.Selector)
+
+	// A mistyped name fails at once, naming where it came from and what exists.
+	_, err = Choose(Flags{Resolver: "dns-typo"})
+	require.ErrorIs(t, err, sdk.ErrUnknownBackend)
+	assert.ErrorContains(t, err, `--resolver "dns-typo"`)
+	assert.ErrorContains(t, err, sdk.DefaultResolver)
+	t.Setenv(ExecutorEnv, "pool-typo")
+	_, err = Choose(Flags{})
+	assert.ErrorContains(t, err, `$LOOPKERNEL_EXECUTOR "pool-typo"`)
 }
 
 func TestLookupUnknownListsKnownNames(t *testing.T) {
@@ -213,7 +266,7 @@ func TestRegisterCustomPolicyWithExecutorAndOptions(t *testing.T) {
 			Name:        "test-counting-executor",
 			Description: "poll with a counting executor, debug on",
 			Selector:    "poll",
-			Executor: func() kernel.Executor {
+			DefaultExecutor: func() kernel.Executor {
 				return countingExecutor{kernel.NewGoExecutor(1), countingSubmitted.Load()}
 			},
 			Options: []kernel.Option{kernel.WithDebug(true)},
@@ -418,7 +471,7 @@ func TestPolicyFunctionsMayUseThePackage(t *testing.T) {
 	SetEventLoopPolicy(&Policy{
 		Name:     "reentrant",
 		Selector: "epoll",
-		Executor: func() kernel.Executor {
+		DefaultExecutor: func() kernel.Executor {
 			seen = Names()
 			_ = GetEventLoopPolicy()
 			return kernel.NewGoExecutor(1)

@@ -34,6 +34,11 @@ type Executor interface {
 	Close() error
 }
 
+// DefaultExecutor is the name of the executor back-end a loop uses when it
+// was given none: the one registered under it in Executors (plugins/executor
+// registers an in-process goroutine executor there).
+const DefaultExecutor = "goroutine"
+
 // RawFunc is a registered function in its encoded form, as executors run it.
 type RawFunc func(ctx context.Context, arg []byte) ([]byte, error)
 

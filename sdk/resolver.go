@@ -101,3 +101,8 @@ type Resolver interface {
 	// service name, as modified by flags (the NI constants).
 	Getnameinfo(ctx context.Context, addr netip.AddrPort, flags int) (NameInfo, error)
 }
+
+// DefaultResolver is the name of the resolver back-end a loop uses when it
+// was given none: the one registered under it in Resolvers (plugins/resolver
+// registers Go's resolver there).
+const DefaultResolver = "go"

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/loopkernel/loopkernel/kernel"
+	_ "github.com/loopkernel/loopkernel/plugins/resolver" // OpenConnection resolves localhost
 )
 
 // echoLines is a server callback that echoes lines until EOF, then closes.

@@ -24,7 +24,6 @@ import (
 // as it lands, and writes the reports a CI system reads.
 
 var conformanceOpts struct {
-	selector  string
 	suite     string
 	timeout   time.Duration
 	run       string
@@ -63,7 +62,6 @@ The exit status is 0 when nothing failed or hung, 1 otherwise. --junit and
 they are written even when cases fail.`,
 	flags: func(fs *flag.FlagSet) {
 		o := &conformanceOpts
-		fs.StringVar(&o.selector, "selector", "", "selector `SPEC` to certify: NAME, plugin:NAME or plugin:PATH (default: the policy's selector)")
 		fs.StringVar(&o.suite, "suite", "all", "which contract: selector, kernel, net or all")
 		fs.DurationVar(&o.timeout, "timeout", conformance.DefaultTimeout, "per-case limit; a case past it is reported as a hang")
 		fs.StringVar(&o.run, "run", "", "run only the cases whose name matches `REGEXP`")
@@ -96,14 +94,13 @@ func runConformance(e *env, args []string) error {
 	if o.timeout <= 0 {
 		return usagef("--timeout must be positive, not %v", o.timeout)
 	}
-	spec := o.selector
-	if spec == "" {
-		p, err := e.policy()
-		if err != nil {
-			return err
-		}
-		spec = p.Selector
+	// --selector, a common flag, names the selector to certify; without
+	// it, $LOOPKERNEL_SELECTOR or the policy's.
+	p, err := e.policy()
+	if err != nil {
+		return err
 	}
+	spec := p.Selector
 
 	// Supervision events (a plugin restarted, killed for not answering) go
 	// to stderr: a certification run that needed restarts should say so.

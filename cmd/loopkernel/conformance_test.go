@@ -248,7 +248,7 @@ func TestConformanceOptions(t *testing.T) {
 		{[]string{"--run", "("}, 2, "--run: error parsing regexp"},
 		{[]string{"--timeout", "0s"}, 2, "--timeout must be positive"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
-		{[]string{"--selector", "kqueue"}, 1, `selector "kqueue": no such back-end`},
+		{[]string{"--selector", "kqueue"}, 1, `--selector "kqueue": unknown back-end (have [epoll poll]`},
 		{[]string{"--selector", "plugin:nosuch", "--plugin-dir", t.TempDir()}, 1, "no loopkernel-plugin-nosuch"},
 		{[]string{"--selector", "epoll", "--run", "^nothing-matches$"}, 1, "no case matched"},
 		{[]string{"--selector", "plugin:" + thirdParty, "--sha256", strings.Repeat("00", 32)}, 1, "does not match its pinned SHA-256"},

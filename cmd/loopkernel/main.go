@@ -53,14 +53,17 @@ var commands = []*command{
 // env is what a subcommand gets besides its arguments.
 type env struct {
 	stdout, stderr io.Writer
-	policyFlag     string // --policy as given; empty means $LOOPKERNEL_POLICY, then the default
+	// flags are --policy and the per-family --selector, --resolver and
+	// --executor as given; empty ones fall back to their environment
+	// variables, then to the policy's choice (see policy.Choose).
+	flags policy.Flags
 }
 
-// policy resolves --policy / $LOOPKERNEL_POLICY / the default and puts the
-// result in force, so policy.GetEventLoop and policy.NewEventLoop build
+// policy resolves the flags, the environment and the defaults into a policy
+// and puts it in force, so policy.GetEventLoop and policy.NewEventLoop build
 // loops from it.
 func (e *env) policy() (*policy.Policy, error) {
-	p, err := policy.Select(e.policyFlag)
+	p, err := policy.Choose(e.flags)
 	if err != nil {
 		return nil, err
 	}
@@ -141,8 +144,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 // addCommonFlags defines the flags every subcommand accepts. A value given
 // before the subcommand name is the default for the one given after it.
 func addCommonFlags(fs *flag.FlagSet, e *env) {
-	fs.StringVar(&e.policyFlag, "policy", e.policyFlag,
+	fs.StringVar(&e.flags.Policy, "policy", e.flags.Policy,
 		"event-loop policy `NAME` (see `loopkernel policies`); default $"+policy.EnvVar+", else "+policy.Default)
+	fs.StringVar(&e.flags.Selector, "selector", e.flags.Selector,
+		"selector `SPEC` (NAME, plugin:NAME, plugin:PATH) overriding the policy's; default $"+policy.SelectorEnv)
+	fs.StringVar(&e.flags.Resolver, "resolver", e.flags.Resolver,
+		"resolver `SPEC` overriding the policy's; default $"+policy.ResolverEnv)
+	fs.StringVar(&e.flags.Executor, "executor", e.flags.Executor,
+		"function-executor `SPEC` overriding the policy's; default $"+policy.ExecutorEnv)
 }
 
 // parseInterspersed parses flags anywhere among the arguments, as
@@ -202,7 +211,7 @@ func printUsage(w io.Writer) {
 back-ends (event-loop policies).
 
 Usage:
-  loopkernel [--policy NAME] COMMAND [arguments]
+  loopkernel [--policy NAME] [--selector|--resolver|--executor SPEC] COMMAND [arguments]
 
 Commands:
 `)
@@ -214,10 +223,15 @@ Commands:
 	tw.Flush()
 	fmt.Fprintf(w, `
 Flags accepted by every command:
-  --policy NAME   event-loop policy (default $%s, else %q)
+  --policy NAME     event-loop policy (default $%s, else %q)
+  --selector SPEC   the selector back-end, overriding the policy's ($%s)
+  --resolver SPEC   the resolver back-end, overriding the policy's ($%s)
+  --executor SPEC   the function-executor back-end, overriding the policy's ($%s)
+  A SPEC is NAME (compiled in, in this process), plugin:NAME (in a plugin
+  process) or plugin:PATH (a plugin executable).
 
 Run "loopkernel help COMMAND" for a command's arguments and flags.
-`, policy.EnvVar, policy.Default)
+`, policy.EnvVar, policy.Default, policy.SelectorEnv, policy.ResolverEnv, policy.ExecutorEnv)
 }
 
 func printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {

@@ -124,7 +124,7 @@ func TestPolicyFlagAndEnvironment(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := loopkernel(t, c.env, c.args...)
 			require.Equal(t, 0, r.code, r.stderr)
-			assert.Contains(t, r.stdout, "selected: "+c.want+"\n")
+			assert.Contains(t, r.stdout, "selected: "+c.want+" (")
 		})
 	}
 }
@@ -317,6 +317,6 @@ func TestParseInterspersed(t *testing.T) {
 		got, err := parseInterspersed(fs, c.args)
 		require.NoError(t, err, "%v", c.args)
 		assert.Equal(t, c.positional, got, "%v", c.args)
-		assert.Equal(t, c.policy, e.policyFlag, "%v", c.args)
+		assert.Equal(t, c.policy, e.flags.Policy, "%v", c.args)
 	}
 }

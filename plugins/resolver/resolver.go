@@ -4,9 +4,10 @@
 // wildcards for an empty host, family filtering, IPv4-mapped results, port
 // names and canonical names.
 //
-// Numeric hosts are answered without any lookup (Numeric); the kernel calls
-// Numeric itself on the loop goroutine and only hands names to a Resolver,
-// on its executor.
+// Numeric hosts are answered without any lookup (internal/addrinfo); the
+// kernel answers them itself on the loop goroutine and only hands names to a
+// Resolver, on its executor. The package registers its resolver in
+// sdk.Resolvers under sdk.DefaultResolver ("go").
 package resolver
 
 import (
@@ -19,17 +20,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/loopkernel/loopkernel/internal/addrinfo"
 	"github.com/loopkernel/loopkernel/sdk"
-)
-
-// Messages of the C library's gai_strerror, used in the *net.DNSError
-// values this package returns so a Python user sees familiar text.
-const (
-	msgNoName   = "Name or service not known"
-	msgFamily   = "Address family for hostname not supported"
-	msgSockType = "ai_socktype not supported"
-	msgService  = "Servname not supported for ai_socktype"
-	msgBadFlags = "Bad value for ai_flags"
 )
 
 // Resolver implements sdk.Resolver with Go's net.Resolver.
@@ -42,6 +34,12 @@ type Resolver struct {
 
 var _ sdk.Resolver = (*Resolver)(nil)
 
+// Go's resolver registers itself as the default resolver back-end, so any
+// program that imports this package (a policy does) resolves names.
+func init() {
+	sdk.Resolvers.Register(sdk.DefaultResolver, func() (sdk.Resolver, error) { return New(nil), nil })
+}
+
 // New returns a resolver that looks names up with r (net.DefaultResolver
 // when r is nil).
 func New(r *net.Resolver) *Resolver {
@@ -51,199 +49,15 @@ func New(r *net.Resolver) *Resolver {
 	return &Resolver{net: r, ifaceFamilies: configuredFamilies}
 }
 
-// sockProto is one (socket type, protocol) pair a result is produced for.
-type sockProto struct{ sockType, proto int }
-
-var (
-	stream = sockProto{syscall.SOCK_STREAM, syscall.IPPROTO_TCP}
-	dgram  = sockProto{syscall.SOCK_DGRAM, syscall.IPPROTO_UDP}
-	raw    = sockProto{syscall.SOCK_RAW, 0}
-)
-
-// sockProtos expands the hints into the socket types getaddrinfo(3) returns
-// one result each for: all three when nothing is specified.
-func sockProtos(h sdk.AddrinfoHints) ([]sockProto, error) {
-	switch h.SockType {
-	case 0:
-		switch h.Protocol {
-		case 0:
-			return []sockProto{stream, dgram, raw}, nil
-		case syscall.IPPROTO_TCP:
-			return []sockProto{stream}, nil
-		case syscall.IPPROTO_UDP:
-			return []sockProto{dgram}, nil
-		}
-		return []sockProto{{syscall.SOCK_RAW, h.Protocol}}, nil
-	case syscall.SOCK_STREAM:
-		if h.Protocol == 0 || h.Protocol == syscall.IPPROTO_TCP {
-			return []sockProto{stream}, nil
-		}
-	case syscall.SOCK_DGRAM:
-		if h.Protocol == 0 || h.Protocol == syscall.IPPROTO_UDP {
-			return []sockProto{dgram}, nil
-		}
-	case syscall.SOCK_RAW:
-		return []sockProto{{syscall.SOCK_RAW, h.Protocol}}, nil
-	}
-	return nil, &net.DNSError{Err: msgSockType, Name: fmt.Sprintf("type %d proto %d", h.SockType, h.Protocol)}
-}
-
-// checkHints rejects what getaddrinfo(3) rejects before any lookup.
-func checkHints(h sdk.AddrinfoHints) error {
-	switch h.Family {
-	case syscall.AF_UNSPEC, syscall.AF_INET, syscall.AF_INET6:
-	default:
-		return &net.DNSError{Err: "ai_family not supported", Name: strconv.Itoa(h.Family)}
-	}
-	const known = sdk.AIPassive | sdk.AICanonName | sdk.AINumericHost | sdk.AIV4Mapped |
-		sdk.AIAll | sdk.AIAddrConfig | sdk.AINumericServ
-	if h.Flags&^known != 0 {
-		return &net.DNSError{Err: msgBadFlags, Name: fmt.Sprintf("%#x", h.Flags)}
-	}
-	return nil
-}
-
-// numericPort parses a port given as a number ("" is port 0). ok is false
-// when port is a service name.
-func numericPort(port string) (p uint16, ok bool, err error) {
-	if port == "" {
-		return 0, true, nil
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err == nil {
-		return uint16(n), true, nil
-	}
-	if port[0] >= '0' && port[0] <= '9' {
-		// Digits that do not make a port: out of range or trailing junk.
-		return 0, false, &net.DNSError{Err: msgService, Name: port}
-	}
-	return 0, false, nil
-}
-
-// Numeric answers a query that needs no lookup: a numeric or empty host and
-// a numeric or empty port. ok is false when host or port is a name; then
-// the query must go to a Resolver. A numeric query that getaddrinfo(3)
-// would fail (a family mismatch, bad hints) returns its error with ok true.
-func Numeric(host, port string, hints sdk.AddrinfoHints) (ai []sdk.Addrinfo, ok bool, err error) {
-	if err := checkHints(hints); err != nil {
-		return nil, true, err
-	}
-	var addrs []netip.Addr
-	numHost := true
-	if host == "" {
-		addrs = emptyHostAddrs(hints)
-	} else if a, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{a}
-	} else if hints.Flags&sdk.AINumericHost != 0 {
-		return nil, true, &net.DNSError{Err: msgNoName, Name: host, IsNotFound: true}
-	} else {
-		numHost = false
-	}
-	p, numPort, err := numericPort(port)
-	if err != nil {
-		return nil, true, err
-	}
-	if !numPort && hints.Flags&sdk.AINumericServ != 0 {
-		return nil, true, &net.DNSError{Err: msgNoName, Name: port, IsNotFound: true}
-	}
-	if !numHost || !numPort {
-		return nil, false, nil
-	}
-	addrs, err = filterFamily(host, addrs, hints)
-	if err != nil {
-		return nil, true, err
-	}
-	sps, err := sockProtos(hints)
-	if err != nil {
-		return nil, true, err
-	}
-	canon := ""
-	if hints.Flags&sdk.AICanonName != 0 {
-		canon = host
-	}
-	return expand(addrs, sps, func(sockProto) (uint16, bool) { return p, true }, canon), true, nil
-}
-
-// emptyHostAddrs is what an empty host means: wildcards for a passive
-// (bind) query, loopback otherwise. IPv4 comes first, as with glibc's
-// default gai.conf for these addresses.
-func emptyHostAddrs(h sdk.AddrinfoHints) []netip.Addr {
-	if h.Flags&sdk.AIPassive != 0 {
-		return []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
-	}
-	return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
-}
-
-// filterFamily keeps the addresses of the requested family, mapping IPv4
-// into IPv6 when AIV4Mapped asks for it, and fails as getaddrinfo does when
-// nothing of that family is left.
-func filterFamily(host string, addrs []netip.Addr, h sdk.AddrinfoHints) ([]netip.Addr, error) {
-	out := make([]netip.Addr, 0, len(addrs))
-	switch h.Family {
-	case syscall.AF_UNSPEC:
-		out = append(out, addrs...)
-	case syscall.AF_INET:
-		for _, a := range addrs {
-			if a.Is4() {
-				out = append(out, a)
-			}
-		}
-	case syscall.AF_INET6:
-		var v4 []netip.Addr
-		for _, a := range addrs {
-			if a.Is4() {
-				v4 = append(v4, a)
-			} else {
-				out = append(out, a)
-			}
-		}
-		if h.Flags&sdk.AIV4Mapped != 0 && (len(out) == 0 || h.Flags&sdk.AIAll != 0) {
-			for _, a := range v4 {
-				out = append(out, netip.AddrFrom16(a.As16()))
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, &net.DNSError{Err: msgFamily, Name: host}
-	}
-	return out, nil
-}
-
-// expand makes one result per address and socket type; portOf may drop a
-// socket type for which the service has no port.
-func expand(addrs []netip.Addr, sps []sockProto, portOf func(sockProto) (uint16, bool), canon string) []sdk.Addrinfo {
-	out := make([]sdk.Addrinfo, 0, len(addrs)*len(sps))
-	for _, a := range addrs {
-		fam := syscall.AF_INET6
-		if a.Is4() {
-			fam = syscall.AF_INET
-		}
-		for _, sp := range sps {
-			p, ok := portOf(sp)
-			if !ok {
-				continue
-			}
-			out = append(out, sdk.Addrinfo{
-				Family: fam, SockType: sp.sockType, Protocol: sp.proto,
-				Addr: netip.AddrPortFrom(a, p),
-			})
-		}
-	}
-	if len(out) > 0 {
-		out[0].CanonName = canon
-	}
-	return out
-}
-
 // Getaddrinfo implements sdk.Resolver.
 func (r *Resolver) Getaddrinfo(ctx context.Context, host, port string, hints sdk.AddrinfoHints) ([]sdk.Addrinfo, error) {
-	if ai, ok, err := Numeric(host, port, hints); ok {
+	if ai, ok, err := addrinfo.Numeric(host, port, hints); ok {
 		if err == nil {
 			ai, err = r.addrConfig(host, ai, hints)
 		}
 		return ai, err
 	}
-	sps, err := sockProtos(hints)
+	sps, err := addrinfo.SockProtos(hints)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +69,7 @@ func (r *Resolver) Getaddrinfo(ctx context.Context, host, port string, hints sdk
 	if a, err := netip.ParseAddr(host); err == nil {
 		addrs = []netip.Addr{a}
 	} else if host == "" {
-		addrs = emptyHostAddrs(hints)
+		addrs = addrinfo.EmptyHostAddrs(hints)
 	} else {
 		network := "ip"
 		switch {
@@ -270,16 +84,16 @@ func (r *Resolver) Getaddrinfo(ctx context.Context, host, port string, hints sdk
 		}
 		addrs = dedupe(found)
 	}
-	if addrs, err = filterFamily(host, addrs, hints); err != nil {
+	if addrs, err = addrinfo.FilterFamily(host, addrs, hints); err != nil {
 		return nil, err
 	}
 	canon := ""
 	if hints.Flags&sdk.AICanonName != 0 {
 		canon = r.canonName(ctx, host)
 	}
-	ai := expand(addrs, sps, portOf, canon)
+	ai := addrinfo.Expand(addrs, sps, portOf, canon)
 	if len(ai) == 0 {
-		return nil, &net.DNSError{Err: msgService, Name: port}
+		return nil, &net.DNSError{Err: addrinfo.MsgService, Name: port}
 	}
 	return r.addrConfig(host, ai, hints)
 }
@@ -287,20 +101,20 @@ func (r *Resolver) Getaddrinfo(ctx context.Context, host, port string, hints sdk
 // servicePorts resolves a service name per protocol: "http" may name a TCP
 // port and not a UDP one, and a raw socket has no service at all, so each
 // socket type gets its own answer.
-func (r *Resolver) servicePorts(ctx context.Context, port string, sps []sockProto) (func(sockProto) (uint16, bool), error) {
-	p, numeric, err := numericPort(port)
+func (r *Resolver) servicePorts(ctx context.Context, port string, sps []addrinfo.SockProto) (func(addrinfo.SockProto) (uint16, bool), error) {
+	p, numeric, err := addrinfo.NumericPort(port)
 	if err != nil {
 		return nil, err
 	}
 	if numeric {
-		return func(sockProto) (uint16, bool) { return p, true }, nil
+		return func(addrinfo.SockProto) (uint16, bool) { return p, true }, nil
 	}
 	var tcp, udp int = -1, -1
 	var lastErr error
 	for _, sp := range sps {
 		var network string
 		var dst *int
-		switch sp.sockType {
+		switch sp.SockType {
 		case syscall.SOCK_STREAM:
 			network, dst = "tcp", &tcp
 		case syscall.SOCK_DGRAM:
@@ -317,12 +131,12 @@ func (r *Resolver) servicePorts(ctx context.Context, port string, sps []sockProt
 	}
 	if tcp < 0 && udp < 0 {
 		if lastErr == nil {
-			lastErr = &net.DNSError{Err: msgService, Name: port}
+			lastErr = &net.DNSError{Err: addrinfo.MsgService, Name: port}
 		}
 		return nil, lastErr
 	}
-	return func(sp sockProto) (uint16, bool) {
-		switch sp.sockType {
+	return func(sp addrinfo.SockProto) (uint16, bool) {
+		switch sp.SockType {
 		case syscall.SOCK_STREAM:
 			return uint16(tcp), tcp >= 0
 		case syscall.SOCK_DGRAM:
@@ -362,7 +176,7 @@ func (r *Resolver) addrConfig(host string, ai []sdk.Addrinfo, hints sdk.Addrinfo
 		}
 	}
 	if len(out) == 0 {
-		return nil, &net.DNSError{Err: msgFamily, Name: host}
+		return nil, &net.DNSError{Err: addrinfo.MsgFamily, Name: host}
 	}
 	if hints.Flags&sdk.AICanonName != 0 && len(ai) > 0 {
 		out[0].CanonName = ai[0].CanonName
@@ -407,10 +221,10 @@ func dedupe(addrs []netip.Addr) []netip.Addr {
 func (r *Resolver) Getnameinfo(ctx context.Context, addr netip.AddrPort, flags int) (sdk.NameInfo, error) {
 	const known = sdk.NINumericHost | sdk.NINumericServ | sdk.NINoFQDN | sdk.NINameReqd | sdk.NIDgram
 	if flags&^known != 0 {
-		return sdk.NameInfo{}, &net.DNSError{Err: msgBadFlags, Name: fmt.Sprintf("%#x", flags)}
+		return sdk.NameInfo{}, &net.DNSError{Err: addrinfo.MsgBadFlags, Name: fmt.Sprintf("%#x", flags)}
 	}
 	if !addr.IsValid() {
-		return sdk.NameInfo{}, &net.DNSError{Err: msgNoName, Name: addr.String(), IsNotFound: true}
+		return sdk.NameInfo{}, &net.DNSError{Err: addrinfo.MsgNoName, Name: addr.String(), IsNotFound: true}
 	}
 	host, err := r.hostName(ctx, addr.Addr(), flags)
 	if err != nil {
@@ -431,7 +245,7 @@ func (r *Resolver) hostName(ctx context.Context, a netip.Addr, flags int) (strin
 	}
 	if len(names) == 0 {
 		if flags&sdk.NINameReqd != 0 {
-			return "", &net.DNSError{Err: msgNoName, Name: numeric, IsNotFound: true}
+			return "", &net.DNSError{Err: addrinfo.MsgNoName, Name: numeric, IsNotFound: true}
 		}
 		return numeric, nil
 	}

@@ -1,0 +1,104 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/loopkernel/loopkernel/sdk"
+)
+
+// Environment variables that choose one family's back-end, overriding the
+// policy's choice (a flag of the same name overrides them in turn).
+const (
+	SelectorEnv = "LOOPKERNEL_SELECTOR"
+	ResolverEnv = "LOOPKERNEL_RESOLVER"
+	ExecutorEnv = "LOOPKERNEL_EXECUTOR"
+)
+
+// Flags is what a command line says about the loop to build: a policy, and
+// per back-end family a spec (NAME, plugin:NAME or plugin:PATH) that
+// overrides the policy's. An empty field falls back to its environment
+// variable (EnvVar, SelectorEnv, ResolverEnv, ExecutorEnv), then to the
+// policy's choice.
+type Flags struct {
+	Policy   string
+	Selector string
+	Resolver string
+	Executor string
+}
+
+// Choose builds the policy that f and the environment name: Select's policy
+// with each family's override applied. An in-process back-end name that is
+// not registered fails here, listing the known names, rather than when the
+// first loop is built.
+func Choose(f Flags) (*Policy, error) {
+	p, err := Select(f.Policy)
+	if err != nil {
+		return nil, err
+	}
+	var overridden []string
+	for _, o := range []struct {
+		flag, env string
+		family    string
+		names     func() []string
+		dst       *string
+	}{
+		{f.Selector, SelectorEnv, sdk.Selectors.Family(), sdk.Selectors.Names, &p.Selector},
+		{f.Resolver, ResolverEnv, sdk.Resolvers.Family(), sdk.Resolvers.Names, &p.Resolver},
+		{f.Executor, ExecutorEnv, sdk.Executors.Family(), sdk.Executors.Names, &p.Executor},
+	} {
+		spec, from := o.flag, "--"+o.family
+		if spec == "" {
+			spec, from = os.Getenv(o.env), "$"+o.env
+		}
+		if spec == "" {
+			continue
+		}
+		if !strings.HasPrefix(spec, pluginPrefix) && !contains(o.names(), spec) {
+			return nil, fmt.Errorf("%s %q: %w (have %v, or %sNAME, %sPATH)", from, spec, sdk.ErrUnknownBackend,
+				o.names(), pluginPrefix, pluginPrefix)
+		}
+		*o.dst = spec
+		overridden = append(overridden, o.family+"="+spec)
+	}
+	if len(overridden) > 0 {
+		p.Description += " [" + strings.Join(overridden, ", ") + "]"
+	}
+	return p, nil
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Backends names the back-end each family of p's loops gets, with the
+// defaults filled in: what `loopkernel policies` shows.
+func (p *Policy) Backends() (selector, resolver, executor string) {
+	resolver, executor = p.Resolver, p.Executor
+	if resolver == "" {
+		resolver = sdk.DefaultResolver
+	}
+	if executor == "" {
+		executor = sdk.DefaultExecutor
+	}
+	return p.Selector, resolver, executor
+}
+
+// openResolver opens the resolver a spec names: a back-end registered in
+// sdk.Resolvers, in process.
+func openResolver(_ context.Context, spec string) (sdk.Resolver, error) {
+	return sdk.Resolvers.New(spec)
+}
+
+// openExecutor opens the function executor a spec names: a back-end
+// registered in sdk.Executors, in process.
+func openExecutor(_ context.Context, spec string) (sdk.Executor, error) {
+	return sdk.Executors.New(spec)
+}
