@@ -6,6 +6,7 @@ import (
 
 	"github.com/loopkernel/loopkernel/kernel"
 	"github.com/loopkernel/loopkernel/policy"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // A command picks its policy from a --policy flag, falling back to
@@ -84,4 +85,22 @@ func ExampleRegister() {
 	p, _ := policy.Lookup("poll-small-executor")
 	fmt.Println(p.Name+":", p.Description)
 	// Output: poll-small-executor: poll selector, at most two blocking calls at a time
+}
+
+// A command line names a policy and may override one family's back-end; the
+// environment fills in what the flags leave out.
+func ExampleChoose() {
+	p, err := policy.Choose(policy.Flags{Policy: "epoll", Selector: "poll"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sel, res, ex := p.Backends()
+	fmt.Println(p.Name, sel, res, ex)
+
+	_, err = policy.Choose(policy.Flags{Resolver: "dns-typo"})
+	fmt.Println(errors.Is(err, sdk.ErrUnknownBackend))
+	// Output:
+	// epoll poll go goroutine
+	// true
 }

@@ -1,6 +1,8 @@
 package sdk_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/loopkernel/loopkernel/plugins/selector"
@@ -36,4 +38,46 @@ func ExampleRegistry_Register() {
 	defer sel.Close()
 	fmt.Println(ok, sel.Capabilities().Name)
 	// Output: true poll
+}
+
+// A function registered by name can run in any executor, in this process or
+// in a worker that is this program re-executed; RunFunc is what the
+// executor does with a call.
+func ExampleNewFunc() {
+	add := sdk.NewFunc("example.add", func(_ context.Context, xy [2]int) (int, error) {
+		return xy[0] + xy[1], nil
+	})
+	arg, _ := add.Encode([2]int{2, 3})
+	res, err := sdk.RunFunc(context.Background(), add.Name(), arg)
+	sum, _ := add.Decode(res)
+	fmt.Println(string(arg), sum, err)
+	// Output: [2,3] 5 <nil>
+}
+
+// A function's error reaches the caller as a *CallError, the same in every
+// placement.
+func ExampleRunFunc() {
+	sdk.RegisterFunc("example.refuse", func(context.Context, []byte) ([]byte, error) {
+		return nil, errors.New("not today")
+	})
+	_, err := sdk.RunFunc(context.Background(), "example.refuse", nil)
+	var ce *sdk.CallError
+	fmt.Println(errors.As(err, &ce), ce.Message)
+	_, err = sdk.RunFunc(context.Background(), "example.missing", nil)
+	fmt.Println(errors.Is(err, sdk.ErrUnknownFunc))
+	// Output:
+	// true not today
+	// true
+}
+
+// Registry.New builds a back-end by name, or says which names exist.
+func ExampleRegistry_New() {
+	_, err := sdk.Selectors.New("kqueue")
+	fmt.Println(errors.Is(err, sdk.ErrUnknownBackend))
+	sel, err := sdk.Selectors.New("epoll")
+	fmt.Println(sdk.Selectors.Family(), sel.Capabilities().Name, err)
+	sel.Close()
+	// Output:
+	// true
+	// selector epoll <nil>
 }
