@@ -3,6 +3,7 @@ package conformance
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -149,6 +150,7 @@ var kernelTaskCases = []kcase{
 	{name: "kernel/task/sleep", run: kTaskSleep},
 	{name: "kernel/task/factory", run: kTaskFactory},
 	{name: "kernel/task/eager-factory", run: kTaskEager},
+	{name: "kernel/task/no-set-methods", run: kTaskNoSetMethods},
 }
 
 func kTaskAwaitFuture(k *kt) {
@@ -525,4 +527,35 @@ func kTaskEager(k *kt) {
 	require.Equal(k, 11, ov)
 	require.Equal(k, []string{"inner-start", "outer-after-create", "inner-end"}, trace,
 		"rule: an eager task created inside a coroutine runs before CreateTask returns to it")
+}
+
+// kTaskNoSetMethods ports test_asyncio's test_task_set_methods: only a task's
+// coroutine completes it. asyncio's Task.set_result and set_exception raise
+// RuntimeError; a kernel.Task has no such methods at all, nor an exported
+// field that would reach a Future's, so the call does not compile. The case
+// checks the method set and the fields, then that the task still ends with
+// its coroutine's result and hands itself to its done callbacks.
+func kTaskNoSetMethods(k *kt) {
+	l := k.newLoop()
+	task, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (string, error) { return "ko", nil })
+	k.must(err, "CreateTask")
+
+	_, canSet := any(task).(interface{ SetResult(string) error })
+	require.False(k, canSet, "rule: a task has no SetResult (asyncio: Task does not support set_result)")
+	_, canFail := any(task).(interface{ SetException(error) error })
+	require.False(k, canFail, "rule: a task has no SetException (asyncio: Task does not support set_exception)")
+	tt := reflect.TypeOf(task).Elem()
+	for i := range tt.NumField() {
+		f := tt.Field(i)
+		require.False(k, f.IsExported(), "rule: a task exposes no field (%s) through which a Future's setters could complete it", f.Name)
+	}
+
+	var called *kernel.Task[string]
+	task.AddDoneCallback(func(t *kernel.Task[string]) { called = t })
+	require.NoError(k, k.runUntil(l, task, "task whose setters are refused"))
+	v, err := task.Result()
+	require.NoError(k, err)
+	require.Equal(k, "ko", v, "rule: the task's result is its coroutine's, whatever was tried before it ran")
+	k.runOnce(l)
+	require.True(k, called == task, "rule: a task's done callback receives the task")
 }

@@ -154,19 +154,50 @@ func (f *futureCore) stateString() string {
 	return "finished"
 }
 
+// outcome is the typed part that futures and tasks share: the value beside
+// the untyped core, and the read side (Result, Await). It has no setters: a
+// Future adds SetResult and SetException, while a Task is completed only by
+// its coroutine, so that a task cannot be finished behind its coroutine's
+// back (asyncio's Task.set_result raises RuntimeError for the same reason).
+type outcome[T any] struct {
+	futureCore
+	value T
+}
+
+// Result returns the value and error. A pending future or task returns
+// ErrInvalidState; a cancelled one a *CancelledError.
+func (o *outcome[T]) Result() (T, error) {
+	if o.state != finished || o.err != nil {
+		var zero T
+		return zero, o.errOf()
+	}
+	return o.value, nil
+}
+
+// Await suspends the calling task until the future or task is done and
+// returns its result. One that is already done returns at once without
+// yielding. If the calling task is cancelled while it waits, Await returns a
+// *CancelledError.
+func (o *outcome[T]) Await(co *Co) (T, error) {
+	if err := co.await(&o.futureCore); err != nil {
+		var zero T
+		return zero, err
+	}
+	return o.Result()
+}
+
 // Future is the result of an operation that completes later
 // (asyncio.Future). It is not thread-safe: complete it on the loop's
 // goroutine (from elsewhere, through CallSoonThreadsafe).
 type Future[T any] struct {
-	futureCore
-	value T
+	outcome[T]
 }
 
 // CreateFuture returns a pending future attached to l (asyncio:
 // loop.create_future()). Go methods cannot take type parameters, so this is
 // a function of the loop rather than a method.
 func CreateFuture[T any](l *Loop) *Future[T] {
-	return &Future[T]{futureCore: futureCore{loop: l}}
+	return &Future[T]{outcome[T]{futureCore: futureCore{loop: l}}}
 }
 
 // SetResult marks the future done with v and schedules its callbacks. It
@@ -203,30 +234,9 @@ func (f *Future[T]) SetException(err error) error {
 	return nil
 }
 
-// Result returns the value and error. A pending future returns
-// ErrInvalidState; a cancelled one a *CancelledError.
-func (f *Future[T]) Result() (T, error) {
-	if f.state != finished || f.err != nil {
-		var zero T
-		return zero, f.errOf()
-	}
-	return f.value, nil
-}
-
 // AddDoneCallback schedules fn(f) with CallSoon once the future is done.
 func (f *Future[T]) AddDoneCallback(fn func(*Future[T])) {
 	f.addDone(func() { fn(f) })
-}
-
-// Await suspends the calling task until the future is done and returns its
-// result. A future that is already done returns at once without yielding.
-// If the task is cancelled while it waits, Await returns a *CancelledError.
-func (f *Future[T]) Await(co *Co) (T, error) {
-	if err := co.await(&f.futureCore); err != nil {
-		var zero T
-		return zero, err
-	}
-	return f.Result()
 }
 
 func (f *Future[T]) String() string {

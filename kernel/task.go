@@ -79,12 +79,14 @@ type taskState struct {
 
 var taskCounter atomic.Uint64
 
-// Task runs a coroutine on the loop (asyncio.Task). It is a Future for the
-// coroutine's result: await it, add done callbacks, or cancel it, which
-// delivers a *CancelledError into the coroutine at the await where it is
-// suspended.
+// Task runs a coroutine on the loop (asyncio.Task). It reads like a Future
+// for the coroutine's result: await it, add done callbacks, or cancel it,
+// which delivers a *CancelledError into the coroutine at the await where it
+// is suspended. Unlike a Future it has no SetResult or SetException: only its
+// coroutine completes it (asyncio's Task raises RuntimeError on
+// set_result/set_exception; here the call does not compile).
 type Task[T any] struct {
-	Future[T]
+	outcome[T]
 	t taskState
 }
 
@@ -114,7 +116,7 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 	if err := l.checkUsable(); err != nil {
 		return nil, fmt.Errorf("create task: %w", err)
 	}
-	task := &Task[T]{Future: Future[T]{futureCore: futureCore{loop: l}}}
+	task := &Task[T]{outcome: outcome[T]{futureCore: futureCore{loop: l}}}
 	t := &task.t
 	t.fut = &task.futureCore
 	task.futureCore.task = t
@@ -199,6 +201,11 @@ func (task *Task[T]) Name() string { return task.t.name }
 
 // SetName renames the task.
 func (task *Task[T]) SetName(name string) { task.t.name = name }
+
+// AddDoneCallback schedules fn(task) with CallSoon once the task is done.
+func (task *Task[T]) AddDoneCallback(fn func(*Task[T])) {
+	task.addDone(func() { fn(task) })
+}
 
 func (task *Task[T]) String() string {
 	return fmt.Sprintf("<Task %s name=%s>", task.stateString(), task.t.name)

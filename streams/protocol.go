@@ -61,7 +61,7 @@ func (p *protocol) ConnectionMade(t kernel.BaseTransport) {
 		tr.Abort()
 		return
 	}
-	task.AddDoneCallback(func(*kernel.Future[struct{}]) {
+	task.AddDoneCallback(func(*kernel.Task[struct{}]) {
 		err := task.Err()
 		if err == nil || task.Cancelled() {
 			return
