@@ -1,12 +1,16 @@
 // Command selector-plugin is a third-party loopkernel selector plugin in one
 // file: a small level-triggered selector over poll(2), and the one call that
-// serves it. Build it, then point a host at it:
+// serves it. Build it into a plugin directory, then list it, certify it and
+// run a loop on it, by name from the directory or by path:
 //
 //	go build -o /tmp/plugins/loopkernel-plugin-example ./examples/selector-plugin
-//	loopkernel --plugin-dir=/tmp/plugins --selector=plugin:example ...
-//	loopkernel --selector=plugin:/tmp/plugins/loopkernel-plugin-example ...
+//	loopkernel plugins --plugin-dir=/tmp/plugins
+//	loopkernel conformance --plugin-dir=/tmp/plugins --selector=plugin:example
+//	LOOPKERNEL_PLUGIN_DIR=/tmp/plugins loopkernel --policy=plugin:example example hello
+//	loopkernel --policy=plugin:/tmp/plugins/loopkernel-plugin-example example watch-fd
 //
-// The host hands over copies of the descriptors to watch; this process never
+// (cmd/loopkernel's TestSelectorPluginExampleUsage runs these lines, so
+// they stay true.) The host hands over copies of the descriptors to watch; this process never
 // reads or writes them, it only reports readiness.
 package main
 
