@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 	// The net cases resolve "localhost" (asyncio's tests do too), so the
 	// suite brings the default resolver: it certifies I/O back-ends, and a
@@ -137,26 +137,24 @@ func (n *nt) newLoop() *kernel.Loop {
 // cancels it after netRunLimit. An error from body fails the case; what
 // names the step, for the failure message.
 func (n *nt) run(l *kernel.Loop, what string, body func(co *kernel.Co) error) {
-	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) { return struct{}{}, body(co) })
-	if err != nil {
-		n.Errorf("rule: CreateTask succeeds on an open loop: %v", err)
-		n.FailNow()
-	}
-	var fired atomic.Bool
-	watchdog := time.AfterFunc(netRunLimit, func() {
-		fired.Store(true)
-		l.CallSoonThreadsafe(func() { task.Cancel() })
-	})
-	err = l.RunUntilComplete(task)
-	watchdog.Stop()
-	if fired.Load() {
-		n.Errorf("rule: %s: did not finish within %v; the watchdog cancelled it (last error: %v)", what, netRunLimit, err)
-		n.FailNow()
-	}
+	_, err := runT(n, l, what, func(co *kernel.Co) (struct{}, error) { return struct{}{}, body(co) })
 	if err != nil {
 		n.Errorf("rule: %s: %v", what, err)
 		n.FailNow()
 	}
+}
+
+// runT runs body as a task on l under the same watchdog as run and returns
+// the task's outcome, so cases can check the errors operations return.
+// Only the watchdog firing (or a task that cannot be created) fails the
+// case here.
+func runT[T any](n *nt, l *kernel.Loop, what string, body func(co *kernel.Co) (T, error)) (T, error) {
+	v, err := testkit.Go(l, netRunLimit, body)
+	if errors.Is(err, testkit.ErrNotFinished) {
+		n.Errorf("rule: %s: %v", what, err)
+		n.FailNow()
+	}
+	return v, err
 }
 
 // waitUntil sleeps on the loop in short steps until cond holds, and fails

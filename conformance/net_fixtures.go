@@ -230,19 +230,6 @@ func (n *nt) closedUDPPort() int {
 	return port
 }
 
-// sockPair returns a connected pair of kernel sockets (AF_UNIX, sotype),
-// closed when the case ends.
-func (n *nt) sockPair(sotype int) (*kernel.Socket, *kernel.Socket) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, sotype|unix.SOCK_CLOEXEC, 0)
-	n.fixture("socketpair", err)
-	a, err := kernel.SocketFromFD(fds[0])
-	n.fixture("SocketFromFD", err)
-	b, err := kernel.SocketFromFD(fds[1])
-	n.fixture("SocketFromFD", err)
-	n.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
-
 // tcpListener is a kernel socket listening on 127.0.0.1 and its port.
 func (n *nt) tcpListener() (*kernel.Socket, int) {
 	s, err := kernel.NewSocket(unix.AF_INET, unix.SOCK_STREAM, 0)

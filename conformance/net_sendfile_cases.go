@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 )
 
@@ -66,7 +67,7 @@ type sfResult struct {
 // sfTransfer sends file over a fresh socketpair with SockSendfile and
 // returns what was sent and what the peer received.
 func (n *nt) sfTransfer(l *kernel.Loop, f *os.File, offset, count int64, fallback bool) sfResult {
-	a, b := n.sockPair(unix.SOCK_STREAM)
+	a, b := testkit.SocketPair(n, unix.SOCK_STREAM)
 	res, err := runT(n, l, "sock_sendfile", func(co *kernel.Co) (sfResult, error) {
 		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) {
 			var out bytes.Buffer
@@ -191,7 +192,7 @@ func nSendfileRejects(n *nt) {
 	dg, err := kernel.NewSocket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 	n.fixture("socket", err)
 	n.Cleanup(func() { dg.Close() })
-	a, _ := n.sockPair(unix.SOCK_STREAM)
+	a, _ := testkit.SocketPair(n, unix.SOCK_STREAM)
 	for _, c := range []struct {
 		what          string
 		sock          *kernel.Socket
@@ -223,7 +224,7 @@ func nSendfileCancelled(n *nt) {
 
 func (n *nt) sendfileCancelled(mode string) {
 	l := n.newLoop()
-	a, b := n.sockPair(unix.SOCK_STREAM)
+	a, b := testkit.SocketPair(n, unix.SOCK_STREAM)
 	f := n.sendfileSource(pattern(8 << 20))
 	// Nobody reads b: the socket fills and sendfile must wait, and is
 	// cancelled while it waits.

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 )
 
@@ -78,12 +79,8 @@ func nServerWaitClosed(n *nt) {
 	l := n.newLoop()
 	var srvs serverProtos
 	n.run(l, "WaitClosed", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, srvs.factory(newEcho), []string{"127.0.0.1"}, "0", nil)
-		if err != nil {
-			return err
-		}
 		cli := &recProto{}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
+		srv, tr, err := testkit.Connect(co, srvs.factory(newEcho), cli)
 		if err != nil {
 			return err
 		}

@@ -6,13 +6,13 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 )
 
@@ -29,38 +29,11 @@ var netSockCases = []ncase{
 	{name: "net/sock/busy-descriptor", run: nSockBusyDescriptor},
 }
 
-// runT runs body as a task on l under the same watchdog as nt.run and
-// returns the task's outcome, so cases can check the errors operations
-// return. Only a watchdog firing fails the case here.
-func runT[T any](n *nt, l *kernel.Loop, what string, body func(co *kernel.Co) (T, error)) (T, error) {
-	task, err := kernel.CreateTask(l, body)
-	if err != nil {
-		n.Errorf("rule: CreateTask succeeds on an open loop: %v", err)
-		n.FailNow()
-	}
-	var fired atomic.Bool
-	watchdog := time.AfterFunc(netRunLimit, func() {
-		fired.Store(true)
-		l.CallSoonThreadsafe(func() { task.Cancel() })
-	})
-	err = l.RunUntilComplete(task)
-	watchdog.Stop()
-	if fired.Load() {
-		n.Errorf("rule: %s: did not finish within %v; the watchdog cancelled it (last error: %v)", what, netRunLimit, err)
-		n.FailNow()
-	}
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	return task.Result()
-}
-
 // nSockRecvWaits: SockRecv on a socket with nothing to read waits for
 // data; at EOF it returns no bytes and no error.
 func nSockRecvWaits(n *nt) {
 	l := n.newLoop()
-	a, b := n.sockPair(unix.SOCK_STREAM)
+	a, b := testkit.SocketPair(n, unix.SOCK_STREAM)
 	got, err := runT(n, l, "recv waits for data", func(co *kernel.Co) ([]byte, error) {
 		// The receiver starts first and finds nothing: it must wait.
 		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 100) })
@@ -263,7 +236,7 @@ func nSockDatagram(n *nt) {
 // (it would block the loop) and a closed one.
 func nSockBlockingRejected(n *nt) {
 	l := n.newLoop()
-	a, b := n.sockPair(unix.SOCK_STREAM)
+	a, b := testkit.SocketPair(n, unix.SOCK_STREAM)
 	require.NoError(n, a.SetBlocking(true))
 	f := n.sendfileSource([]byte("x"))
 	for _, op := range []struct {
@@ -289,7 +262,7 @@ func nSockBlockingRejected(n *nt) {
 // reader, leaving the descriptor free for the next operation.
 func nSockCancelRemovesWatch(n *nt) {
 	l := n.newLoop()
-	a, b := n.sockPair(unix.SOCK_STREAM)
+	a, b := testkit.SocketPair(n, unix.SOCK_STREAM)
 	_, err := runT(n, l, "cancel a waiting recv", func(co *kernel.Co) (struct{}, error) {
 		recv, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 10) })
 		if err := co.Yield(); err != nil {
@@ -319,7 +292,7 @@ func nSockCancelRemovesWatch(n *nt) {
 // a reader fails with ErrFDBusy and leaves that reader alone.
 func nSockBusyDescriptor(n *nt) {
 	l := n.newLoop()
-	a, _ := n.sockPair(unix.SOCK_STREAM)
+	a, _ := testkit.SocketPair(n, unix.SOCK_STREAM)
 	require.NoError(n, l.AddReader(a.Fd(), func() {}))
 	_, err := runT(n, l, "recv on a watched descriptor", func(co *kernel.Co) ([]byte, error) { return kernel.SockRecv(co, a, 10) })
 	require.ErrorIs(n, err, kernel.ErrFDBusy, "rule: sock_* on a descriptor with a reader fails with ErrFDBusy")

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 )
 
@@ -92,22 +93,18 @@ func nStreamHalfCloseClient(n *nt) {
 	l := n.newLoop()
 	var srvs serverProtos
 	n.run(l, "client half-closes first", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, srvs.factory(func() *recProto {
+		cli := &recProto{keepOpen: true}
+		srv, tr, err := testkit.Connect(co, srvs.factory(func() *recProto {
 			return &recProto{keepOpen: true, onEOF: func(p *recProto) {
 				// The client's EOF arrived: answer after it, then close.
 				p.tr.Write([]byte("after your eof"))
 				p.tr.Close()
 			}}
-		}), []string{"127.0.0.1"}, "0", nil)
+		}), cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{keepOpen: true}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		require.True(n, tr.CanWriteEOF(), "rule: a TCP transport can write EOF")
 		require.NoError(n, tr.Write([]byte("hello")))
 		require.NoError(n, tr.WriteEOF())
@@ -133,7 +130,8 @@ func nStreamHalfCloseServer(n *nt) {
 	l := n.newLoop()
 	var srvs serverProtos
 	n.run(l, "server half-closes first", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, srvs.factory(func() *recProto {
+		cli := &recProto{keepOpen: true, onEOF: func(p *recProto) { p.tr.Write([]byte("answer")) }}
+		srv, tr, err := testkit.Connect(co, srvs.factory(func() *recProto {
 			p := &recProto{keepOpen: true}
 			p.onMade = func(p *recProto) { p.tr.Write([]byte("greeting")); p.tr.WriteEOF() }
 			p.onData = func(p *recProto, b []byte) {
@@ -142,16 +140,11 @@ func nStreamHalfCloseServer(n *nt) {
 				}
 			}
 			return p
-		}), []string{"127.0.0.1"}, "0", nil)
+		}), cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{keepOpen: true, onEOF: func(p *recProto) { p.tr.Write([]byte("answer")) }}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		if err := n.waitUntil(co, "rule: a half-closed server still receives the client's answer", func() bool {
 			return len(srvs.list) == 1 && srvs.list[0].lost == 1
 		}); err != nil {
@@ -176,20 +169,16 @@ func nStreamAbort(n *nt) {
 	l := n.newLoop()
 	var srvs serverProtos
 	n.run(l, "abort", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, srvs.factory(func() *recProto {
+		cli := &recProto{}
+		srv, tr, err := testkit.Connect(co, srvs.factory(func() *recProto {
 			p := &recProto{discard: true}
 			p.onMade = func(p *recProto) { p.tr.PauseReading() } // let the client's buffer fill
 			return p
-		}), []string{"127.0.0.1"}, "0", nil)
+		}), cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		require.NoError(n, tr.Write(make([]byte, 16<<20)))
 		require.Greater(n, tr.GetWriteBufferSize(), 0, "fixture: 16 MiB cannot all fit in the socket buffers")
 		tr.Abort()
@@ -223,18 +212,14 @@ func nStreamPauseReading(n *nt) {
 	l := n.newLoop()
 	var srvs serverProtos
 	n.run(l, "pause and resume reading", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, srvs.factory(func() *recProto { return &recProto{} }), []string{"127.0.0.1"}, "0", nil)
+		cli := &recProto{}
+		// Pausing inside ConnectionMade must hold from the start.
+		cli.onMade = func(p *recProto) { require.NoError(n, p.tr.PauseReading()) }
+		srv, tr, err := testkit.Connect(co, srvs.factory(func() *recProto { return &recProto{} }), cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{}
-		// Pausing inside ConnectionMade must hold from the start.
-		cli.onMade = func(p *recProto) { require.NoError(n, p.tr.PauseReading()) }
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		require.False(n, tr.IsReading(), "rule: PauseReading in ConnectionMade holds")
 		if err := n.waitUntil(co, "rule: the server accepts the connection", func() bool { return len(srvs.list) == 1 && srvs.list[0].made == 1 }); err != nil {
 			return err
@@ -269,18 +254,14 @@ func nStreamBackPressure(n *nt) {
 	const chunk = 32 << 10
 	var srvs serverProtos
 	n.run(l, "back-pressure with a slow reader", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, srvs.factory(func() *recProto {
+		cli := &recProto{}
+		srv, tr, err := testkit.Connect(co, srvs.factory(func() *recProto {
 			return &recProto{discard: true, onMade: func(p *recProto) { p.tr.PauseReading() }}
-		}), []string{"127.0.0.1"}, "0", nil)
+		}), cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		low, high := tr.GetWriteBufferLimits()
 		require.Equal(n, []int{16 << 10, 64 << 10}, []int{low, high}, "rule: default water marks are 16 KiB and 64 KiB")
 		require.Error(n, tr.SetWriteBufferLimits(10, 20), "rule: low above high is refused")
@@ -340,18 +321,14 @@ func nStreamProtocolPanic(n *nt) {
 	l := n.newLoop()
 	exc := excRecorder(l)
 	n.run(l, "protocol panic", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, func() *recProto {
+		cli := &recProto{}
+		srv, tr, err := testkit.Connect(co, func() *recProto {
 			return &recProto{onData: func(p *recProto, b []byte) { panic("boom") }}
-		}, []string{"127.0.0.1"}, "0", nil)
+		}, cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		tr.Write([]byte("trigger"))
 		if err := n.waitUntil(co, "rule: a protocol panic aborts the connection; the peer sees it end", func() bool { return cli.lost == 1 }); err != nil {
 			return err
@@ -429,18 +406,14 @@ func nStreamLostOnce(n *nt) {
 func nStreamBufferedProtocol(n *nt) {
 	l := n.newLoop()
 	n.run(l, "buffered protocol", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, func() *recProto {
+		cli := &bufProto{buf: make([]byte, 1000)}
+		srv, _, err := testkit.Connect(co, func() *recProto {
 			return &recProto{onMade: func(p *recProto) { p.tr.Write(pattern(100000)); p.tr.Close() }}
-		}, []string{"127.0.0.1"}, "0", nil)
+		}, cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &bufProto{buf: make([]byte, 1000)}
-		_, _, err = kernel.CreateConnection(co, func() *bufProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		if err := n.waitUntil(co, "rule: a buffered protocol sees the connection end", func() bool { return cli.lost == 1 }); err != nil {
 			return err
 		}
@@ -456,16 +429,12 @@ func nStreamBufferedProtocol(n *nt) {
 func nStreamWritelines(n *nt) {
 	l := n.newLoop()
 	n.run(l, "writelines", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, newEcho, []string{"127.0.0.1"}, "0", nil)
+		cli := &recProto{keepOpen: true}
+		srv, tr, err := testkit.Connect(co, newEcho, cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{keepOpen: true}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		var want bytes.Buffer
 		var bufs [][]byte
 		for i := range 150 { // more buffers than one sendmsg takes
@@ -613,16 +582,12 @@ func nStreamExtraInfo(n *nt) {
 func nStreamWriteAfterClose(n *nt) {
 	l := n.newLoop()
 	n.run(l, "write after close", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, newEcho, []string{"127.0.0.1"}, "0", nil)
+		cli := &recProto{}
+		srv, tr, err := testkit.Connect(co, newEcho, cli)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cli := &recProto{}
-		tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", n.tcpPort(srv, 0), nil)
-		if err != nil {
-			return err
-		}
 		require.NoError(n, tr.Write(nil), "rule: writing nothing succeeds")
 		tr.Close()
 		require.ErrorIs(n, tr.Write([]byte("x")), kernel.ErrTransportClosed, "rule: Write on a closed transport fails")
