@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
-	"github.com/loopkernel/loopkernel/plugins/selector"
 )
 
 type outcome struct {
@@ -59,19 +59,14 @@ func FuzzReaduntil(f *testing.F) {
 		size := int(chunk)%16 + 1
 		want := modelReaduntil(data, sep, lim)
 
-		sel, err := selector.NewEpoll()
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := kernel.New(sel)
-		defer l.Close()
+		l := testkit.NewLoop(t, "")
 		r := NewReader(lim)
 		var chunks [][]byte
 		for rest := data; len(rest) > 0; rest = rest[min(size, len(rest)):] {
 			chunks = append(chunks, rest[:min(size, len(rest))])
 		}
 		feedLater(l, r, chunks, true)
-		task, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]outcome, error) {
+		got, err := testkit.Run(t, l, func(co *kernel.Co) ([]outcome, error) {
 			var got []outcome
 			for {
 				b, err := r.Readuntil(co, sep)
@@ -95,10 +90,9 @@ func FuzzReaduntil(f *testing.F) {
 				return got, err
 			}
 		})
-		if err := l.RunUntilComplete(task); err != nil {
+		if err != nil {
 			t.Fatal(err)
 		}
-		got, _ := task.Result()
 		if len(got) != len(want) {
 			t.Fatalf("sep %q limit %d chunk %d: got %q, want %q", sep, lim, size, got, want)
 		}

@@ -9,29 +9,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
-	"github.com/loopkernel/loopkernel/plugins/selector"
 )
-
-func newLoop(t testing.TB) *kernel.Loop {
-	sel, err := selector.NewEpoll()
-	require.NoError(t, err)
-	l := kernel.New(sel)
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-// run runs body as a task to completion.
-func run[T any](t testing.TB, l *kernel.Loop, body func(co *kernel.Co) (T, error)) (T, error) {
-	t.Helper()
-	task, err := kernel.CreateTask(l, body)
-	require.NoError(t, err)
-	if err := l.RunUntilComplete(task); err != nil {
-		var zero T
-		return zero, err
-	}
-	return task.Result()
-}
 
 // feedLater feeds chunks one per loop iteration, then EOF (if eof), from a
 // task of its own, so the reader under test has to wait for each.
@@ -62,10 +42,10 @@ func chunksOf(s string, n int) [][]byte {
 }
 
 func TestReadline(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(0)
 	feedLater(l, r, chunksOf("first line\nsecond\n\nlast", 3), true)
-	lines, err := run(t, l, func(co *kernel.Co) ([]string, error) {
+	lines, err := testkit.Run(t, l, func(co *kernel.Co) ([]string, error) {
 		var out []string
 		for {
 			line, err := r.Readline(co)
@@ -86,10 +66,10 @@ func TestReadline(t *testing.T) {
 }
 
 func TestReadexactly(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(0)
 	feedLater(l, r, chunksOf("0123456789", 4), true)
-	got, err := run(t, l, func(co *kernel.Co) ([][]byte, error) {
+	got, err := testkit.Run(t, l, func(co *kernel.Co) ([][]byte, error) {
 		a, err := r.Readexactly(co, 7)
 		if err != nil {
 			return nil, err
@@ -110,15 +90,15 @@ func TestReadexactly(t *testing.T) {
 	assert.True(t, r.AtEOF())
 	_ = got
 
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, -1) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, -1) })
 	assert.ErrorIs(t, err, kernel.ErrInvalidArgument)
 }
 
 func TestRead(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(4)
 	feedLater(l, r, chunksOf("abcdefghij", 6), true)
-	got, err := run(t, l, func(co *kernel.Co) ([]string, error) {
+	got, err := testkit.Run(t, l, func(co *kernel.Co) ([]string, error) {
 		var out []string
 		b, err := r.Read(co, 2) // waits for the first chunk
 		if err != nil {
@@ -146,56 +126,56 @@ func TestRead(t *testing.T) {
 }
 
 func TestReaduntilMultiByteSeparatorAcrossChunks(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(0)
 	feedLater(l, r, chunksOf("head\r\n\r\nbody\r", 1), false)
-	got, err := run(t, l, func(co *kernel.Co) (string, error) {
+	got, err := testkit.Run(t, l, func(co *kernel.Co) (string, error) {
 		b, err := r.Readuntil(co, []byte("\r\n\r\n"))
 		return string(b), err
 	})
 	require.NoError(t, err)
 	assert.Equal(t, "head\r\n\r\n", got)
 
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, nil) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, nil) })
 	assert.ErrorIs(t, err, kernel.ErrInvalidArgument)
 }
 
 func TestReaduntilLimit(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 
 	// Separator found, but beyond the limit: the data stays buffered.
 	r := NewReader(5)
 	r.FeedData([]byte("0123456789\nrest"))
-	_, err := run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, []byte("\n")) })
+	_, err := testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, []byte("\n")) })
 	var over *LimitOverrunError
 	require.True(t, errors.As(err, &over), "%v", err)
 	assert.Equal(t, 10, over.Consumed)
 	assert.Equal(t, 15, r.Buffered(), "readuntil leaves the data")
 
 	// Readline drops the long line through its newline and carries on.
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readline(co) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readline(co) })
 	require.True(t, errors.As(err, &over), "%v", err)
 	assert.Equal(t, "rest", string(r.unread()))
 
 	// Not found within the limit while waiting for more.
 	r = NewReader(5)
 	feedLater(l, r, chunksOf("abcdefghijkl", 3), false)
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, []byte("\n")) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, []byte("\n")) })
 	require.True(t, errors.As(err, &over), "%v", err)
 	assert.Greater(t, over.Consumed, 5)
 	assert.Contains(t, over.Error(), "not found")
 
 	// Readline without a newline in sight empties the buffer.
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readline(co) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readline(co) })
 	require.True(t, errors.As(err, &over))
 	assert.Zero(t, r.Buffered())
 }
 
 func TestReaduntilIncomplete(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(0)
 	feedLater(l, r, chunksOf("no separator", 5), true)
-	_, err := run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, []byte("END")) })
+	_, err := testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readuntil(co, []byte("END")) })
 	var inc *IncompleteReadError
 	require.True(t, errors.As(err, &inc), "%v", err)
 	assert.Equal(t, "no separator", string(inc.Partial))
@@ -204,7 +184,7 @@ func TestReaduntilIncomplete(t *testing.T) {
 }
 
 func TestReaderException(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(0)
 	boom := errors.New("connection reset")
 	kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
@@ -212,18 +192,18 @@ func TestReaderException(t *testing.T) {
 		r.SetException(boom)
 		return struct{}{}, nil
 	})
-	_, err := run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readline(co) })
+	_, err := testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readline(co) })
 	assert.ErrorIs(t, err, boom, "a waiting reader wakes with the error")
 	r.FeedData([]byte("x\n"))
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Read(co, 1) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Read(co, 1) })
 	assert.ErrorIs(t, err, boom, "later reads fail too")
 	assert.Same(t, boom, r.Exception())
 }
 
 func TestConcurrentReadRefused(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(0)
-	_, err := run(t, l, func(co *kernel.Co) (struct{}, error) {
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
 		first, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return r.Read(co, 1) })
 		co.Yield()
 		_, err := r.Read(co, 1)
@@ -238,9 +218,9 @@ func TestConcurrentReadRefused(t *testing.T) {
 }
 
 func TestReadCancelled(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	r := NewReader(0)
-	_, err := run(t, l, func(co *kernel.Co) ([]byte, error) {
+	_, err := testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) {
 		rd, _ := kernel.CreateTask(l, func(co *kernel.Co) ([]byte, error) { return r.Readline(co) })
 		co.Yield()
 		rd.Cancel()
@@ -265,7 +245,7 @@ func (p *pauseCounter) PauseReading() error  { p.paused = true; p.pauses++; retu
 func (p *pauseCounter) ResumeReading() error { p.paused = false; p.resumes++; return nil }
 
 func TestBackPressure(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	tr := &pauseCounter{}
 	r := NewReader(10)
 	r.SetTransport(tr)
@@ -276,10 +256,10 @@ func TestBackPressure(t *testing.T) {
 	r.FeedData([]byte("y"))
 	assert.Equal(t, 1, tr.pauses, "paused once")
 
-	_, err := run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, 11) })
+	_, err := testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, 11) })
 	require.NoError(t, err)
 	assert.True(t, tr.paused, "11 bytes left: still over the limit")
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, 1) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, 1) })
 	require.NoError(t, err)
 	assert.False(t, tr.paused, "back to the limit: resumed")
 	assert.Equal(t, 1, tr.resumes)
@@ -288,7 +268,7 @@ func TestBackPressure(t *testing.T) {
 	r.FeedData(bytes.Repeat([]byte("z"), 20))
 	require.True(t, tr.paused)
 	kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) { co.Yield(); r.FeedData([]byte("\n")); return struct{}{}, nil })
-	_, err = run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, r.Buffered()+1) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) { return r.Readexactly(co, r.Buffered()+1) })
 	require.NoError(t, err)
 	// Resumed to wait, paused again when the last byte took the buffer over
 	// 2x the limit, resumed when the read emptied it.

@@ -7,12 +7,12 @@ import (
 	"io"
 	"net"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 	_ "github.com/loopkernel/loopkernel/plugins/resolver" // OpenConnection resolves localhost
 )
@@ -37,24 +37,35 @@ func echoLines(co *kernel.Co, r *Reader, w *Writer) error {
 	}
 }
 
-func serverPort(t testing.TB, srv *kernel.Server) string {
-	socks := srv.Sockets()
-	require.NotEmpty(t, socks)
-	return strconv.Itoa(socks[0].LocalAddr().(*net.TCPAddr).Port)
+// openServed starts a server running cb on loopback and opens a connection
+// to it; the caller closes both (defer srv.Close(), defer w.Close()). On
+// error nothing is left open.
+func openServed(co *kernel.Co, cb ClientConnected) (*kernel.Server, *Reader, *Writer, error) {
+	srv, err := StartServer(co, cb, testkit.Loopback, "0", nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	port, err := testkit.Port(srv)
+	if err != nil {
+		srv.Close()
+		return nil, nil, nil, err
+	}
+	r, w, err := OpenConnection(co, testkit.Loopback, port, nil)
+	if err != nil {
+		srv.Close()
+		return nil, nil, nil, err
+	}
+	return srv, r, w, nil
 }
 
 func TestEchoTCP(t *testing.T) {
-	l := newLoop(t)
-	got, err := run(t, l, func(co *kernel.Co) ([]string, error) {
-		srv, err := StartServer(co, echoLines, "127.0.0.1", "0", nil)
+	l := testkit.NewLoop(t, "")
+	got, err := testkit.Run(t, l, func(co *kernel.Co) ([]string, error) {
+		srv, r, w, err := openServed(co, echoLines)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Close()
-		r, w, err := OpenConnection(co, "127.0.0.1", serverPort(t, srv), nil)
-		if err != nil {
-			return nil, err
-		}
 		var out []string
 		for _, msg := range []string{"hello\n", "world\n"} {
 			if err := w.Write([]byte(msg)); err != nil {
@@ -89,7 +100,7 @@ func TestEchoTCP(t *testing.T) {
 }
 
 func TestEchoBulkWithBackPressure(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	// 4 MiB of lines: the writer must drain many times and the server's
 	// reader (limit 1 KiB) pauses its transport again and again.
 	var payload bytes.Buffer
@@ -105,13 +116,17 @@ func TestEchoBulkWithBackPressure(t *testing.T) {
 		payload.WriteByte('\n')
 	}
 	data := payload.Bytes()
-	got, err := run(t, l, func(co *kernel.Co) ([]byte, error) {
+	got, err := testkit.Run(t, l, func(co *kernel.Co) ([]byte, error) {
 		srv, err := StartServer(co, echoLines, "127.0.0.1", "0", &ServerOptions{Limit: 1024})
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Close()
-		r, w, err := OpenConnection(co, "localhost", serverPort(t, srv), &ConnOptions{Limit: 1024})
+		port, err := testkit.Port(srv)
+		if err != nil {
+			return nil, err
+		}
+		r, w, err := OpenConnection(co, "localhost", port, &ConnOptions{Limit: 1024})
 		if err != nil {
 			return nil, err
 		}
@@ -137,9 +152,9 @@ func TestEchoBulkWithBackPressure(t *testing.T) {
 }
 
 func TestEchoUnix(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	path := filepath.Join(t.TempDir(), "echo.sock")
-	got, err := run(t, l, func(co *kernel.Co) (string, error) {
+	got, err := testkit.Run(t, l, func(co *kernel.Co) (string, error) {
 		srv, err := StartUnixServer(co, echoLines, path, nil)
 		if err != nil {
 			return "", err
@@ -161,25 +176,21 @@ func TestEchoUnix(t *testing.T) {
 }
 
 func TestClientCallbackErrorReported(t *testing.T) {
-	l := newLoop(t)
+	l := testkit.NewLoop(t, "")
 	boom := errors.New("handler failed")
 	reported := make(chan error, 1)
 	l.SetExceptionHandler(func(_ *kernel.Loop, c kernel.ErrorContext) { reported <- c.Err })
-	_, err := run(t, l, func(co *kernel.Co) (struct{}, error) {
-		srv, err := StartServer(co, func(co *kernel.Co, r *Reader, w *Writer) error {
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+		srv, r, w, err := openServed(co, func(co *kernel.Co, r *Reader, w *Writer) error {
 			if _, err := r.Readline(co); err != nil {
 				return err
 			}
 			return boom
-		}, "127.0.0.1", "0", nil)
+		})
 		if err != nil {
 			return struct{}{}, err
 		}
 		defer srv.Close()
-		r, w, err := OpenConnection(co, "127.0.0.1", serverPort(t, srv), nil)
-		if err != nil {
-			return struct{}{}, err
-		}
 		defer w.Close()
 		w.Write([]byte("go\n"))
 		// The failed handler's connection is closed: we read EOF.
@@ -198,33 +209,29 @@ func TestClientCallbackErrorReported(t *testing.T) {
 }
 
 func TestOpenConnectionErrors(t *testing.T) {
-	l := newLoop(t)
-	_, err := run(t, l, func(co *kernel.Co) (*Reader, error) {
+	l := testkit.NewLoop(t, "")
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (*Reader, error) {
 		r, _, err := OpenConnection(co, "no-such-host.invalid", "1", nil)
 		return r, err
 	})
 	var de *net.DNSError
 	assert.ErrorAs(t, err, &de)
 
-	_, err = run(t, l, func(co *kernel.Co) (*kernel.Server, error) { return StartServer(co, nil, "127.0.0.1", "0", nil) })
+	_, err = testkit.Run(t, l, func(co *kernel.Co) (*kernel.Server, error) { return StartServer(co, nil, "127.0.0.1", "0", nil) })
 	assert.ErrorIs(t, err, kernel.ErrInvalidArgument)
 }
 
 func TestDrainAfterConnectionLost(t *testing.T) {
-	l := newLoop(t)
-	_, err := run(t, l, func(co *kernel.Co) (struct{}, error) {
-		srv, err := StartServer(co, func(co *kernel.Co, r *Reader, w *Writer) error {
+	l := testkit.NewLoop(t, "")
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+		srv, r, w, err := openServed(co, func(co *kernel.Co, r *Reader, w *Writer) error {
 			w.Transport().Abort()
 			return nil
-		}, "127.0.0.1", "0", nil)
+		})
 		if err != nil {
 			return struct{}{}, err
 		}
 		defer srv.Close()
-		r, w, err := OpenConnection(co, "127.0.0.1", serverPort(t, srv), nil)
-		if err != nil {
-			return struct{}{}, err
-		}
 		if _, err := r.Read(co, -1); err != nil {
 			return struct{}{}, err
 		}
