@@ -6,7 +6,6 @@ import (
 	"github.com/loopkernel/loopkernel/conformance"
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
-	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
 // TestNetPlacements certifies every bundled back-end in both placements
@@ -18,20 +17,7 @@ import (
 //
 // -short keeps the in-process placement only.
 func TestNetPlacements(t *testing.T) {
-	for _, b := range sdk.Selectors.All() {
-		for _, spec := range []string{b.Name, "plugin:" + b.Name} {
-			t.Run(spec, func(t *testing.T) {
-				if testing.Short() && spec != b.Name {
-					t.Skip("-short: no plugin processes")
-				}
-				f, err := plugin.Resolve(spec, plugin.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				conformance.RunNet(t, conformance.Factory(f))
-			})
-		}
-	}
+	eachPlacement(t, func(t *testing.T, f conformance.Factory) { conformance.RunNet(t, f) })
 	t.Run(sdk.Selectors.All()[0].Name+"/net-debug", func(t *testing.T) {
 		conformance.RunNet(t, conformance.Factory(sdk.Selectors.All()[0].New), conformance.NetConfig{Debug: true})
 	})

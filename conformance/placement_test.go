@@ -2,10 +2,10 @@ package conformance_test
 
 import (
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
@@ -18,20 +18,8 @@ import (
 // plugins/selector is imported.
 func TestMain(m *testing.M) {
 	plugin.ServeBundled()
-	quickRaceExit()
+	testkit.QuickRaceExit() // every plugin Close would otherwise take a second under -race
 	os.Exit(m.Run())
-}
-
-// quickRaceExit stops the plugin processes this binary starts (itself,
-// re-executed) from sleeping a second on exit when it is built with -race:
-// the race runtime's atexit_sleep_ms defaults to 1000, which made every
-// plugin Close take a second and a test that starts hundreds of plugins
-// take minutes. Races are still reported; only the pause goes.
-func quickRaceExit() {
-	v := os.Getenv("GORACE")
-	if !strings.Contains(v, "atexit_sleep_ms") {
-		os.Setenv("GORACE", strings.TrimSpace(v+" atexit_sleep_ms=0"))
-	}
 }
 
 // TestPlacements certifies every bundled back-end in both placements against
@@ -48,6 +36,20 @@ func quickRaceExit() {
 // and pushes the timing-sensitive cases (debug mode's slow-callback report)
 // over their margins.
 func TestPlacements(t *testing.T) {
+	eachPlacement(t, func(t *testing.T, factory conformance.Factory) {
+		t.Run("selector", func(t *testing.T) { conformance.RunSuite(t, conformance.SelectorSuite(), factory) })
+		t.Run("kernel", func(t *testing.T) { conformance.RunKernel(t, factory) })
+		t.Run("kernel-debug", func(t *testing.T) {
+			conformance.RunKernel(t, factory, conformance.KernelConfig{Debug: true})
+		})
+	})
+}
+
+// eachPlacement runs body as a subtest per bundled back-end and placement:
+// NAME in process, plugin:NAME in a plugin process. -short keeps the
+// in-process placement only.
+func eachPlacement(t *testing.T, body func(t *testing.T, f conformance.Factory)) {
+	t.Helper()
 	for _, b := range sdk.Selectors.All() {
 		for _, spec := range []string{b.Name, "plugin:" + b.Name} {
 			t.Run(spec, func(t *testing.T) {
@@ -58,12 +60,7 @@ func TestPlacements(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				factory := conformance.Factory(f)
-				t.Run("selector", func(t *testing.T) { conformance.RunSuite(t, conformance.SelectorSuite(), factory) })
-				t.Run("kernel", func(t *testing.T) { conformance.RunKernel(t, factory) })
-				t.Run("kernel-debug", func(t *testing.T) {
-					conformance.RunKernel(t, factory, conformance.KernelConfig{Debug: true})
-				})
+				body(t, conformance.Factory(f))
 			})
 		}
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"encoding/xml"
@@ -29,21 +27,7 @@ const longGuard = 5 * time.Minute
 // loopkernelLong is loopkernel with longGuard.
 func loopkernelLong(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), longGuard)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(cleanEnv(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	require.NoError(t, ctx.Err(), "loopkernel %v did not finish within %v; stdout so far:\n%s", args, longGuard, stdout.String())
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		require.True(t, ok, "running %v: %v", args, err)
-		code = ee.ExitCode()
-	}
-	return result{stdout.String(), stderr.String(), code}
+	return loopkernelWithin(t, longGuard, env, args...)
 }
 
 // brokenPlugin is conformance/internal/brokenplugin, built on first use into

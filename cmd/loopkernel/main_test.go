@@ -66,16 +66,25 @@ type result struct {
 	code           int
 }
 
-// loopkernel runs the binary with args and extra environment entries.
+// loopkernel runs the binary with args and extra environment entries,
+// under hangGuard.
 func loopkernel(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	return loopkernelWithin(t, hangGuard, env, args...)
+}
+
+// loopkernelWithin runs the binary with args and extra environment
+// entries, and fails the test if it has not exited within guard.
+func loopkernelWithin(t *testing.T, guard time.Duration, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(cleanEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	require.NoError(t, ctx.Err(), "loopkernel %v did not finish within %v; stdout so far:\n%s", args, guard, stdout.String())
 	code := 0
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)

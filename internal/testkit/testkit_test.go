@@ -3,6 +3,7 @@ package testkit_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -178,30 +179,34 @@ func (c *collector) ConnectionLost(error)                { c.lost = true }
 func (c *collector) DataReceived(b []byte)               { c.got = append(c.got, b...) }
 func (c *collector) EOFReceived() bool                   { c.eof = true; return true }
 
-func TestEchoPair(t *testing.T) {
+// TestConnect: the client reaches a server of the given protocol on
+// loopback, and the server's protocol hears it (EchoPair, Connect with
+// NewEcho, is what Example runs).
+func TestConnect(t *testing.T) {
 	l := testkit.NewLoop(t, "")
-	cli := &collector{}
+	var accepted []*collector
+	serve := func() *collector { c := &collector{}; accepted = append(accepted, c); return c }
 	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
-		srv, tr, err := testkit.EchoPair(co, cli)
+		srv, tr, err := testkit.Connect(co, serve, &collector{})
 		if err != nil {
 			return struct{}{}, err
 		}
 		defer srv.Close()
+		defer tr.Close()
 		peer, _ := tr.GetExtraInfo("peername")
 		assert.Contains(t, fmt.Sprint(peer), testkit.Loopback+":", "the server listens on loopback")
-		tr.Write([]byte("hello, "))
-		tr.Write([]byte("echo"))
+		tr.Write([]byte("to the server"))
 		tr.WriteEOF()
-		for !cli.eof {
+		for len(accepted) == 0 || !accepted[0].eof {
 			if err := co.Sleep(time.Millisecond); err != nil {
 				return struct{}{}, err
 			}
 		}
-		tr.Close()
 		return struct{}{}, nil
 	})
 	require.NoError(t, err)
-	assert.Equal(t, "hello, echo", string(cli.got), "every byte comes back, then EOF")
+	require.Len(t, accepted, 1, "one connection")
+	assert.Equal(t, "to the server", string(accepted[0].got))
 }
 
 func TestConnectFailsCleanly(t *testing.T) {
@@ -219,3 +224,13 @@ func TestConnectFailsCleanly(t *testing.T) {
 type panicky struct{ collector }
 
 func (*panicky) ConnectionMade(kernel.BaseTransport) { panic("no") }
+
+func TestQuickRaceExit(t *testing.T) {
+	t.Setenv("GORACE", "halt_on_error=1")
+	testkit.QuickRaceExit()
+	assert.Equal(t, "halt_on_error=1 atexit_sleep_ms=0", os.Getenv("GORACE"))
+
+	t.Setenv("GORACE", "atexit_sleep_ms=50")
+	testkit.QuickRaceExit()
+	assert.Equal(t, "atexit_sleep_ms=50", os.Getenv("GORACE"), "an explicit setting is kept")
+}
