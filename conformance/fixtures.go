@@ -181,6 +181,29 @@ func (c *C) waitOnce(s sdk.Selector, buf []sdk.Event, timeout time.Duration) map
 	return got
 }
 
+// timedWait is waitOnce, timed.
+func (c *C) timedWait(s sdk.Selector, buf []sdk.Event, timeout time.Duration) time.Duration {
+	start := time.Now()
+	c.waitOnce(s, buf, timeout)
+	return time.Since(start)
+}
+
+// earlyWaits checks that a Wait of d lasts (within slack) its timeout: it
+// makes up to three waits and returns nil as soon as one lasts d-slack or
+// more, or how long each lasted when all three returned early. One early
+// return may be a wait a signal interrupted; three are a broken selector.
+func earlyWaits(d, slack time.Duration, wait func() time.Duration) []time.Duration {
+	var early []time.Duration
+	for range 3 {
+		el := wait()
+		if el >= d-slack {
+			return nil
+		}
+		early = append(early, el)
+	}
+	return early
+}
+
 // expect waits until tok is reported with any of the conditions in want,
 // and returns what was reported for it. rule names the contract rule a
 // timeout breaks.

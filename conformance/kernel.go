@@ -224,6 +224,49 @@ func (k *kt) runOnce(l *loopFix) {
 	}
 }
 
+// waitThen runs fn once the loop is blocked in its selector (or runLimit
+// has passed), from another goroutine.
+func waitThen(l *loopFix, fn func()) {
+	go func() {
+		deadline := time.Now().Add(runLimit)
+		for !l.rec.waiting.Load() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		fn()
+	}()
+}
+
+// idleWaits runs l until it blocks in its selector, stops it there, and
+// returns the poll timeouts of that run, the first of which is the one the
+// loop chose for its idle state.
+func (k *kt) idleWaits(l *loopFix, what string) []time.Duration {
+	l.rec.waits()
+	waitThen(l, func() { l.CallSoonThreadsafe(l.Stop) })
+	if err := k.runForever(l, what); err != nil {
+		k.Errorf("rule: %s: RunForever returns nil once stopped: %v", what, err)
+		k.FailNow()
+	}
+	waits := l.rec.waits()
+	if len(waits) == 0 {
+		k.Errorf("rule: %s: the loop polls its selector before it is stopped there", what)
+		k.FailNow()
+	}
+	return waits
+}
+
+// runsCallbacks checks that one iteration of l runs a callback scheduled
+// now; rule is what that shows.
+func (k *kt) runsCallbacks(l *loopFix, rule string) {
+	ran := false
+	_, err := l.CallSoon(func() { ran = true })
+	k.must(err, "CallSoon")
+	k.runOnce(l)
+	if !ran {
+		k.Errorf("rule: %s: a callback scheduled with CallSoon did not run", rule)
+		k.FailNow()
+	}
+}
+
 // must fails the case when a scheduling call that the contract says
 // succeeds returned an error.
 func (k *kt) must(err error, what string) {

@@ -259,18 +259,6 @@ func kSignalValidation(k *kt) {
 	require.False(k, removed, "rule: RemoveSignalHandler for a signal without a handler reports false")
 }
 
-// waitThen runs fn once the loop is blocked in its selector, from another
-// goroutine.
-func waitThen(l *loopFix, fn func()) {
-	go func() {
-		deadline := time.Now().Add(runLimit)
-		for !l.rec.waiting.Load() && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		fn()
-	}()
-}
-
 func kSignalDelivered(k *kt) {
 	l := k.newLoop()
 	calls := 0

@@ -436,6 +436,16 @@ func kGenAclose(k *kt) {
 	require.Equal(k, []string{"started"}, cleaned, "rule: Aclose runs the clean-up of a started generator, awaits included; an unstarted body never runs")
 }
 
+// nextTask starts a task that takes one value from g.
+func (k *kt) nextTask(l *loopFix, g *kernel.AsyncGen[int]) *kernel.Task[int] {
+	consumer, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
+		v, _, err := g.Next(co)
+		return v, err
+	})
+	k.must(err, "CreateTask")
+	return consumer
+}
+
 func kGenRunning(k *kt) {
 	l := k.newLoop()
 	gate := kernel.CreateFuture[int](l.Loop)
@@ -448,11 +458,7 @@ func kGenRunning(k *kt) {
 		return nil
 	})
 	k.must(err, "NewAsyncGen")
-	consumer, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
-		v, _, err := g.Next(co)
-		return v, err
-	})
-	k.must(err, "CreateTask")
+	consumer := k.nextTask(l, g)
 	var nextErr, closeErr error
 	intruder, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
 		_, _, nextErr = g.Next(co)
@@ -487,11 +493,7 @@ func kGenCancelConsumer(k *kt) {
 		return nil
 	})
 	k.must(err, "NewAsyncGen")
-	consumer, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
-		v, _, err := g.Next(co)
-		return v, err
-	})
-	k.must(err, "CreateTask")
+	consumer := k.nextTask(l, g)
 	_, err = l.CallLater(time.Millisecond, func() { consumer.CancelMsg("stop consuming") })
 	k.must(err, "CallLater")
 	require.ErrorIs(k, k.runUntil(l, consumer, "cancel a consumer inside Next"), kernel.ErrCancelled)

@@ -386,11 +386,7 @@ func kOtherLoop(k *kt) {
 	require.ErrorIs(k, errUntil, kernel.ErrOtherLoopRunning, "rule: RunUntilComplete of a second loop on a goroutine already running one fails with ErrOtherLoopRunning")
 	require.False(k, l2.IsRunning(), "rule: the refused loop is not left running")
 	// Once the first loop returned, the second runs on the same goroutine.
-	ran := false
-	_, err = l2.CallSoon(func() { ran = true })
-	k.must(err, "CallSoon")
-	k.runOnce(l2)
-	require.True(k, ran, "rule: after one loop returns, another can run on the same goroutine")
+	k.runsCallbacks(l2, "after one loop returns, another can run on the same goroutine")
 }
 
 // kOtherLoopFromTask is kOtherLoop from inside a coroutine: a task runs on
@@ -525,13 +521,7 @@ func kThreadsafeWakes(k *kt) {
 	}
 	// Release the producers only once the loop is blocked in its selector
 	// with nothing to do.
-	go func() {
-		deadline := time.Now().Add(runLimit)
-		for !l.rec.waiting.Load() && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		close(start)
-	}()
+	waitThen(l, func() { close(start) })
 	err := k.runForever(l, "CallSoonThreadsafe wakes the loop")
 	wg.Wait()
 	require.NoError(k, err)

@@ -140,17 +140,7 @@ func kTimerCancelledHead(k *kt) {
 	_, err = l.CallLater(2*time.Hour, func() {})
 	k.must(err, "CallLater")
 	early.Cancel()
-	l.rec.waits()
-	go func() {
-		deadline := time.Now().Add(runLimit)
-		for !l.rec.waiting.Load() && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		l.CallSoonThreadsafe(l.Stop)
-	}()
-	require.NoError(k, k.runForever(l, "cancelled head timer"))
-	waits := l.rec.waits()
-	require.NotEmpty(k, waits)
+	waits := k.idleWaits(l, "cancelled head timer")
 	require.Greater(k, waits[0], time.Hour+59*time.Minute, "rule: a cancelled timer at the head does not shorten the poll timeout (timeouts: %v)", waits)
 	require.LessOrEqual(k, waits[0], 2*time.Hour, "rule: the poll timeout is the time to the earliest live timer (timeouts: %v)", waits)
 }
@@ -167,17 +157,7 @@ func kTimerLong(k *kt) {
 
 	// The poll timeout is capped (a back-end's millisecond timeout must not
 	// overflow) but still a real sleep.
-	l.rec.waits()
-	go func() {
-		deadline := time.Now().Add(runLimit)
-		for !l.rec.waiting.Load() && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		l.CallSoonThreadsafe(l.Stop)
-	}()
-	require.NoError(k, k.runForever(l, "long timer"))
-	waits := l.rec.waits()
-	require.NotEmpty(k, waits)
+	waits := k.idleWaits(l, "long timer")
 	require.Greater(k, waits[0], time.Hour, "rule: a far timer lets the loop sleep long (timeouts: %v)", waits)
 	require.LessOrEqual(k, waits[0], 24*time.Hour, "rule: one poll waits at most a day, so millisecond timeouts cannot overflow (timeouts: %v)", waits)
 

@@ -30,12 +30,7 @@ func TestBrokenSelectorIsCaught(t *testing.T) {
 		"unknown-token":        "",
 		"closed-selector":      "",
 	}
-	rs, err := Run(context.Background(), SelectorSuite(), brokensel.New, Options{
-		Match: func(name string) bool { _, ok := want[name]; return ok },
-	})
-	require.NoError(t, err)
-	require.Len(t, rs, len(want))
-	for _, r := range rs {
+	for _, r := range runNamed(t, SelectorSuite(), brokensel.New, 0, want) {
 		assert.Equal(t, "selector", r.Suite)
 		assert.Equal(t, brokensel.Name, r.Subject)
 		rule := want[r.Case]
@@ -47,6 +42,19 @@ func TestBrokenSelectorIsCaught(t *testing.T) {
 		assert.Contains(t, r.Message, "rule: "+rule, "%s failure must name its rule", r.Case)
 		assert.Equal(t, "rule: "+rule, firstLine(r.Message)[:len("rule: "+rule)], "the JUnit summary line leads with the rule")
 	}
+}
+
+// runNamed runs the cases of s that want names (timeout 0: the default)
+// and requires a result for each.
+func runNamed[V any](t *testing.T, s Suite, f Factory, timeout time.Duration, want map[string]V) []Result {
+	t.Helper()
+	rs, err := Run(context.Background(), s, f, Options{
+		Timeout: timeout,
+		Match:   func(name string) bool { _, ok := want[name]; return ok },
+	})
+	require.NoError(t, err)
+	require.Len(t, rs, len(want))
+	return rs
 }
 
 // fakeSel is the least selector the runner needs: it only has to report

@@ -200,20 +200,15 @@ func caseTimeoutHonoured(c *C) {
 		// Catches a conversion to milliseconds that rounds down.
 		{1900 * time.Microsecond, 100 * time.Microsecond},
 	} {
-		var early []time.Duration
-		for attempt := 0; attempt < 3; attempt++ {
+		early := earlyWaits(tc.d, tc.early, func() time.Duration {
 			start := time.Now()
 			n, err := s.Wait(buf, tc.d)
 			el := time.Since(start)
 			require.NoError(c, err, "rule: Wait succeeds on a healthy selector")
 			require.Zero(c, n, "rule: an idle descriptor is not reported")
 			require.Less(c, el, tc.d+2*time.Second, "rule: Wait returns soon after its timeout: a %v timeout took %v", tc.d, el)
-			if el >= tc.d-tc.early {
-				early = nil
-				break
-			}
-			early = append(early, el) // maybe an interrupted wait; try again
-		}
+			return el
+		})
 		require.Empty(c, early, "rule: Wait does not return before its timeout (sub-millisecond parts round up): a %v timeout returned after %v", tc.d, early)
 	}
 }
@@ -277,17 +272,7 @@ func caseWakeCoalesces(c *C) {
 	require.Less(c, time.Since(start), settle, "rule: %s", ruleWakeBeforeWait)
 	// The next Wait must block for its timeout: all 100 wakes were consumed.
 	const d = 100 * time.Millisecond
-	var early []time.Duration
-	for attempt := 0; attempt < 3; attempt++ {
-		start := time.Now()
-		c.waitOnce(s, buf, d)
-		if el := time.Since(start); el < d-time.Millisecond {
-			early = append(early, el)
-			continue
-		}
-		early = nil
-		break
-	}
+	early := earlyWaits(d, time.Millisecond, func() time.Duration { return c.timedWait(s, buf, d) })
 	require.Empty(c, early, "rule: extra wakes coalesce: one Wait consumes every Wake made before it (later %v Waits returned after %v)", d, early)
 }
 
@@ -517,17 +502,7 @@ func caseInterestZero(c *C) {
 	// Nor may the hangup end Wait early with nothing to show (a busy loop).
 	const d = 50 * time.Millisecond
 	buf := make([]sdk.Event, 8)
-	var early []time.Duration
-	for attempt := 0; attempt < 3; attempt++ {
-		start := time.Now()
-		c.waitOnce(s, buf, d)
-		if el := time.Since(start); el < d-time.Millisecond {
-			early = append(early, el)
-			continue
-		}
-		early = nil
-		break
-	}
+	early := earlyWaits(d, time.Millisecond, func() time.Duration { return c.timedWait(s, buf, d) })
 	require.Empty(c, early, "rule: a hung-up registration with an empty interest set does not end Wait early: %v Waits returned after %v", d, early)
 	require.NoError(c, s.Modify(tok, sdk.Read), msgModify)
 	c.expect(s, tok, sdk.Read|sdk.Hangup, "a paused registration whose peer closed reports once resumed")
