@@ -436,6 +436,30 @@ func kGenAclose(k *kt) {
 	require.Equal(k, []string{"started"}, cleaned, "rule: Aclose runs the clean-up of a started generator, awaits included; an unstarted body never runs")
 }
 
+// genBody records how a gatedGen's body ended.
+type genBody struct {
+	awaitErr error // what its await of the gate returned
+	cleaned  bool  // its deferred clean-up ran
+}
+
+// gatedGen is an async generator on l whose body awaits gate and yields
+// its value once.
+func (k *kt) gatedGen(l *loopFix, gate *kernel.Future[int]) (*kernel.AsyncGen[int], *genBody) {
+	body := &genBody{}
+	g, err := kernel.NewAsyncGen(l.Loop, func(co *kernel.Co, yield func(int) bool) error {
+		defer func() { body.cleaned = true }()
+		v, err := gate.Await(co)
+		body.awaitErr = err
+		if err != nil {
+			return err
+		}
+		yield(v)
+		return nil
+	})
+	k.must(err, "NewAsyncGen")
+	return g, body
+}
+
 // nextTask starts a task that takes one value from g.
 func (k *kt) nextTask(l *loopFix, g *kernel.AsyncGen[int]) *kernel.Task[int] {
 	consumer, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
@@ -449,15 +473,7 @@ func (k *kt) nextTask(l *loopFix, g *kernel.AsyncGen[int]) *kernel.Task[int] {
 func kGenRunning(k *kt) {
 	l := k.newLoop()
 	gate := kernel.CreateFuture[int](l.Loop)
-	g, err := kernel.NewAsyncGen(l.Loop, func(co *kernel.Co, yield func(int) bool) error {
-		v, err := gate.Await(co)
-		if err != nil {
-			return err
-		}
-		yield(v)
-		return nil
-	})
-	k.must(err, "NewAsyncGen")
+	g, _ := k.gatedGen(l, gate)
 	consumer := k.nextTask(l, g)
 	var nextErr, closeErr error
 	intruder, err := kernel.CreateTask(l.Loop, func(co *kernel.Co) (int, error) {
@@ -480,25 +496,13 @@ func kGenRunning(k *kt) {
 func kGenCancelConsumer(k *kt) {
 	l := k.newLoop()
 	gate := kernel.CreateFuture[int](l.Loop)
-	var bodyErr error
-	cleaned := false
-	g, err := kernel.NewAsyncGen(l.Loop, func(co *kernel.Co, yield func(int) bool) error {
-		defer func() { cleaned = true }()
-		v, err := gate.Await(co)
-		bodyErr = err
-		if err != nil {
-			return err
-		}
-		yield(v)
-		return nil
-	})
-	k.must(err, "NewAsyncGen")
+	g, body := k.gatedGen(l, gate)
 	consumer := k.nextTask(l, g)
-	_, err = l.CallLater(time.Millisecond, func() { consumer.CancelMsg("stop consuming") })
+	_, err := l.CallLater(time.Millisecond, func() { consumer.CancelMsg("stop consuming") })
 	k.must(err, "CallLater")
 	require.ErrorIs(k, k.runUntil(l, consumer, "cancel a consumer inside Next"), kernel.ErrCancelled)
-	require.ErrorIs(k, bodyErr, kernel.ErrCancelled, "rule: cancelling the consumer delivers a CancelledError at the body's await")
-	require.True(k, cleaned, "rule: the body's clean-up runs")
+	require.ErrorIs(k, body.awaitErr, kernel.ErrCancelled, "rule: cancelling the consumer delivers a CancelledError at the body's await")
+	require.True(k, body.cleaned, "rule: the body's clean-up runs")
 	require.True(k, consumer.Cancelled(), "rule: the consumer ends cancelled")
 	_, more, _ := runNext(k, l, g)
 	require.False(k, more, "rule: a generator whose body returned is finished")
