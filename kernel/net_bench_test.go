@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -17,14 +18,6 @@ import (
 // read, with two selector waits; it measures the transport paths alone.
 // The goclient variant drives the loop's server from an ordinary Go
 // goroutine with net.Conn, as a mixed program would.
-
-// benchEcho echoes without keeping anything.
-type benchEcho struct{ tr kernel.Transport }
-
-func (p *benchEcho) ConnectionMade(t kernel.BaseTransport) { p.tr = t.(kernel.Transport) }
-func (p *benchEcho) ConnectionLost(error)                  {}
-func (p *benchEcho) DataReceived(b []byte)                 { p.tr.Write(b) }
-func (p *benchEcho) EOFReceived() bool                     { return false }
 
 // pinger sends msg, waits for it to come back whole, and repeats left
 // times, then stops the loop.
@@ -72,7 +65,7 @@ func newPingPair(tb testing.TB, backend string, size int) (*pinger, func()) {
 	p := &pinger{l: l, msg: make([]byte, size)}
 	var srv *kernel.Server
 	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
-		srv, err = kernel.CreateServer(co, func() *benchEcho { return &benchEcho{} }, []string{"127.0.0.1"}, "0", nil)
+		srv, err = kernel.CreateServer(co, testkit.NewEcho, []string{"127.0.0.1"}, "0", nil)
 		if err != nil {
 			return struct{}{}, err
 		}
@@ -121,7 +114,7 @@ func BenchmarkEchoLoopback(b *testing.B) {
 		ready := make(chan string, 1)
 		var srv *kernel.Server
 		task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
-			srv, err = kernel.CreateServer(co, func() *benchEcho { return &benchEcho{} }, []string{"127.0.0.1"}, "0", nil)
+			srv, err = kernel.CreateServer(co, testkit.NewEcho, []string{"127.0.0.1"}, "0", nil)
 			if err != nil {
 				return struct{}{}, err
 			}

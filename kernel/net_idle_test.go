@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -25,14 +26,6 @@ import (
 // to the heap. It is the in-process half of issue 4's memory target (10 k
 // idle connections in <= 40 MB); `loopkernel bench idle` measures whole
 // processes against their peers.
-
-// idleEcho echoes and keeps nothing but its transport, like serve's echo.
-type idleEcho struct{ tr kernel.Transport }
-
-func (p *idleEcho) ConnectionMade(t kernel.BaseTransport) { p.tr = t.(kernel.Transport) }
-func (p *idleEcho) ConnectionLost(error)                  {}
-func (p *idleEcho) DataReceived(b []byte)                 { p.tr.Write(b) }
-func (p *idleEcho) EOFReceived() bool                     { return false }
 
 // idleCost is what holding the connections cost, per connection.
 type idleCost struct {
@@ -59,7 +52,7 @@ func startIdleServer(backend string) (*idleServer, error) {
 	s.stop = kernel.CreateFuture[struct{}](s.loop)
 	bound := make(chan error, 1)
 	main, err := kernel.CreateTask(s.loop, func(co *kernel.Co) (struct{}, error) {
-		srv, err := kernel.CreateServer(co, func() *idleEcho { return &idleEcho{} }, []string{"127.0.0.1"}, "0",
+		srv, err := kernel.CreateServer(co, testkit.NewEcho, []string{"127.0.0.1"}, "0",
 			&kernel.ServerOptions{Backlog: 1024})
 		if err != nil {
 			bound <- err
