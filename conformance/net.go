@@ -161,16 +161,11 @@ func runT[T any](n *nt, l *kernel.Loop, what string, body func(co *kernel.Co) (T
 // with the rule named by what if it does not within netSettle. It returns
 // the sleep's error (a cancellation) for the body to return.
 func (n *nt) waitUntil(co *kernel.Co, what string, cond func() bool) error {
-	deadline := time.Now().Add(netSettle)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not reached within %v", what, netSettle)
-		}
-		if err := co.Sleep(time.Millisecond); err != nil {
-			return err
-		}
+	err := testkit.Until(co, netSettle, cond)
+	if err != nil && !errors.Is(err, kernel.ErrCancelled) {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return nil
+	return err
 }
 
 // settleTurns gives the loop a few turns (and a few milliseconds), for

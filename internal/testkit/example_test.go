@@ -42,10 +42,8 @@ func Example() {
 		defer srv.Close()
 		tr.Write([]byte("ping"))
 		tr.WriteEOF()
-		for !cli.eof {
-			if err := co.Sleep(time.Millisecond); err != nil {
-				return struct{}{}, err
-			}
+		if err := testkit.Until(co, time.Second, func() bool { return cli.eof }); err != nil {
+			return struct{}{}, err
 		}
 		return struct{}{}, tr.Close()
 	})

@@ -63,3 +63,20 @@ func Run[V any](t T, l *kernel.Loop, body func(co *kernel.Co) (V, error)) (V, er
 	}
 	return v, err
 }
+
+// Until sleeps on the coroutine's loop in millisecond steps until cond
+// holds, for a test waiting on what protocol callbacks record. It returns
+// an error if cond does not hold within d, or the sleep's error (a
+// cancellation) as it is, for the coroutine to return.
+func Until(co *kernel.Co, d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not reached within %v", d)
+		}
+		if err := co.Sleep(time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}

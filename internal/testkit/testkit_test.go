@@ -197,12 +197,7 @@ func TestConnect(t *testing.T) {
 		assert.Contains(t, fmt.Sprint(peer), testkit.Loopback+":", "the server listens on loopback")
 		tr.Write([]byte("to the server"))
 		tr.WriteEOF()
-		for len(accepted) == 0 || !accepted[0].eof {
-			if err := co.Sleep(time.Millisecond); err != nil {
-				return struct{}{}, err
-			}
-		}
-		return struct{}{}, nil
+		return struct{}{}, testkit.Until(co, testkit.Limit, func() bool { return len(accepted) == 1 && accepted[0].eof })
 	})
 	require.NoError(t, err)
 	require.Len(t, accepted, 1, "one connection")
@@ -233,4 +228,17 @@ func TestQuickRaceExit(t *testing.T) {
 	t.Setenv("GORACE", "atexit_sleep_ms=50")
 	testkit.QuickRaceExit()
 	assert.Equal(t, "atexit_sleep_ms=50", os.Getenv("GORACE"), "an explicit setting is kept")
+}
+
+func TestUntil(t *testing.T) {
+	l := testkit.NewLoop(t, "")
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+		n := 0
+		if err := testkit.Until(co, time.Minute, func() bool { n++; return n == 3 }); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, testkit.Until(co, 5*time.Millisecond, func() bool { return false })
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not reached within 5ms")
 }
