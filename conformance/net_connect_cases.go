@@ -32,7 +32,7 @@ func nConnectEveryAddress(n *nt) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	lo2 := netip.MustParseAddr("127.0.0.2")
 	l.SetResolver(&fakeResolver{answers: map[string][]netip.Addr{"two.test": {lo, lo2}}})
-	port := strconv.Itoa(n.closedTCPPort())
+	port, _ := n.refusingPort() // refused on 127.0.0.1, and free on 127.0.0.2
 	n.run(l, "connect tries every address", func(co *kernel.Co) error {
 		_, _, err := kernel.CreateConnection(co, func() *recProto { return &recProto{} }, "two.test", port, nil)
 		var ce *kernel.ConnectError
@@ -46,7 +46,7 @@ func nConnectEveryAddress(n *nt) {
 		var dnsErr *net.DNSError
 		require.ErrorAs(n, err, &dnsErr, "rule: resolver errors come through")
 
-		srv, err := kernel.CreateServer(co, newEcho, []string{"127.0.0.2"}, "0", nil)
+		srv, err := kernel.CreateServer(co, newEcho, []string{"127.0.0.2"}, port, nil)
 		if err != nil {
 			return err
 		}
@@ -73,12 +73,12 @@ func nConnectHappyEyeballs(n *nt) {
 	lo1, lo2 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	l.SetResolver(&fakeResolver{answers: map[string][]netip.Addr{"he.test": {lo1, lo2}}})
 	n.run(l, "staggered connects", func(co *kernel.Co) error {
-		srv, err := kernel.CreateServer(co, newEcho, []string{"127.0.0.2"}, "0", nil)
+		port, stall := n.refusingPort()
+		srv, err := kernel.CreateServer(co, newEcho, []string{"127.0.0.2"}, port, nil)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		port := n.tcpPort(srv, 0)
 		// 127.0.0.1 refuses: the second attempt starts at once, long before
 		// the hour's delay.
 		tr, _, err := kernel.CreateConnection(co, func() *recProto { return &recProto{} }, "he.test", port,
@@ -89,7 +89,7 @@ func nConnectHappyEyeballs(n *nt) {
 		tr.Close()
 
 		// 127.0.0.1 on the same port now hangs.
-		if !n.stalledListener(port) {
+		if !stall() {
 			n.Skip("needs a loopback connect that hangs: overflowing a listener's accept queue did not drop SYNs here")
 		}
 		// Without staggering, attempt 2 would wait for attempt 1 to time
@@ -106,16 +106,25 @@ func nConnectHappyEyeballs(n *nt) {
 	})
 }
 
-// stalledListener listens on 127.0.0.1:port with a full accept queue, so
-// new connects to it hang, and reports whether a connect did hang. Its
-// descriptors are closed when the case ends.
-func (n *nt) stalledListener(port string) bool {
-	p, _ := strconv.Atoi(port)
+// refusingPort binds a TCP socket to 127.0.0.1 on a port the system
+// picks, without listening: connects to it are refused, and no other
+// process can take the port while the case runs (a server on 127.0.0.2
+// can, on the same number). stall then makes it a listener whose accept
+// queue is full, so that new connects to it hang, and reports whether a
+// connect did hang. Its descriptors are closed when the case ends.
+func (n *nt) refusingPort() (port string, stall func() bool) {
 	ls, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	n.fixture("socket", err)
 	n.own(ls)
-	sa := &unix.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}
-	n.fixture("bind 127.0.0.1", unix.Bind(ls, sa))
+	n.fixture("bind 127.0.0.1", unix.Bind(ls, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	bound, err := unix.Getsockname(ls)
+	n.fixture("getsockname", err)
+	sa := bound.(*unix.SockaddrInet4)
+	return strconv.Itoa(sa.Port), func() bool { return n.stall(ls, sa) }
+}
+
+// stall listens on ls, bound to sa, with a full accept queue.
+func (n *nt) stall(ls int, sa *unix.SockaddrInet4) bool {
 	n.fixture("listen", unix.Listen(ls, 0))
 	for range 8 {
 		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
