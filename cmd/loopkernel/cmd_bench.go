@@ -34,9 +34,13 @@ var benchCmd = &command{
            loopkernel is faster). The loop is built from --policy.
            Flags: --rounds, --benchtime, --python, --workloads, --json, --quiet.
   echo     loopkernel's echo server on each --policies entry against the floor
-           (raw epoll), Go net, asyncio and uvloop: req/s, p50/p99 latency and
-           server CPU-µs per request, servers interleaved in one run.
-           Flags: loopkernel bench echo -h
+           (raw epoll), Go net, asyncio and uvloop: req/s, p50/p99 latency,
+           server CPU-µs per request (child processes included) and server
+           sleeps per request, servers interleaved in one run. The client is
+           --client epoll (default: one OS thread, raw non-blocking sockets,
+           level-triggered epoll, as a C load generator) or go (net, a
+           goroutine per connection); --pin (default on) puts servers and
+           client on different CPUs. Flags: loopkernel bench echo -h
   idle     resident memory (VmRSS, child processes included) of each server
            above holding --conns idle connections (default 10000, one number
            here) that have each echoed one message: before, with them, KiB

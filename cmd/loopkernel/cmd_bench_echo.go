@@ -19,8 +19,10 @@ import (
 // echoOpts are the flags of `loopkernel bench echo`.
 var echoOpts struct {
 	policies, peers, sizes, conns, python, json string
+	client, probe                               string
 	pipeline, rounds                            int
 	duration, warmup                            time.Duration
+	pin                                         bool
 }
 
 func echoFlags(fs *flag.FlagSet) {
@@ -34,6 +36,11 @@ func echoFlags(fs *flag.FlagSet) {
 	fs.IntVar(&echoOpts.rounds, "rounds", 1, "rounds per cell; servers are interleaved and the table shows medians")
 	fs.StringVar(&echoOpts.python, "python", "/usr/bin/python3", "echo: the Python for the asyncio and uvloop peers")
 	fs.StringVar(&echoOpts.json, "json", "", "also write the raw rows to `FILE`")
+	fs.StringVar(&echoOpts.client, "client", string(echobench.EngineEpoll),
+		"echo: load generator `ENGINES`, comma-separated, each measuring every server in the same rounds: epoll (one OS thread, raw sockets, as a C client) or go (net, a goroutine per connection)")
+	fs.BoolVar(&echoOpts.pin, "pin", true, "echo: pin each server (child processes included) and the client to different CPUs, when there are two")
+	fs.StringVar(&echoOpts.probe, "probe", "",
+		"echo: shell `COMMAND` run during each measured window, {pid} and {name} replaced, stopped with SIGINT (e.g. perf stat -p {pid})")
 }
 
 // benchEcho is `loopkernel bench echo`: loopkernel's echo server on each
@@ -45,8 +52,19 @@ func benchEcho(e *env, args []string) error {
 	policies, peers, sizes, conns := &echoOpts.policies, &echoOpts.peers, &echoOpts.sizes, &echoOpts.conns
 	pipeline, duration, warmup, rounds := &echoOpts.pipeline, &echoOpts.duration, &echoOpts.warmup, &echoOpts.rounds
 	python, jsonOut := &echoOpts.python, &echoOpts.json
+	cfg := echobench.Config{Pipeline: *pipeline, Warmup: *warmup, Duration: *duration, Rounds: *rounds,
+		Pin: echoOpts.pin, Probe: echoOpts.probe, Progress: e.stderr}
+	for _, name := range splitList(echoOpts.client) {
+		engine, err := echobench.ParseEngine(name)
+		if err != nil {
+			return usagef("--client: %v", err)
+		}
+		cfg.Engines = append(cfg.Engines, engine)
+	}
+	if len(cfg.Engines) == 0 {
+		return usagef("--client: name an engine: epoll or go")
+	}
 	var err error
-	cfg := echobench.Config{Pipeline: *pipeline, Warmup: *warmup, Duration: *duration, Rounds: *rounds, Progress: e.stderr}
 	if cfg.Sizes, err = intList(*sizes); err != nil {
 		return usagef("--sizes: %v", err)
 	}
@@ -58,8 +76,8 @@ func benchEcho(e *env, args []string) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	fmt.Fprintf(e.stderr, "bench echo: %d servers × %d sizes × %d connection counts × %d rounds, %v each\n",
-		len(cfg.Servers), len(cfg.Sizes), len(cfg.Conns), cfg.Rounds, cfg.Warmup+cfg.Duration)
+	fmt.Fprintf(e.stderr, "bench echo: %d servers × %d clients × %d sizes × %d connection counts × %d rounds, %v each\n",
+		len(cfg.Servers), len(cfg.Engines), len(cfg.Sizes), len(cfg.Conns), cfg.Rounds, cfg.Warmup+cfg.Duration)
 	rows, err := echobench.Run(ctx, cfg)
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/loopkernel/loopkernel/internal/echobench"
@@ -17,6 +19,7 @@ var serveOpts struct {
 	upstream string
 	root     string
 	loops    int
+	profile  string
 }
 
 var serveCmd = &command{
@@ -40,6 +43,7 @@ stragglers aborted after 5 s.`,
 		fs.StringVar(&serveOpts.upstream, "upstream", "", "proxy: forward to `ADDR` (host:port or unix:PATH)")
 		fs.StringVar(&serveOpts.root, "root", "", "http: serve files below `DIR` at /static/")
 		fs.IntVar(&serveOpts.loops, "loops", 1, "run `N` loops (one per core) sharing the port with SO_REUSEPORT")
+		fs.StringVar(&serveOpts.profile, "cpuprofile", "", "write a Go CPU profile of the server to `FILE` when it shuts down (for bench echo's analysis)")
 	},
 	run: runServe,
 }
@@ -62,6 +66,17 @@ func runServe(e *env, args []string) error {
 	p, err := e.policy()
 	if err != nil {
 		return err
+	}
+	if serveOpts.profile != "" {
+		f, err := os.Create(serveOpts.profile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	// The loops handle SIGINT/SIGTERM themselves; this context only covers
 	// the moments before they are running.

@@ -23,67 +23,90 @@ func serveInBackground(t *testing.T, serve func(string, func(net.Addr)) error) s
 	}
 }
 
+var engines = []Engine{EngineEpoll, EngineGo}
+
 func TestLoadAgainstReferenceServers(t *testing.T) {
 	for name, serve := range map[string]func(string, func(net.Addr)) error{"floor": ServeFloor, "go-net": ServeGoNet} {
-		t.Run(name, func(t *testing.T) {
-			addr := serveInBackground(t, serve)
-			for _, size := range []int{1, 64, 100 * 1024} {
-				var opened, closed bool
-				res, err := Load(context.Background(), LoadConfig{
-					Addr: addr, Conns: 4, Size: size, Pipeline: 2,
-					Warmup: 20 * time.Millisecond, Duration: 100 * time.Millisecond,
-				}, func(open bool) {
-					if open {
-						opened = true
-					} else {
-						closed = true
+		addr := serveInBackground(t, serve)
+		for _, engine := range engines {
+			t.Run(name+"/"+string(engine), func(t *testing.T) {
+				for _, size := range []int{1, 64, 100 * 1024} {
+					var opened, closed bool
+					res, err := Load(context.Background(), LoadConfig{
+						Addr: addr, Engine: engine, Conns: 4, Size: size, Pipeline: 2,
+						Warmup: 20 * time.Millisecond, Duration: 100 * time.Millisecond,
+					}, func(open bool) {
+						if open {
+							opened = true
+						} else {
+							closed = true
+						}
+					})
+					require.NoError(t, err, "size %d", size)
+					require.True(t, opened && closed, "the measured window must open and close")
+					require.Positive(t, res.Requests, "size %d", size)
+					require.Equal(t, int64(0), res.Requests%2, "pipelined requests are counted by batch")
+					require.LessOrEqual(t, res.P50, res.P99)
+					if engine == EngineEpoll {
+						require.Positive(t, res.Client.Waits)
+						require.GreaterOrEqual(t, res.Client.Reads, res.Requests/2, "at least one read per batch")
 					}
-				})
-				require.NoError(t, err, "size %d", size)
-				require.True(t, opened && closed, "the measured window must open and close")
-				require.Positive(t, res.Requests, "size %d", size)
-				require.Equal(t, int64(0), res.Requests%2, "pipelined requests are counted by batch")
-				require.LessOrEqual(t, res.P50, res.P99)
-			}
-		})
+				}
+			})
+		}
 	}
 }
 
-// A server that corrupts one byte in a thousand must be caught.
-func TestLoadDetectsCorruption(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				buf := make([]byte, 4096)
-				total := 0
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					for i := 0; i < n; i++ {
-						if (total+i)%1000 == 999 {
-							buf[i] ^= 0xff
-						}
-					}
-					total += n
-					c.Write(buf[:n])
+// Every way of echoing wrongly — one byte flipped, the stream shifted by
+// a byte dropped or one inserted, a byte that was never sent — must fail
+// the load with ErrMismatch, under either engine.
+func TestLoadDetectsWrongEchoes(t *testing.T) {
+	cases := map[string]func(total int, b []byte) []byte{
+		"one byte in a thousand flipped": func(total int, b []byte) []byte {
+			for i := range b {
+				if (total+i)%1000 == 999 {
+					b[i] ^= 0xff
 				}
-			}()
+			}
+			return b
+		},
+		"one byte dropped": func(total int, b []byte) []byte {
+			if total <= 500 && total+len(b) > 500 {
+				return append(b[:500-total:500-total], b[500-total+1:]...)
+			}
+			return b
+		},
+		"one byte inserted": func(total int, b []byte) []byte {
+			if total <= 500 && total+len(b) > 500 {
+				return append(append(b[:500-total:500-total], 0x5a), b[500-total:]...)
+			}
+			return b
+		},
+	}
+	for name, transform := range cases {
+		addr := startEchoServer(t, transform)
+		for _, engine := range engines {
+			t.Run(name+"/"+string(engine), func(t *testing.T) {
+				start := time.Now()
+				_, err := Load(context.Background(), LoadConfig{
+					Addr: addr, Engine: engine, Conns: 1, Size: 64, Pipeline: 1,
+					Warmup: 10 * time.Millisecond, Duration: 2 * time.Second,
+				}, nil)
+				// The epoll engine checks bytes as they arrive and fails at
+				// the first wrong one. The Go engine checks a batch once it
+				// has all of it, so a dropped byte is a batch that never
+				// completes: it fails when the window has closed and the
+				// grace period has passed.
+				if engine == EngineGo && name == "one byte dropped" {
+					require.ErrorIs(t, err, ErrIncomplete)
+					require.Less(t, time.Since(start), 2*time.Second+drainGrace+time.Second)
+					return
+				}
+				require.ErrorIs(t, err, ErrMismatch)
+				require.Less(t, time.Since(start), time.Second, "a wrong echo ends the load at once")
+			})
 		}
-	}()
-	_, err = Load(context.Background(), LoadConfig{
-		Addr: ln.Addr().String(), Conns: 1, Size: 64, Pipeline: 1,
-		Warmup: 10 * time.Millisecond, Duration: 200 * time.Millisecond,
-	}, nil)
-	require.ErrorIs(t, err, ErrMismatch)
+	}
 }
 
 func TestHistogramQuantiles(t *testing.T) {

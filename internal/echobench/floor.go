@@ -108,19 +108,7 @@ func listenRaw(addr string) (int, net.Addr, error) {
 	if err != nil {
 		return -1, nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	family, sa := unix.AF_INET, unix.Sockaddr(nil)
-	if ip4 := ta.IP.To4(); ip4 != nil || ta.IP == nil {
-		s := &unix.SockaddrInet4{Port: ta.Port}
-		if ip4 != nil {
-			copy(s.Addr[:], ip4)
-		}
-		sa = s
-	} else {
-		family = unix.AF_INET6
-		s := &unix.SockaddrInet6{Port: ta.Port}
-		copy(s.Addr[:], ta.IP.To16())
-		sa = s
-	}
+	family, sa := sockaddrOf(ta)
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, fmt.Errorf("listen %s: socket: %w", addr, err)
@@ -146,6 +134,21 @@ func listenRaw(addr string) (int, net.Addr, error) {
 		return fd, &net.TCPAddr{IP: net.IP(s.Addr[:]), Port: s.Port}, nil
 	}
 	return fd, ta, nil
+}
+
+// sockaddrOf converts a TCP address for the raw socket calls; a nil IP is
+// the IPv4 wildcard.
+func sockaddrOf(ta *net.TCPAddr) (family int, sa unix.Sockaddr) {
+	if ip4 := ta.IP.To4(); ip4 != nil || ta.IP == nil {
+		s := &unix.SockaddrInet4{Port: ta.Port}
+		if ip4 != nil {
+			copy(s.Addr[:], ip4)
+		}
+		return unix.AF_INET, s
+	}
+	s := &unix.SockaddrInet6{Port: ta.Port}
+	copy(s.Addr[:], ta.IP.To16())
+	return unix.AF_INET6, s
 }
 
 // ServeGoNet is the Go reference: net.Listen and a goroutine per

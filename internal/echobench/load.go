@@ -1,26 +1,52 @@
 package echobench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// LoadConfig is one load: how many connections, how big a message, how many
-// messages in flight per connection, and for how long.
+// Engine names a load generator. The two are kept side by side because
+// they load a server differently and the difference is itself a finding
+// (bench/README.md, "Why the two clients disagree").
+type Engine string
+
+const (
+	// EngineEpoll is a foreign client as a C load generator would be: one
+	// locked OS thread, raw non-blocking sockets, one level-triggered
+	// epoll. It is the default: what it measures is what a client that
+	// is not a Go program sees.
+	EngineEpoll Engine = "epoll"
+	// EngineGo is Go's net package with a goroutine per connection, the
+	// client bench echo had first.
+	EngineGo Engine = "go"
+)
+
+// ParseEngine accepts the names of the engines.
+func ParseEngine(s string) (Engine, error) {
+	switch e := Engine(s); e {
+	case EngineEpoll, EngineGo:
+		return e, nil
+	}
+	return "", fmt.Errorf("unknown client engine %q (known: %s, %s)", s, EngineEpoll, EngineGo)
+}
+
+// LoadConfig is one load: which client, how many connections, how big a
+// message, how many messages in flight per connection, and for how long.
 type LoadConfig struct {
 	Addr     string
+	Engine   Engine // EngineEpoll when empty
 	Conns    int
 	Size     int
 	Pipeline int
 	Warmup   time.Duration
 	Duration time.Duration
+	// PinClient pins the client to ClientCPU: the epoll engine's one
+	// thread, or every thread of this process while the Go engine runs.
+	// Unset, the client runs where the scheduler puts it.
+	PinClient bool
+	ClientCPU int
 }
 
 // LoadResult is what one load measured in its window.
@@ -28,152 +54,95 @@ type LoadResult struct {
 	Requests int64
 	Window   time.Duration
 	P50, P99 time.Duration
+	// Client counts what the epoll engine did in the window; zero for the
+	// Go engine, whose system calls the runtime makes out of sight.
+	Client ClientCounts
+}
+
+// ClientCounts are the epoll engine's own system calls in the window:
+// they say how much each wakeup of the client carried, which decides how
+// the server's work is batched.
+type ClientCounts struct {
+	Waits, Events, Reads, Writes int64
 }
 
 // ErrMismatch: the server echoed bytes that differ from what was sent.
 var ErrMismatch = errors.New("echoed bytes differ from the request")
 
+// ErrIncomplete: a batch was not echoed whole within the grace period after
+// the window closed: the server lost bytes, or stalled.
+var ErrIncomplete = errors.New("the server did not echo every byte it was sent")
+
+// drainGrace is how long, once the window has closed, the connections have
+// to complete the batches they have in flight.
+const drainGrace = 2 * time.Second
+
 // Load connects cfg.Conns clients, runs them through the warm-up, calls
 // window(true) as the measured window opens and window(false) as it closes,
 // and returns what was measured. Each connection writes Pipeline messages,
 // reads them all back and checks every byte, and repeats; the latency of a
-// message is the time from writing its batch to reading its last byte.
+// message is the time from writing its batch to reading its last byte. A
+// request counts in the window when its batch completes inside it, in both
+// engines; after the window each connection completes the batch it has in
+// flight (ErrIncomplete if it cannot within drainGrace), so a server that
+// loses a byte fails the load.
 func Load(ctx context.Context, cfg LoadConfig, window func(open bool)) (LoadResult, error) {
 	if cfg.Pipeline < 1 {
 		cfg.Pipeline = 1
 	}
-	// A message is a slice of a patterned base at an offset that changes
-	// with every request, so a server that echoes stale or shifted data is
-	// caught by a plain bytes.Equal.
-	base := make([]byte, cfg.Size+251)
+	if window == nil {
+		window = func(bool) {}
+	}
+	switch cfg.Engine {
+	case EngineEpoll, "":
+		return loadEpoll(ctx, cfg, window)
+	case EngineGo:
+		return loadGo(ctx, cfg, window)
+	}
+	return LoadResult{}, fmt.Errorf("load: %w", errors.New("unknown engine "+string(cfg.Engine)))
+}
+
+// pattern is the data every message is cut from. A message is a slice of
+// it at an offset that changes with every request, so a server that echoes
+// stale, shifted or reordered data is caught by a plain comparison.
+type pattern []byte
+
+// patternPeriod is the number of distinct message offsets; prime, so it
+// shares no factor with sizes or pipeline depths.
+const patternPeriod = 251
+
+func newPattern(size int) pattern {
+	base := make([]byte, size+patternPeriod)
 	for i := range base {
-		base[i] = byte(i*7 + i/251)
+		base[i] = byte(i*7 + i/patternPeriod)
 	}
-	conns := make([]net.Conn, 0, cfg.Conns)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	for i := 0; i < cfg.Conns; i++ {
-		c, err := d.DialContext(ctx, "tcp", cfg.Addr)
-		if err != nil {
-			return LoadResult{}, fmt.Errorf("load: connection %d of %d to %s: %w", i+1, cfg.Conns, cfg.Addr, err)
-		}
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetNoDelay(true)
-		}
-		conns = append(conns, c)
-	}
-
-	var measuring atomic.Bool
-	var count atomic.Int64
-	stop := make(chan struct{})
-	hists := make([]*hist, len(conns))
-	errs := make([]error, len(conns))
-	var wg sync.WaitGroup
-	for i, c := range conns {
-		hists[i] = new(hist)
-		wg.Add(1)
-		go func(i int, c net.Conn) {
-			defer wg.Done()
-			errs[i] = client(c, cfg, base, i, &measuring, &count, hists[i], stop)
-		}(i, c)
-	}
-
-	fail := func(err error) (LoadResult, error) {
-		close(stop)
-		for _, c := range conns {
-			c.SetDeadline(time.Now())
-		}
-		wg.Wait()
-		return LoadResult{}, err
-	}
-	select {
-	case <-time.After(cfg.Warmup):
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
-	if window != nil {
-		window(true)
-	}
-	start := time.Now()
-	measuring.Store(true)
-	select {
-	case <-time.After(cfg.Duration):
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
-	measuring.Store(false)
-	elapsed := time.Since(start)
-	if window != nil {
-		window(false)
-	}
-	n := count.Load()
-	close(stop)
-	for _, c := range conns {
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-	}
-	wg.Wait()
-	var all hist
-	for i, h := range hists {
-		if errs[i] != nil {
-			return LoadResult{}, fmt.Errorf("load: connection %d: %w", i, errs[i])
-		}
-		all.merge(h)
-	}
-	return LoadResult{Requests: n, Window: elapsed, P50: all.quantile(0.50), P99: all.quantile(0.99)}, nil
+	return base
 }
 
-func client(c net.Conn, cfg LoadConfig, base []byte, id int, measuring *atomic.Bool, count *atomic.Int64, h *hist, stop <-chan struct{}) error {
-	size, depth := cfg.Size, cfg.Pipeline
-	out := make([]byte, 0, size*depth)
-	in := make([]byte, size*depth)
-	seq := id * 13
-	for {
-		select {
-		case <-stop:
-			return nil
-		default:
-		}
-		out = out[:0]
-		first := seq
-		for k := 0; k < depth; k++ {
-			off := (seq + k) % 251
-			out = append(out, base[off:off+size]...)
-		}
-		seq += depth
-		t0 := time.Now()
-		if _, err := c.Write(out); err != nil {
-			return stopped(stop, fmt.Errorf("write: %w", err))
-		}
-		if _, err := io.ReadFull(c, in); err != nil {
-			return stopped(stop, fmt.Errorf("read: %w", err))
-		}
-		rtt := time.Since(t0)
-		for k := 0; k < depth; k++ {
-			off := (first + k) % 251
-			if !bytes.Equal(in[k*size:(k+1)*size], base[off:off+size]) {
-				return fmt.Errorf("message %d of %d bytes: %w", first+k, size, ErrMismatch)
-			}
-		}
-		if measuring.Load() {
-			count.Add(int64(depth))
-			for k := 0; k < depth; k++ {
-				h.record(rtt)
-			}
-		}
-	}
+// message returns the bytes of message seq.
+func (p pattern) message(seq, size int) []byte {
+	off := seq % patternPeriod
+	return p[off : off+size]
 }
 
-// stopped hides the error a connection gets when the load is being torn
-// down (its deadline was moved to now on purpose).
-func stopped(stop <-chan struct{}, err error) error {
-	select {
-	case <-stop:
-		return nil
-	default:
-		return err
+// fillBatch writes messages first … first+depth-1 into out and returns it.
+func (p pattern) fillBatch(out []byte, first, depth, size int) []byte {
+	out = out[:0]
+	for k := 0; k < depth; k++ {
+		out = append(out, p.message(first+k, size)...)
 	}
+	return out
+}
+
+// mismatch describes the first byte where got differs from want, both at
+// offset from in a batch of size-byte messages starting at message first.
+func mismatch(got, want []byte, from, first, size int) error {
+	for i := range got {
+		if got[i] != want[i] {
+			pos := from + i
+			return fmt.Errorf("message %d of %d bytes, byte %d: got %#02x, want %#02x: %w",
+				first+pos/size, size, pos%size, got[i], want[i], ErrMismatch)
+		}
+	}
+	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 //go:embed echo_server.py
@@ -40,7 +42,21 @@ type Config struct {
 	Duration time.Duration
 	// Rounds repeats each cell; servers are interleaved within a round and
 	// the order rotates between rounds. The table reports medians.
-	Rounds   int
+	Rounds int
+	// Engines are the load generators, each measuring every server in
+	// the same interleaved rounds (EngineEpoll alone when empty).
+	Engines []Engine
+	// Pin puts every server (its whole process tree) on one CPU and the
+	// client on another, when this process may use two; Run says on
+	// Progress when it cannot.
+	Pin bool
+	// Probe, when set, is a shell command run during each measured window
+	// with {pid} replaced by the server's process id and {name} by the
+	// server's name (with "/" turned to "-"), and sent SIGINT as the window
+	// closes: `perf stat -e raw_syscalls:sys_enter -p {pid}` counts the
+	// server's system calls over the same requests. Its output goes to
+	// Progress.
+	Probe    string
 	Progress io.Writer
 }
 
@@ -54,8 +70,16 @@ type Row struct {
 	P50us     float64 `json:"p50_us"`
 	P99us     float64 `json:"p99_us"`
 	CPUusReq  float64 `json:"server_cpu_us_per_req"`
-	Rounds    int     `json:"rounds"`
-	Error     string  `json:"error,omitempty"`
+	// SleepsReq is the server's voluntary context switches per request:
+	// how often one of its threads blocked, the inverse of its batching.
+	SleepsReq float64 `json:"server_sleeps_per_req"`
+	// EventsWait is the epoll client's readiness events per epoll_wait
+	// (0 with the Go client, which has no such count).
+	EventsWait float64 `json:"client_events_per_wait,omitempty"`
+	Client     Engine  `json:"client"`
+	Pinned     bool    `json:"pinned"`
+	Rounds     int     `json:"rounds"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // PythonPeers returns the asyncio and uvloop servers that python3 on this
@@ -146,10 +170,23 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
+	if len(cfg.Engines) == 0 {
+		cfg.Engines = []Engine{EngineEpoll}
+	}
+	probe := probeSpec{command: cfg.Probe}
+	unix.SchedGetaffinity(0, &probe.cpus)
+	serverCPU, clientCPU, pin := cpuPair()
+	if cfg.Pin && !pin {
+		fmt.Fprintln(progress, "  not pinned: this process may run on fewer than two CPUs")
+	}
+	pin = pin && cfg.Pin
 	servers := make([]*server, len(cfg.Servers))
 	startErr := make([]error, len(cfg.Servers))
 	for i, s := range cfg.Servers {
 		servers[i], startErr[i] = start(ctx, s)
+		if startErr[i] == nil && pin {
+			startErr[i] = pinTree(servers[i].cmd.Process.Pid, serverCPU)
+		}
 		if startErr[i] != nil {
 			fmt.Fprintf(progress, "  %s: %v\n", s.Name, startErr[i])
 		}
@@ -162,48 +199,56 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		}
 	}()
 
+	// A contestant is a server under one engine; the contestants take
+	// turns within a round, and the order rotates between rounds.
+	nServers := len(servers)
+	n := nServers * len(cfg.Engines)
 	var rows []Row
 	for _, size := range cfg.Sizes {
 		for _, conns := range cfg.Conns {
-			samples := make([][]sample, len(servers))
-			errs := make([]error, len(servers))
+			samples := make([][]sample, n)
+			errs := make([]error, n)
 			for r := 0; r < cfg.Rounds; r++ {
-				for k := range servers {
-					i := (k + r) % len(servers)
-					s := servers[i]
-					if s == nil || errs[i] != nil {
+				for k := 0; k < n; k++ {
+					j := (k + r) % n
+					s, engine := servers[j%nServers], cfg.Engines[j/nServers]
+					if s == nil || errs[j] != nil {
 						continue
 					}
 					smp, err := measure(ctx, s, LoadConfig{
-						Addr: s.addr, Conns: conns, Size: size, Pipeline: cfg.Pipeline,
-						Warmup: cfg.Warmup, Duration: cfg.Duration,
-					})
+						Addr: s.addr, Engine: engine, Conns: conns, Size: size, Pipeline: cfg.Pipeline,
+						Warmup: cfg.Warmup, Duration: cfg.Duration, PinClient: pin, ClientCPU: clientCPU,
+					}, probe, progress)
 					if err != nil {
 						if ctx.Err() != nil {
 							return rows, ctx.Err()
 						}
-						errs[i] = err
-						fmt.Fprintf(progress, "  %s size=%d conns=%d: %v\n", s.spec.Name, size, conns, err)
+						errs[j] = err
+						fmt.Fprintf(progress, "  %s size=%d conns=%d client=%s: %v\n", s.spec.Name, size, conns, engine, err)
 						continue
 					}
-					samples[i] = append(samples[i], smp)
-					fmt.Fprintf(progress, "  round %d/%d size=%-6d conns=%-4d %-22s %10.0f req/s %7.2f cpu-µs/req\n",
-						r+1, cfg.Rounds, size, conns, s.spec.Name, smp.rps, smp.cpuPerReq)
+					samples[j] = append(samples[j], smp)
+					fmt.Fprintf(progress, "  round %d/%d size=%-6d conns=%-4d client=%-5s %-22s %10.0f req/s %7.2f cpu-µs/req %6.3f sleeps/req\n",
+						r+1, cfg.Rounds, size, conns, engine, s.spec.Name, smp.rps, smp.cpuPerReq, smp.sleepsPerReq)
 				}
 			}
-			for i, spec := range cfg.Servers {
-				row := Row{Server: spec.Name, Size: size, Conns: conns, Pipeline: max(cfg.Pipeline, 1), Rounds: len(samples[i])}
+			for j := 0; j < n; j++ {
+				i, engine := j%nServers, cfg.Engines[j/nServers]
+				row := Row{Server: cfg.Servers[i].Name, Size: size, Conns: conns, Pipeline: max(cfg.Pipeline, 1),
+					Client: engine, Pinned: pin, Rounds: len(samples[j])}
 				switch {
 				case startErr[i] != nil:
 					row.Error = startErr[i].Error()
-				case errs[i] != nil:
-					row.Error = errs[i].Error()
+				case errs[j] != nil:
+					row.Error = errs[j].Error()
 				}
-				if len(samples[i]) > 0 {
-					row.ReqPerSec = median(samples[i], func(s sample) float64 { return s.rps })
-					row.P50us = median(samples[i], func(s sample) float64 { return s.p50 })
-					row.P99us = median(samples[i], func(s sample) float64 { return s.p99 })
-					row.CPUusReq = median(samples[i], func(s sample) float64 { return s.cpuPerReq })
+				if smp := samples[j]; len(smp) > 0 {
+					row.ReqPerSec = median(smp, func(s sample) float64 { return s.rps })
+					row.P50us = median(smp, func(s sample) float64 { return s.p50 })
+					row.P99us = median(smp, func(s sample) float64 { return s.p99 })
+					row.CPUusReq = median(smp, func(s sample) float64 { return s.cpuPerReq })
+					row.SleepsReq = median(smp, func(s sample) float64 { return s.sleepsPerReq })
+					row.EventsWait = median(smp, func(s sample) float64 { return s.eventsPerWait })
 				}
 				rows = append(rows, row)
 			}
@@ -212,23 +257,30 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	return rows, nil
 }
 
-type sample struct{ rps, p50, p99, cpuPerReq float64 }
+type sample struct{ rps, p50, p99, cpuPerReq, sleepsPerReq, eventsPerWait float64 }
 
-func measure(ctx context.Context, s *server, lc LoadConfig) (sample, error) {
+func measure(ctx context.Context, s *server, lc LoadConfig, probe probeSpec, progress io.Writer) (sample, error) {
+	pid := s.cmd.Process.Pid
 	var cpu0, cpu1 time.Duration
+	var sleeps0, sleeps1 int64
 	var cpuErr error
+	var p *probeRun
 	res, err := Load(ctx, lc, func(open bool) {
-		c, err := processTreeCPU(s.cmd.Process.Pid)
-		if err != nil {
-			cpuErr = err
+		if !open {
+			// Read the counters first: stopping the probe takes a while.
+			cpu1, cpuErr = processTreeCPU(pid)
+			sleeps1 = processTreeSleeps(pid)
+			p.stop()
+			return
 		}
-		if open {
-			cpu0 = c
-		} else {
-			cpu1 = c
+		if probe.command != "" {
+			p = startProbe(probe, s.spec.Name, pid, progress)
 		}
+		sleeps0 = processTreeSleeps(pid)
+		cpu0, cpuErr = processTreeCPU(pid)
 	})
 	if err != nil {
+		p.stop()
 		return sample{}, err
 	}
 	if cpuErr != nil {
@@ -237,12 +289,20 @@ func measure(ctx context.Context, s *server, lc LoadConfig) (sample, error) {
 	if res.Requests == 0 {
 		return sample{}, errors.New("no request completed in the window")
 	}
-	return sample{
-		rps:       float64(res.Requests) / res.Window.Seconds(),
-		p50:       float64(res.P50) / float64(time.Microsecond),
-		p99:       float64(res.P99) / float64(time.Microsecond),
-		cpuPerReq: float64(cpu1-cpu0) / float64(time.Microsecond) / float64(res.Requests),
-	}, nil
+	smp := sample{
+		rps:          float64(res.Requests) / res.Window.Seconds(),
+		p50:          float64(res.P50) / float64(time.Microsecond),
+		p99:          float64(res.P99) / float64(time.Microsecond),
+		cpuPerReq:    float64(cpu1-cpu0) / float64(time.Microsecond) / float64(res.Requests),
+		sleepsPerReq: float64(sleeps1-sleeps0) / float64(res.Requests),
+	}
+	if res.Client.Waits > 0 {
+		smp.eventsPerWait = float64(res.Client.Events) / float64(res.Client.Waits)
+	}
+	if p != nil {
+		fmt.Fprintf(progress, "  probe %s: %d requests in the window\n", s.spec.Name, res.Requests)
+	}
+	return smp, nil
 }
 
 func median(s []sample, f func(sample) float64) float64 {
@@ -258,15 +318,22 @@ func median(s []sample, f func(sample) float64) float64 {
 }
 
 // WriteTable prints the rows grouped by cell, with each server's CPU per
-// request as a ratio to the floor's and to uvloop's where they were
-// measured.
+// request as a ratio to the floor's and to uvloop's measured by the same
+// client engine, its sleeps per request, and the client's events per wait.
 func WriteTable(w io.Writer, rows []Row) {
+	if len(rows) > 0 {
+		pinned := "unpinned"
+		if rows[0].Pinned {
+			pinned = "servers and client pinned to different CPUs"
+		}
+		fmt.Fprintf(w, "%s; ratios compare servers under the same client\n", pinned)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\tconns\tserver\treq/s\tp50 µs\tp99 µs\tcpu-µs/req\t×floor\t×uvloop\t")
-	ref := func(size, conns int, name string) float64 {
-		for _, r := range rows {
-			if r.Size == size && r.Conns == conns && r.Server == name && r.Error == "" {
-				return r.CPUusReq
+	fmt.Fprintln(tw, "size\tconns\tclient\tserver\treq/s\tp50 µs\tp99 µs\tcpu-µs/req\t×floor\t×uvloop\tsleeps/req\tclient ev/wait\t")
+	ref := func(r Row, name string) float64 {
+		for _, o := range rows {
+			if o.Size == r.Size && o.Conns == r.Conns && o.Client == r.Client && o.Server == name && o.Error == "" {
+				return o.CPUusReq
 			}
 		}
 		return 0
@@ -279,18 +346,23 @@ func WriteTable(w io.Writer, rows []Row) {
 	}
 	last := ""
 	for _, r := range rows {
-		cell := fmt.Sprintf("%d/%d", r.Size, r.Conns)
+		cell := fmt.Sprintf("%d/%d/%s", r.Size, r.Conns, r.Client)
 		if last != "" && cell != last {
-			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t")
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t")
 		}
 		last = cell
 		if r.Error != "" && r.Rounds == 0 {
-			fmt.Fprintf(tw, "%s\t%d\t%s\tfailed: %s\t\t\t\t\t\t\n", sizeName(r.Size), r.Conns, r.Server, r.Error)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\tfailed: %s\t\t\t\t\t\t\t\t\n", sizeName(r.Size), r.Conns, r.Client, r.Server, r.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%s\t\n", sizeName(r.Size), r.Conns, r.Server,
+		evw := "-"
+		if r.EventsWait > 0 {
+			evw = fmt.Sprintf("%.2f", r.EventsWait)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.3f\t%s\t\n", sizeName(r.Size), r.Conns, r.Client, r.Server,
 			r.ReqPerSec, r.P50us, r.P99us, r.CPUusReq,
-			ratio(r.CPUusReq, ref(r.Size, r.Conns, "floor")), ratio(r.CPUusReq, ref(r.Size, r.Conns, "uvloop")))
+			ratio(r.CPUusReq, ref(r, "floor")), ratio(r.CPUusReq, ref(r, "uvloop")),
+			r.SleepsReq, evw)
 	}
 	tw.Flush()
 }
