@@ -40,7 +40,7 @@ func echoFlags(fs *flag.FlagSet) {
 		"echo: load generator `ENGINES`, comma-separated, each measuring every server in the same rounds: epoll (one OS thread, raw sockets, as a C client) or go (net, a goroutine per connection)")
 	fs.BoolVar(&echoOpts.pin, "pin", true, "echo: pin each server (child processes included) and the client to different CPUs, when there are two")
 	fs.StringVar(&echoOpts.probe, "probe", "",
-		"echo: shell `COMMAND` run during each measured window, {pid} and {name} replaced, stopped with SIGINT (e.g. perf stat -p {pid})")
+		"echo: shell `COMMAND` run during each measured window, {pid} {name} {client} {size} {conns} replaced, stopped with SIGINT (e.g. perf stat -p {pid})")
 }
 
 // benchEcho is `loopkernel bench echo`: loopkernel's echo server on each

@@ -94,7 +94,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) ([]IdleRow, error) {
 }
 
 func measureIdle(ctx context.Context, spec ServerSpec, cfg IdleConfig, row *IdleRow) error {
-	s, err := start(ctx, spec)
+	s, err := start(ctx, spec, -1)
 	if err != nil {
 		return err
 	}

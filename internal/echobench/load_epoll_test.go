@@ -232,26 +232,41 @@ func TestEpollLoadPinsItsThreadOnly(t *testing.T) {
 	}
 }
 
+// A server started on a CPU runs there from its first instruction, and
 // pinTree reaches every thread of a server and of its children.
-func TestPinTreeReachesChildren(t *testing.T) {
+func TestPinnedServers(t *testing.T) {
 	serverCPU, _, ok := cpuPair()
 	if !ok {
 		t.Skip("pinning needs two CPUs")
 	}
-	s, err := start(context.Background(), ServerSpec{Name: "sh", Argv: []string{"/bin/sh", "-c", "sleep 30 & echo LISTENING x; wait"}})
+	s, err := start(context.Background(), ServerSpec{Name: "sh", Argv: []string{"/bin/sh", "-c", "sleep 30 >/dev/null & echo LISTENING x; wait"}}, -1)
 	require.NoError(t, err)
 	defer s.stop()
 	pid := s.cmd.Process.Pid
 	require.Eventually(t, func() bool { return len(children(pid)) == 1 }, 5*time.Second, 10*time.Millisecond)
+	defer unix.Kill(children(pid)[0], unix.SIGKILL)
 	require.NoError(t, pinTree(pid, serverCPU))
-	for _, p := range append([]int{pid}, children(pid)...) {
-		for _, tid := range threads(t, p) {
+	check := func(pid int) {
+		for _, tid := range threads(t, pid) {
 			var set unix.CPUSet
 			require.NoError(t, unix.SchedGetaffinity(tid, &set))
-			require.Equal(t, 1, set.Count(), "process %d thread %d", p, tid)
+			require.Equal(t, 1, set.Count(), "process %d thread %d", pid, tid)
 			require.True(t, set.IsSet(serverCPU))
 		}
 	}
+	for _, p := range append([]int{pid}, children(pid)...) {
+		check(p)
+	}
+
+	var before unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &before))
+	s2, err := start(context.Background(), ServerSpec{Name: "sh", Argv: []string{"/bin/sh", "-c", "echo LISTENING x; exec sleep 30"}}, serverCPU)
+	require.NoError(t, err)
+	defer s2.stop()
+	check(s2.cmd.Process.Pid)
+	var after unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &after))
+	require.Equal(t, before, after, "starting a pinned server leaves this thread's mask alone")
 }
 
 func threads(t *testing.T, pid int) []int {

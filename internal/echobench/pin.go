@@ -3,6 +3,8 @@ package echobench
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +34,33 @@ func cpuPair() (server, client int, ok bool) {
 		return 0, 0, false
 	}
 	return cpus[0], cpus[1], true
+}
+
+// startOn starts cmd on cpu alone (any CPU when cpu < 0): the child
+// inherits the mask of the thread that forks it, so that thread is locked,
+// given the mask for the fork, and given its own back before it returns to
+// the scheduler's pool.
+func startOn(cmd *exec.Cmd, cpu int) error {
+	if cpu < 0 {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("pin: %w", err)
+	}
+	if err := pinThread(0, cpu); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	err := cmd.Start()
+	if unix.SchedSetaffinity(0, &old) == nil {
+		// Left locked otherwise, so that no other goroutine runs on a
+		// pinned thread.
+		runtime.UnlockOSThread()
+	}
+	return err
 }
 
 // pinThread sets the affinity of thread tid (0: the calling thread) to cpu

@@ -29,9 +29,9 @@ type probeSpec struct {
 // startProbe starts the probe command for server name at pid; a probe
 // that cannot start is reported and skipped, never fatal to the
 // measurement.
-func startProbe(spec probeSpec, name string, pid int, progress io.Writer) *probeRun {
-	command := spec.command
-	command = strings.NewReplacer("{pid}", strconv.Itoa(pid), "{name}", strings.ReplaceAll(name, "/", "-")).Replace(command)
+func startProbe(spec probeSpec, name string, pid int, lc LoadConfig, progress io.Writer) *probeRun {
+	command := strings.NewReplacer("{pid}", strconv.Itoa(pid), "{name}", strings.ReplaceAll(name, "/", "-"),
+		"{client}", string(lc.Engine), "{size}", strconv.Itoa(lc.Size), "{conns}", strconv.Itoa(lc.Conns)).Replace(spec.command)
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Stdout, cmd.Stderr = progress, progress
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

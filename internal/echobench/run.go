@@ -51,9 +51,9 @@ type Config struct {
 	// Progress when it cannot.
 	Pin bool
 	// Probe, when set, is a shell command run during each measured window
-	// with {pid} replaced by the server's process id and {name} by the
-	// server's name (with "/" turned to "-"), and sent SIGINT as the window
-	// closes: `perf stat -e raw_syscalls:sys_enter -p {pid}` counts the
+	// with {pid} replaced by the server's process id, {name} by the
+	// server's name (with "/" turned to "-"), {client}, {size} and {conns}
+	// by the load's, and sent SIGINT as the window closes: `perf stat -e raw_syscalls:sys_enter -p {pid}` counts the
 	// server's system calls over the same requests. Its output goes to
 	// Progress.
 	Probe    string
@@ -113,7 +113,12 @@ type server struct {
 	addr string
 }
 
-func start(ctx context.Context, s ServerSpec) (*server, error) {
+// start starts a server and waits for its LISTENING line. With cpu >= 0
+// the server starts on that CPU alone, as under taskset(1): the Go
+// runtime sizes GOMAXPROCS from the CPUs it may use at start, and a server
+// pinned only after it started would run with the wrong count until the
+// runtime noticed.
+func start(ctx context.Context, s ServerSpec, cpu int) (*server, error) {
 	cmd := exec.CommandContext(ctx, s.Argv[0], s.Argv[1:]...)
 	cmd.Env = append(os.Environ(), s.Env...)
 	cmd.Stderr = os.Stderr
@@ -122,7 +127,7 @@ func start(ctx context.Context, s ServerSpec) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startOn(cmd, cpu); err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
 	lines := make(chan string, 1)
@@ -183,8 +188,14 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	servers := make([]*server, len(cfg.Servers))
 	startErr := make([]error, len(cfg.Servers))
 	for i, s := range cfg.Servers {
-		servers[i], startErr[i] = start(ctx, s)
+		cpu := -1
+		if pin {
+			cpu = serverCPU
+		}
+		servers[i], startErr[i] = start(ctx, s, cpu)
 		if startErr[i] == nil && pin {
+			// Started pinned; this checks that every thread and child
+			// (a plugin) still is.
 			startErr[i] = pinTree(servers[i].cmd.Process.Pid, serverCPU)
 		}
 		if startErr[i] != nil {
@@ -274,7 +285,7 @@ func measure(ctx context.Context, s *server, lc LoadConfig, probe probeSpec, pro
 			return
 		}
 		if probe.command != "" {
-			p = startProbe(probe, s.spec.Name, pid, progress)
+			p = startProbe(probe, s.spec.Name, pid, lc, progress)
 		}
 		sleeps0 = processTreeSleeps(pid)
 		cpu0, cpuErr = processTreeCPU(pid)
@@ -300,7 +311,8 @@ func measure(ctx context.Context, s *server, lc LoadConfig, probe probeSpec, pro
 		smp.eventsPerWait = float64(res.Client.Events) / float64(res.Client.Waits)
 	}
 	if p != nil {
-		fmt.Fprintf(progress, "  probe %s: %d requests in the window\n", s.spec.Name, res.Requests)
+		fmt.Fprintf(progress, "  probe %s client=%s size=%d conns=%d: %d requests in the window\n",
+			s.spec.Name, lc.Engine, lc.Size, lc.Conns, res.Requests)
 	}
 	return smp, nil
 }
