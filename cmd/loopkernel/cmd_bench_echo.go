@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,7 +20,7 @@ import (
 // echoOpts are the flags of `loopkernel bench echo`.
 var echoOpts struct {
 	policies, peers, sizes, conns, python, json string
-	client, probe                               string
+	client, probe, wrap                         string
 	pipeline, rounds                            int
 	duration, warmup                            time.Duration
 	pin                                         bool
@@ -39,6 +40,8 @@ func echoFlags(fs *flag.FlagSet) {
 	fs.StringVar(&echoOpts.client, "client", string(echobench.EngineEpoll),
 		"echo: load generator `ENGINES`, comma-separated, each measuring every server in the same rounds: epoll (one OS thread, raw sockets, as a C client) or go (net, a goroutine per connection)")
 	fs.BoolVar(&echoOpts.pin, "pin", true, "echo: pin each server (child processes included) and the client to different CPUs, when there are two")
+	fs.StringVar(&echoOpts.wrap, "wrap", "",
+		"echo: start every server under `COMMAND` (split at spaces), e.g. valgrind --tool=callgrind, to count its instructions per request with --probe")
 	fs.StringVar(&echoOpts.probe, "probe", "",
 		"echo: shell `COMMAND` run during each measured window, {pid} {name} {client} {size} {conns} replaced, stopped with SIGINT (e.g. perf stat -p {pid})")
 }
@@ -73,6 +76,12 @@ func benchEcho(e *env, args []string) error {
 	}
 	if cfg.Servers, err = benchServers(e, *policies, *peers, *python); err != nil {
 		return err
+	}
+	if wrap := strings.Fields(echoOpts.wrap); len(wrap) > 0 {
+		for i := range cfg.Servers {
+			cfg.Servers[i].Argv = append(slices.Clip(wrap), cfg.Servers[i].Argv...)
+			cfg.Servers[i].StartTimeout = 2 * time.Minute // valgrind starts slowly
+		}
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()

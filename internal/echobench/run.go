@@ -29,6 +29,16 @@ type ServerSpec struct {
 	Name string
 	Argv []string
 	Env  []string
+	// StartTimeout bounds the wait for the LISTENING line: 15 s when
+	// zero, longer for a server run under valgrind.
+	StartTimeout time.Duration
+}
+
+func (s ServerSpec) startTimeout() time.Duration {
+	if s.StartTimeout > 0 {
+		return s.StartTimeout
+	}
+	return 15 * time.Second
 }
 
 // Config is a whole benchmark: servers, the grid of sizes and connection
@@ -73,6 +83,10 @@ type Row struct {
 	// SleepsReq is the server's voluntary context switches per request:
 	// how often one of its threads blocked, the inverse of its batching.
 	SleepsReq float64 `json:"server_sleeps_per_req"`
+	// ClientCPUusReq is this process's CPU per request: the client's cost.
+	// Near 1 s per second of window, the client, not the server, is the
+	// bottleneck, and the server gets small batches.
+	ClientCPUusReq float64 `json:"client_cpu_us_per_req"`
 	// EventsWait is the epoll client's readiness events per epoll_wait
 	// (0 with the Go client, which has no such count).
 	EventsWait float64 `json:"client_events_per_wait,omitempty"`
@@ -144,10 +158,10 @@ func start(ctx context.Context, s ServerSpec, cpu int) (*server, error) {
 	select {
 	case addr := <-lines:
 		return &server{spec: s, cmd: cmd, addr: addr}, nil
-	case <-time.After(15 * time.Second):
+	case <-time.After(s.startTimeout()):
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, fmt.Errorf("start %s: no LISTENING line within 15s", s.Name)
+		return nil, fmt.Errorf("start %s: no LISTENING line within %v", s.Name, s.startTimeout())
 	}
 }
 
@@ -259,6 +273,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 					row.P99us = median(smp, func(s sample) float64 { return s.p99 })
 					row.CPUusReq = median(smp, func(s sample) float64 { return s.cpuPerReq })
 					row.SleepsReq = median(smp, func(s sample) float64 { return s.sleepsPerReq })
+					row.ClientCPUusReq = median(smp, func(s sample) float64 { return s.clientCPUPerReq })
 					row.EventsWait = median(smp, func(s sample) float64 { return s.eventsPerWait })
 				}
 				rows = append(rows, row)
@@ -268,11 +283,14 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	return rows, nil
 }
 
-type sample struct{ rps, p50, p99, cpuPerReq, sleepsPerReq, eventsPerWait float64 }
+type sample struct {
+	rps, p50, p99, cpuPerReq, sleepsPerReq, clientCPUPerReq, eventsPerWait float64
+}
 
 func measure(ctx context.Context, s *server, lc LoadConfig, probe probeSpec, progress io.Writer) (sample, error) {
 	pid := s.cmd.Process.Pid
-	var cpu0, cpu1 time.Duration
+	self := os.Getpid()
+	var cpu0, cpu1, client0, client1 time.Duration
 	var sleeps0, sleeps1 int64
 	var cpuErr error
 	var p *probeRun
@@ -280,6 +298,7 @@ func measure(ctx context.Context, s *server, lc LoadConfig, probe probeSpec, pro
 		if !open {
 			// Read the counters first: stopping the probe takes a while.
 			cpu1, cpuErr = processTreeCPU(pid)
+			client1, _ = processCPU(self)
 			sleeps1 = processTreeSleeps(pid)
 			p.stop()
 			return
@@ -288,6 +307,7 @@ func measure(ctx context.Context, s *server, lc LoadConfig, probe probeSpec, pro
 			p = startProbe(probe, s.spec.Name, pid, lc, progress)
 		}
 		sleeps0 = processTreeSleeps(pid)
+		client0, _ = processCPU(self)
 		cpu0, cpuErr = processTreeCPU(pid)
 	})
 	if err != nil {
@@ -301,11 +321,12 @@ func measure(ctx context.Context, s *server, lc LoadConfig, probe probeSpec, pro
 		return sample{}, errors.New("no request completed in the window")
 	}
 	smp := sample{
-		rps:          float64(res.Requests) / res.Window.Seconds(),
-		p50:          float64(res.P50) / float64(time.Microsecond),
-		p99:          float64(res.P99) / float64(time.Microsecond),
-		cpuPerReq:    float64(cpu1-cpu0) / float64(time.Microsecond) / float64(res.Requests),
-		sleepsPerReq: float64(sleeps1-sleeps0) / float64(res.Requests),
+		rps:             float64(res.Requests) / res.Window.Seconds(),
+		p50:             float64(res.P50) / float64(time.Microsecond),
+		p99:             float64(res.P99) / float64(time.Microsecond),
+		cpuPerReq:       float64(cpu1-cpu0) / float64(time.Microsecond) / float64(res.Requests),
+		sleepsPerReq:    float64(sleeps1-sleeps0) / float64(res.Requests),
+		clientCPUPerReq: float64(client1-client0) / float64(time.Microsecond) / float64(res.Requests),
 	}
 	if res.Client.Waits > 0 {
 		smp.eventsPerWait = float64(res.Client.Events) / float64(res.Client.Waits)
@@ -341,7 +362,7 @@ func WriteTable(w io.Writer, rows []Row) {
 		fmt.Fprintf(w, "%s; ratios compare servers under the same client\n", pinned)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\tconns\tclient\tserver\treq/s\tp50 µs\tp99 µs\tcpu-µs/req\t×floor\t×uvloop\tsleeps/req\tclient ev/wait\t")
+	fmt.Fprintln(tw, "size\tconns\tclient\tserver\treq/s\tp50 µs\tp99 µs\tcpu-µs/req\t×floor\t×uvloop\tsleeps/req\tclient cpu-µs/req\tclient ev/wait\t")
 	ref := func(r Row, name string) float64 {
 		for _, o := range rows {
 			if o.Size == r.Size && o.Conns == r.Conns && o.Client == r.Client && o.Server == name && o.Error == "" {
@@ -360,21 +381,21 @@ func WriteTable(w io.Writer, rows []Row) {
 	for _, r := range rows {
 		cell := fmt.Sprintf("%d/%d/%s", r.Size, r.Conns, r.Client)
 		if last != "" && cell != last {
-			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t")
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t")
 		}
 		last = cell
 		if r.Error != "" && r.Rounds == 0 {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\tfailed: %s\t\t\t\t\t\t\t\t\n", sizeName(r.Size), r.Conns, r.Client, r.Server, r.Error)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\tfailed: %s\t\t\t\t\t\t\t\t\t\n", sizeName(r.Size), r.Conns, r.Client, r.Server, r.Error)
 			continue
 		}
 		evw := "-"
 		if r.EventsWait > 0 {
 			evw = fmt.Sprintf("%.2f", r.EventsWait)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.3f\t%s\t\n", sizeName(r.Size), r.Conns, r.Client, r.Server,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.3f\t%.2f\t%s\t\n", sizeName(r.Size), r.Conns, r.Client, r.Server,
 			r.ReqPerSec, r.P50us, r.P99us, r.CPUusReq,
 			ratio(r.CPUusReq, ref(r, "floor")), ratio(r.CPUusReq, ref(r, "uvloop")),
-			r.SleepsReq, evw)
+			r.SleepsReq, r.ClientCPUusReq, evw)
 	}
 	tw.Flush()
 }
