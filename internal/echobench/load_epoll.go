@@ -29,29 +29,34 @@ func loadEpoll(ctx context.Context, cfg LoadConfig, window func(open bool)) (Loa
 	done := make(chan outcome, 1)
 	go func() {
 		runtime.LockOSThread()
-		if cfg.PinClient {
-			// The thread goes back to the runtime's pool with its mask
-			// restored. It must not exit instead (by staying locked): a
-			// server started with Pdeathsig from this thread earlier would
-			// be killed with it.
-			var old unix.CPUSet
-			if err := unix.SchedGetaffinity(0, &old); err != nil {
-				done <- outcome{err: fmt.Errorf("load: %w", err)}
-				return // locked: the thread exits rather than leak a mask
-			}
-			if err := pinThread(0, cfg.ClientCPU); err != nil {
-				done <- outcome{err: fmt.Errorf("load: %w", err)}
-				return
-			}
-			defer func() {
-				if unix.SchedSetaffinity(0, &old) == nil {
-					runtime.UnlockOSThread()
-				}
-			}()
-		} else {
-			defer runtime.UnlockOSThread()
+		if !cfg.PinClient {
+			res, err := runEpollLoad(ctx, cfg, window)
+			runtime.UnlockOSThread()
+			done <- outcome{res, err}
+			return
 		}
-		res, err := runEpollLoad(ctx, cfg, window)
+		// The thread goes back to the runtime's pool with its mask
+		// restored, before the result is handed over. It must not exit
+		// instead (by staying locked): a server started with Pdeathsig
+		// from this thread earlier would be killed with it.
+		var old unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err != nil {
+			runtime.UnlockOSThread()
+			done <- outcome{err: fmt.Errorf("load: %w", err)}
+			return
+		}
+		var res LoadResult
+		err := pinThread(0, cfg.ClientCPU)
+		if err == nil {
+			res, err = runEpollLoad(ctx, cfg, window)
+		}
+		if rerr := unix.SchedSetaffinity(0, &old); rerr != nil {
+			// Stay locked: no other goroutine may run on a pinned
+			// thread, and the runtime parks this one with us.
+			done <- outcome{err: errors.Join(err, fmt.Errorf("load: restore the thread's CPUs: %w", rerr))}
+			select {}
+		}
+		runtime.UnlockOSThread()
 		done <- outcome{res, err}
 	}()
 	o := <-done

@@ -109,7 +109,7 @@ func TestEpollLoadFinishesShortWrites(t *testing.T) {
 	}()
 	res, err := Load(context.Background(), LoadConfig{
 		Addr: ln.Addr().String(), Engine: EngineEpoll, Conns: 2, Size: 2 << 20, Pipeline: 3,
-		Warmup: 0, Duration: 500 * time.Millisecond,
+		Warmup: 0, Duration: 2 * time.Second,
 	}, nil)
 	require.NoError(t, err)
 	require.Positive(t, res.Requests)
