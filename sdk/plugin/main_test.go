@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 		return &garbageOnWait{s}, err
 	})
 	ServeBundled()
+	if os.Getenv(envStartProbe) != "" {
+		os.Exit(startProbe())
+	}
 	if os.Getenv(envTestHost) != "" {
 		os.Exit(playHost())
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // spawner is one goroutine locked to one OS thread for the life of the
@@ -48,13 +49,14 @@ type procRunner struct {
 	pluginEnd *os.File // the plugin's end of the data plane; closed here once started
 	stdout    io.ReadCloser
 	stderr    io.ReadCloser
+	trace     *startTrace
 
 	pid    int
 	exited chan struct{} // closed when the process has been reaped
 	state  *os.ProcessState
 }
 
-func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File) (*procRunner, error) {
+func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File, trace *startTrace) (*procRunner, error) {
 	cmd.ExtraFiles = []*os.File{pluginEnd} // becomes descriptor 3
 	cmd.Env = append(cmd.Env, envDataPlaneFD+"=3")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -66,7 +68,9 @@ func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File) (*procRunner,
 	if err != nil {
 		return nil, err
 	}
-	return &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}, nil
+	r := &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, stderr: stderr, trace: trace, exited: make(chan struct{})}
+	r.stdout = &firstRead{ReadCloser: stdout, at: &trace.line}
+	return r, nil
 }
 
 func (r *procRunner) Start(context.Context) error {
@@ -80,7 +84,25 @@ func (r *procRunner) Start(context.Context) error {
 		return err // fork/exec PATH: ...; the caller names the plugin
 	}
 	r.pid = r.cmd.Process.Pid
+	r.trace.spawned = time.Now()
 	return nil
+}
+
+// firstRead stamps the time its first read returns: on the plugin's stdout,
+// that is when the go-plugin handshake line arrived. Only go-plugin's
+// scanner goroutine reads it, so no lock is needed; the stamp is published
+// to startProcess by go-plugin's channel hand-off of the line.
+type firstRead struct {
+	io.ReadCloser
+	at *time.Time
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if f.at != nil {
+		*f.at, f.at = time.Now(), nil
+	}
+	return n, err
 }
 
 // Wait is called once, by go-plugin, after the output pipes reach EOF.
