@@ -30,6 +30,11 @@ type process struct {
 	trace   startTrace
 	end     endTrace
 
+	// abortMu orders abort against the runner's creation: a start whose
+	// ctx is cancelled before the fork never forks.
+	abortMu sync.Mutex
+	aborted bool
+
 	stopOnce sync.Once
 }
 
@@ -46,7 +51,9 @@ type startTrace struct {
 }
 
 // startProcess starts one plugin process and completes the control
-// handshake. ctx bounds the start.
+// handshake. ctx bounds the start: once it is done, the process is killed
+// (or never forked) and startProcess returns an error, at once rather than
+// after Spec.StartTimeout.
 func startProcess(ctx context.Context, s *Spec, name, path string, env []string) (_ *process, err error) {
 	hostEnd, pluginEnd, err := dataplane.Socketpair()
 	if err != nil {
@@ -79,8 +86,19 @@ func startProcess(ctx context.Context, s *Spec, name, path string, env []string)
 			cmd := exec.Command(path, s.Args...)
 			cmd.Env = append(base.Env, env...)
 			r, err := newProcRunner(name, cmd, pluginEnd, &p.trace)
+			if err != nil {
+				return nil, err
+			}
+			p.abortMu.Lock()
+			defer p.abortMu.Unlock()
+			if p.aborted {
+				// A runner that refuses to start rather than an error here:
+				// go-plugin's Kill removes the socket directory only once
+				// it has a runner.
+				r.killed = true
+			}
 			p.run = r
-			return r, err
+			return r, nil
 		},
 	})
 	defer func() {
@@ -88,9 +106,21 @@ func startProcess(ctx context.Context, s *Spec, name, path string, env []string)
 			p.client.Kill()
 		}
 	}()
+	// go-plugin waits for the handshake line up to StartTimeout whatever
+	// happens to ctx; killing the process ends that wait.
+	stopAbort := context.AfterFunc(ctx, p.abort)
+	defer func() {
+		if !stopAbort() && err == nil {
+			// Too late to undo the kill: the process is no use.
+			err = fmt.Errorf("plugin %q: start abandoned: %w", name, context.Cause(ctx))
+		}
+	}()
 
 	rpc, err := p.client.Client()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("plugin %q: start abandoned: %w", name, context.Cause(ctx))
+		}
 		return nil, fmt.Errorf("plugin %q: starting %s: %w", name, path, err)
 	}
 	raw, err := rpc.Dispense(pluginKey)
@@ -123,6 +153,18 @@ func startProcess(ctx context.Context, s *Spec, name, path string, env []string)
 	}
 	p.trace.ready = time.Now()
 	return p, nil
+}
+
+// abort ends a start in progress: a process not yet forked never will be,
+// one already running is killed.
+func (p *process) abort() {
+	p.abortMu.Lock()
+	p.aborted = true
+	r := p.run
+	p.abortMu.Unlock()
+	if r != nil {
+		_ = r.Kill(context.Background())
+	}
 }
 
 // endTrace records how the supervisor ended a process it replaces, for the

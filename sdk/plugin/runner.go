@@ -47,39 +47,58 @@ type procRunner struct {
 	name      string
 	cmd       *exec.Cmd
 	pluginEnd *os.File // the plugin's end of the data plane; closed here once started
-	stdout    io.ReadCloser
-	stderr    io.ReadCloser
-	trace     *startTrace
+	// The plugin's stdout and stderr: go-plugin reads the parent's ends;
+	// the child's ends are closed once it has them (or never will).
+	stdout, stderr     io.ReadCloser
+	outR, errR         *os.File
+	childOut, childErr *os.File
+	trace              *startTrace
 
 	pid    int
 	exited chan struct{} // closed when the process has been reaped
 	state  *os.ProcessState
+
+	// mu orders Start against Kill: a Kill that comes first makes Start
+	// fail instead of forking a process nobody wants.
+	mu     sync.Mutex
+	killed bool
 }
 
 func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File, trace *startTrace) (*procRunner, error) {
 	cmd.ExtraFiles = []*os.File{pluginEnd} // becomes descriptor 3
 	cmd.Env = append(cmd.Env, envDataPlaneFD+"=3")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	r := &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, trace: trace, exited: make(chan struct{})}
+	// Our own pipes rather than cmd.StdoutPipe, so that a runner that is
+	// never started can still close them.
+	var err error
+	if r.outR, r.childOut, err = os.Pipe(); err != nil {
 		return nil, err
 	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
+	if r.errR, r.childErr, err = os.Pipe(); err != nil {
+		closeFiles(r.outR, r.childOut)
 		return nil, err
 	}
-	r := &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, stderr: stderr, trace: trace, exited: make(chan struct{})}
-	r.stdout = &firstRead{ReadCloser: stdout, at: &trace.line}
+	cmd.Stdout, cmd.Stderr = r.childOut, r.childErr
+	r.stdout = &firstRead{ReadCloser: r.outR, at: &trace.line}
+	r.stderr = r.errR
 	return r, nil
 }
 
 func (r *procRunner) Start(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var err error
-	onSpawnerThread(func() { err = r.cmd.Start() })
-	// The host must not keep the plugin's end open, or it would never see
-	// end-of-file on its own end when the plugin dies.
-	_ = r.pluginEnd.Close()
+	if r.killed {
+		err = errors.New("killed before it was started")
+	} else {
+		onSpawnerThread(func() { err = r.cmd.Start() })
+	}
+	// The host must not keep the plugin's ends open, or it would never see
+	// end-of-file on its own when the plugin dies.
+	closeFiles(r.pluginEnd, r.childOut, r.childErr)
 	if err != nil {
+		closeFiles(r.outR, r.errR)
 		close(r.exited)
 		return err // fork/exec PATH: ...; the caller names the plugin
 	}
@@ -108,13 +127,24 @@ func (f *firstRead) Read(p []byte) (int, error) {
 // Wait is called once, by go-plugin, after the output pipes reach EOF.
 func (r *procRunner) Wait(context.Context) error {
 	err := r.cmd.Wait()
+	closeFiles(r.outR, r.errR)
 	r.state = r.cmd.ProcessState
 	close(r.exited)
 	return err
 }
 
-// Kill sends SIGKILL; a process already gone is not an error.
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
+		_ = f.Close()
+	}
+}
+
+// Kill sends SIGKILL; a process already gone is not an error, and one not
+// yet started never will be.
 func (r *procRunner) Kill(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.killed = true
 	if r.cmd.Process == nil {
 		return nil
 	}

@@ -1,0 +1,43 @@
+package plugin
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A start whose context ends is abandoned at once, whatever StartTimeout
+// says, and leaves nothing behind.
+func TestStartAbandonedWithItsContext(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	fds := openFDs(t)
+	for _, after := range []time.Duration{0, 2 * time.Millisecond, 10 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(after, cancel)
+		t0 := time.Now()
+		sel, err := Launch(ctx, Spec{Name: "testpoll", StartTimeout: time.Minute, Logger: testLogger(t)})
+		took := time.Since(t0)
+		if err == nil {
+			// The start beat the cancel: fine, as long as it works.
+			require.NoError(t, sel.Close())
+			continue
+		}
+		assert.ErrorIs(t, err, context.Canceled, "after %v", after)
+		assert.Less(t, took, 5*time.Second, "after %v", after)
+		cancel()
+	}
+	left, _ := os.ReadDir(tmp)
+	assert.Empty(t, left, "socket directories left behind")
+	assert.LessOrEqual(t, openFDs(t), fds, "descriptors leaked")
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(entries)
+}
