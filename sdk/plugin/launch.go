@@ -59,6 +59,15 @@ type Spec struct {
 	// MaxBackoff caps the delay before a restart, which starts at zero for
 	// the first failure in the window, then 10ms, doubling. Default 1s.
 	MaxBackoff time.Duration
+	// Standby keeps a second plugin process started and idle, so that a
+	// restart adopts it (a data-plane hello and the replay of the
+	// registrations) instead of starting a process while the loop waits.
+	// The price is that second process, started again after every
+	// restart, and with each such start the window the package
+	// documentation describes (a host that dies while a plugin is still
+	// starting leaves its empty socket directory). Ignored when
+	// MaxRestarts is negative.
+	Standby bool
 }
 
 const (
@@ -100,6 +109,10 @@ type Selector struct {
 	watchdog *time.Timer
 	woken    atomic.Bool
 
+	// spare is a process started ahead of the next restart (nil without
+	// Spec.Standby).
+	spare *standby
+
 	failed   error
 	restarts []time.Time // restart times within RestartWindow
 	total    int
@@ -136,6 +149,10 @@ func Launch(ctx context.Context, spec Spec) (*Selector, error) {
 	s.cur.Store(p)
 	s.watchdog = time.AfterFunc(time.Hour, s.onNoAnswer)
 	s.watchdog.Stop()
+	if s.spec.Standby && s.spec.MaxRestarts >= 0 {
+		s.spare = newStandby(s.start, s.logger.Named("standby"))
+		s.spare.fill()
+	}
 	if s.logger.IsDebug() {
 		// One more round trip, worth it only when someone reads it.
 		if c, err := p.control.Capabilities(ctx, &pb.CapabilitiesRequest{}); err == nil {
@@ -365,6 +382,7 @@ func (s *Selector) recover(cause error) error {
 			s.failed = fmt.Errorf("plugin %q (pid %d, %s) failed after %d restarts (%d within %s): %w: %w",
 				s.name, pid, status, s.total, len(s.restarts), s.spec.RestartWindow, sdk.ErrPluginFailed, cause)
 			s.logger.Error("plugin failed too often; giving up", "pid", pid, "exit", status, "restarts", s.total, "error", cause)
+			s.spare.close(time.Time{})
 			return s.failed
 		}
 		delay := time.Duration(0)
@@ -383,7 +401,11 @@ func (s *Selector) recover(cause error) error {
 		s.mu.Unlock()
 
 		t0 := time.Now()
-		p, err := s.start(s.life)
+		p, err := s.spare.take(s.life), error(nil)
+		adopted := p != nil
+		if !adopted {
+			p, err = s.start(s.life)
+		}
 		if err == nil {
 			if err = s.dp.Replace(p.conn); err != nil {
 				p.kill()
@@ -402,7 +424,8 @@ func (s *Selector) recover(cause error) error {
 			s.proc = p
 			s.mu.Unlock()
 			s.cur.Store(p)
-			s.logger.Info("plugin restarted", "pid", p.pid, "restart", s.total, "took", time.Since(t0))
+			s.logger.Info("plugin restarted", "pid", p.pid, "restart", s.total, "standby", adopted, "took", time.Since(t0))
+			s.spare.fill()
 			return nil
 		}
 		cause, status = err, "did not start"
@@ -436,7 +459,11 @@ func (s *Selector) Close() error {
 	p := s.proc
 	s.mu.Unlock()
 	s.cancel()
-	if p.stop(time.Now().Add(s.spec.StopTimeout)) {
+	deadline := time.Now().Add(s.spec.StopTimeout)
+	spareGone := make(chan struct{})
+	go func() { s.spare.close(deadline); close(spareGone) }()
+	defer func() { <-spareGone }()
+	if p.stop(deadline) {
 		s.logger.Warn("plugin did not stop within its time limit; killed", "pid", p.pid, "limit", s.spec.StopTimeout)
 	}
 	s.cur.Store(nil)
