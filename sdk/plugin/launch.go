@@ -229,7 +229,7 @@ func (s *Selector) start(ctx context.Context) (*process, error) {
 	if s.spec.Name == "" {
 		s.spec.Name = p.served // restarts must serve the same back-end
 	}
-	s.logger.Debug("plugin process started", "pid", p.pid, "path", s.path, "took", time.Since(t0))
+	s.logger.Debug("plugin process started", append([]any{"pid", p.pid, "path", s.path, "took", time.Since(t0)}, p.trace.logArgs()...)...)
 	return p, nil
 }
 

@@ -50,6 +50,15 @@ type startTrace struct {
 	ready     time.Time // Configure answered, or skipped: startProcess returns
 }
 
+// logArgs are the stage durations as hclog key/value pairs.
+func (t *startTrace) logArgs() []any {
+	return []any{
+		"spawn", t.spawned.Sub(t.begin), "handshake_line", t.line.Sub(t.spawned),
+		"dial", t.dialed.Sub(t.line), "control_handshake", t.handshook.Sub(t.dialed),
+		"configure", t.ready.Sub(t.handshook),
+	}
+}
+
 // startProcess starts one plugin process and completes the control
 // handshake. ctx bounds the start: once it is done, the process is killed
 // (or never forked) and startProcess returns an error, at once rather than

@@ -29,8 +29,8 @@ import (
 //	cold      a fresh host process per iteration launching one plugin: the
 //	          first start in a process, which is what a loopkernel command
 //	          pays (the first fork, the spawner thread, the host's own cold
-//	          control-plane code). cold-start-ms (median; -p10, -p90) and
-//	          its stages as below
+//	          control-plane code). cold-start-ms (median; -p10, -p90), its
+//	          stages as below and cold-plugin-cpu-ms
 //	launch    Launch in a host that has launched before, until the
 //	          supervised selector is usable. start-ms (median; -p10, -p90),
 //	          split into spawn-ms (socketpair, socket directory, fork and
@@ -112,7 +112,7 @@ func benchCold(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	stages := []string{"start", "spawn", "line", "dial", "handshake", "hello"}
+	stages := []string{"start", "spawn", "line", "dial", "handshake", "hello", "plugin-cpu"}
 	got := make(map[string][]time.Duration)
 	for i := 0; i < b.N; i++ {
 		cmd := exec.Command(exe)
@@ -153,8 +153,14 @@ func startProbe() int {
 		return 1
 	}
 	tr := sel.proc.trace
+	st, err := sel.Stats(context.Background())
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
 	fmt.Println(int64(t1.Sub(t0)), int64(tr.spawned.Sub(t0)), int64(tr.line.Sub(tr.spawned)),
-		int64(tr.dialed.Sub(tr.line)), int64(tr.handshook.Sub(tr.dialed)), int64(t1.Sub(tr.handshook)))
+		int64(tr.dialed.Sub(tr.line)), int64(tr.handshook.Sub(tr.dialed)), int64(t1.Sub(tr.handshook)),
+		int64(st.CPUUser+st.CPUSys))
 	if err := sel.Close(); err != nil {
 		fmt.Println("error:", err)
 		return 1
