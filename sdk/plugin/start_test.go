@@ -41,3 +41,17 @@ func openFDs(t *testing.T) int {
 	require.NoError(t, err)
 	return len(entries)
 }
+
+// Every stage of a start is stamped, in order: BenchmarkStart and the debug
+// log read them.
+func TestStartTraceStages(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll", Config: map[string]string{"name": "traced"}})
+	tr := sel.proc.trace
+	stamps := []time.Time{tr.begin, tr.spawned, tr.line, tr.dialed, tr.handshook, tr.ready}
+	for i, ts := range stamps {
+		require.False(t, ts.IsZero(), "stage %d not stamped", i)
+		if i > 0 {
+			assert.False(t, ts.Before(stamps[i-1]), "stage %d before stage %d", i, i-1)
+		}
+	}
+}
