@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -37,7 +38,7 @@ func standbyReady(t testing.TB, sel *Selector) *process {
 func TestRestartAdoptsStandby(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // go-plugin makes the socket directories here
-	sel := launch(t, Spec{Name: "testpoll", Standby: true})
+	sel := launch(t, Spec{Name: "testpoll", Standby: true, Logger: hclog.NewNullLogger()})
 	first := sel.proc
 	spare := standbyReady(t, sel)
 	require.NotEqual(t, first.pid, spare.pid)
@@ -72,7 +73,7 @@ func TestRestartAdoptsStandby(t *testing.T) {
 func TestCloseAbandonsStandbyStart(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	sel := launch(t, Spec{Name: "testpoll", Standby: true})
+	sel := launch(t, Spec{Name: "testpoll", Standby: true, Logger: hclog.NewNullLogger()})
 	t0 := time.Now()
 	require.NoError(t, sel.Close())
 	assert.Less(t, time.Since(t0), 5*time.Second, "not StartTimeout")

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +21,7 @@ func TestStartAbandonedWithItsContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(after, cancel)
 		t0 := time.Now()
-		sel, err := Launch(ctx, Spec{Name: "testpoll", StartTimeout: time.Minute, Logger: testLogger(t)})
+		sel, err := Launch(ctx, Spec{Name: "testpoll", StartTimeout: time.Minute, Logger: hclog.NewNullLogger()})
 		took := time.Since(t0)
 		if err == nil {
 			// The start beat the cancel: fine, as long as it works.
@@ -45,7 +46,7 @@ func openFDs(t *testing.T) int {
 // Every stage of a start is stamped, in order: BenchmarkStart and the debug
 // log read them.
 func TestStartTraceStages(t *testing.T) {
-	sel := launch(t, Spec{Name: "testpoll", Config: map[string]string{"name": "traced"}})
+	sel := launch(t, Spec{Name: "testpoll", Config: map[string]string{"name": "traced"}, Logger: hclog.NewNullLogger()})
 	tr := sel.proc.trace
 	stamps := []time.Time{tr.begin, tr.spawned, tr.line, tr.dialed, tr.handshook, tr.ready}
 	for i, ts := range stamps {
