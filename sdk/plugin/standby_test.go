@@ -80,3 +80,31 @@ func TestCloseAbandonsStandbyStart(t *testing.T) {
 	left, _ := os.ReadDir(tmp)
 	assert.Empty(t, left, "socket directories left behind")
 }
+
+// A plugin that dies on every wait spends its restarts on standbys all the
+// same, gives up with the same error, and leaves no standby behind.
+func TestStandbyCrashLoopGivesUp(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	sel := launch(t, Spec{Name: "crashloop", MaxRestarts: 3, MaxBackoff: 15 * time.Millisecond,
+		Standby: true, Logger: hclog.NewNullLogger()})
+	evs := make([]sdk.Event, 1)
+	restarts := 0
+	var err error
+	for restarts < 10 {
+		if _, err = sel.Wait(evs, 0); err != nil {
+			break
+		}
+		restarts++
+	}
+	assert.Equal(t, 3, restarts)
+	require.ErrorIs(t, err, sdk.ErrPluginFailed)
+	assert.Contains(t, err.Error(), "exit status 3")
+	sel.spare.mu.Lock()
+	left := sel.spare.ready != nil || sel.spare.filling != nil
+	sel.spare.mu.Unlock()
+	assert.False(t, left, "a standby outlived the give-up")
+	require.NoError(t, sel.Close())
+	dirs, _ := os.ReadDir(tmp)
+	assert.Empty(t, dirs, "socket directories left behind")
+}
