@@ -1,0 +1,77 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/loopkernel/loopkernel/sdk"
+)
+
+// ioTable is the loop's record of the descriptors it has open in its I/O
+// driver. A descriptor is opened once however many users it has (a
+// transport, a server, a sock_* call in each direction, AddReader and
+// AddWriter), so that their operations meet the driver's one-per-direction
+// rule (sdk.ErrBusy, which the kernel reports as ErrFDBusy) instead of
+// failing to open it twice; it is closed in the driver when its last user
+// lets go.
+type ioTable struct {
+	m map[int]*ioRef
+}
+
+// ioRef is one descriptor open in the driver and its users.
+type ioRef struct {
+	fd             int
+	f              sdk.FD
+	users          int
+	reader, writer bool // AddReader / AddWriter hold it
+}
+
+func (t *ioTable) reset() { t.m = nil }
+
+// acquireIO opens fd in the driver, or takes another hold on it.
+func (l *Loop) acquireIO(fd int) (*ioRef, error) {
+	if r := l.files.m[fd]; r != nil {
+		r.users++
+		return r, nil
+	}
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	f, err := l.drv.Open(fd)
+	if err != nil {
+		return nil, err
+	}
+	if l.files.m == nil {
+		l.files.m = make(map[int]*ioRef)
+	}
+	r := &ioRef{fd: fd, f: f, users: 1}
+	l.files.m[fd] = r
+	return r, nil
+}
+
+// releaseIO drops a hold; the last one closes the descriptor in the driver
+// (cancelling what is still pending on it), after which the kernel may
+// close the descriptor itself.
+func (l *Loop) releaseIO(r *ioRef) {
+	if r == nil || r.users == 0 {
+		return
+	}
+	if r.users--; r.users > 0 {
+		return
+	}
+	if l.files.m[r.fd] == r {
+		delete(l.files.m, r.fd)
+	}
+	if err := r.f.Close(); err != nil && !l.closed.Load() {
+		l.logger.Warn("closing a descriptor in the I/O driver failed", "fd", r.fd, "error", err)
+	}
+}
+
+// busyErr reports a driver refusal for a second operation in the same
+// direction as the kernel's ErrFDBusy.
+func busyErr(op string, fd int, err error) error {
+	if errors.Is(err, sdk.ErrBusy) {
+		return fmt.Errorf("%s: fd %d: %w", op, fd, ErrFDBusy)
+	}
+	return fmt.Errorf("%s: fd %d: %w", op, fd, err)
+}
