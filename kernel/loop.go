@@ -297,13 +297,6 @@ func (l *Loop) Close() error {
 	return l.drv.Close()
 }
 
-// runOnce runs exactly one iteration of the loop; see the package comment.
-func (l *Loop) runOnce() {
-	l.batch = -1
-	for !l.iterate(true) {
-	}
-}
-
 // iterate runs loop iterations (only one if once is set) until the loop
 // stops or its driver fails, and then reports true. When a callback panics
 // it reports the panic and returns false; the caller calls it again and the

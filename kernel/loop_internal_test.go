@@ -143,3 +143,10 @@ func TestCallSoonSteadyStateAllocs(t *testing.T) {
 	})
 	require.Zero(t, allocs, "CallSoon plus one iteration allocates on a warm loop")
 }
+
+// runOnce runs exactly one iteration of the loop, for tests that step it.
+func (l *Loop) runOnce() {
+	l.batch = -1
+	for !l.iterate(true) {
+	}
+}
