@@ -29,7 +29,7 @@ func (d lacking) Capabilities() sdk.DriverCapabilities {
 	return c
 }
 
-func newLacking(t *testing.T, without ...string) *kernel.Loop {
+func newLacking(t testing.TB, without ...string) *kernel.Loop {
 	t.Helper()
 	sel, err := selector.NewEpoll()
 	require.NoError(t, err)

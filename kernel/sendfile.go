@@ -26,10 +26,6 @@ const (
 	sendfileFallbackBuf = 256 << 10
 )
 
-// sendfileZeroCopy is false only in tests, to force the fallback on files
-// and sockets sendfile(2) could serve.
-var sendfileZeroCopy = true
-
 // sendfileTransport is what Sendfile needs from a transport beyond the
 // Transport interface: a future that completes once the write buffer has
 // drained (and fails if the connection is lost first), during which Write
@@ -98,9 +94,6 @@ func SockSendfile(co *Co, sock *Socket, file *os.File, offset, count int64, fall
 // capability.
 func (l *Loop) sockSendfileNative(co *Co, sock *Socket, file *os.File, offset, count int64) (sent int64, err error) {
 	const op = "sock_sendfile"
-	if !sendfileZeroCopy {
-		return 0, fmt.Errorf("%s: zero-copy disabled: %w", op, ErrSendfileNotAvailable)
-	}
 	if c := l.drv.Capabilities(); !c.Has(sdk.CapSendfile) {
 		return 0, fmt.Errorf("%s: driver %q lacks capability %q: %w", op, c.Name, sdk.CapSendfile, ErrSendfileNotAvailable)
 	}
