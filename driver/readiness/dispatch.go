@@ -45,18 +45,21 @@ func (f *file) readable() {
 		if f.rop != opRecvFrom || f.recvCB == nil {
 			return
 		}
-		n, err := recvFrom(f.fd, buf, &f.from)
+		n, err := recvFrom(f.fd, buf, &f.d.from)
 		switch {
 		case err == unix.EAGAIN:
 		case err != nil:
 			cb(nil, nil, err)
 		default:
-			cb(buf[:n], &f.from, nil)
+			cb(buf[:n], &f.d.from, nil)
 		}
 	case opAccept:
-		cb := f.acceptCB
+		// A callback that closes the listener may see its slot reused at
+		// once; fd and gen tell the loop it is no longer serving the same
+		// registration.
+		cb, fd, gen := f.acceptCB, f.fd, f.gen
 		for range f.acceptMax {
-			nfd, err := accept(f.fd, &f.from)
+			nfd, err := accept(fd, &f.d.from)
 			if err == unix.EAGAIN {
 				return
 			}
@@ -64,8 +67,8 @@ func (f *file) readable() {
 				cb(-1, nil, err)
 				return
 			}
-			cb(nfd, &f.from, nil)
-			if f.rop != opAccept {
+			cb(nfd, &f.d.from, nil)
+			if f.rop != opAccept || f.fd != fd || f.gen != gen {
 				return // stopped or closed from the callback
 			}
 		}
@@ -100,7 +103,8 @@ func (f *file) writable() {
 		// submits the next one, as the kernel did before the seam: one
 		// writable event drains as much of a queue as it can.
 		defer f.endWrite()
-		for f.open && f.wop == opSendTo {
+		fd := f.fd
+		for f.open && f.fd == fd && f.wop == opSendTo {
 			err := sendTo(f.fd, f.sendB, f.sendTo)
 			if err == unix.EAGAIN {
 				return
@@ -116,7 +120,7 @@ func (f *file) writable() {
 	case opConnect:
 		var err error
 		if f.connectRetry {
-			switch err = connectRaw(f.fd, &f.connSA); err {
+			switch err = connectRaw(f.fd, f.connSA); err {
 			case unix.EAGAIN:
 				return
 			case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
@@ -129,7 +133,7 @@ func (f *file) writable() {
 			err = soError(f.fd)
 		}
 		done := f.connDone
-		f.connectRetry = false
+		f.connectRetry, f.connSA = false, nil
 		f.clearWrite()
 		f.inWrite = true
 		defer f.endWrite()

@@ -44,8 +44,9 @@ type Driver struct {
 	deferred []func()
 
 	// Scratch shared by every descriptor: only one operation runs at a time.
-	iov [maxIovecs]unix.Iovec
-	msg unix.Msghdr
+	iov  [maxIovecs]unix.Iovec
+	msg  unix.Msghdr
+	from sdk.SockAddr // a sender or peer, valid during the callback it is passed to
 
 	caps    sdk.DriverCapabilities
 	hasCaps bool

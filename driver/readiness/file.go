@@ -50,13 +50,12 @@ type file struct {
 	recvCB             func(data []byte, from *sdk.SockAddr, err error)
 	acceptCB           func(fd int, peer *sdk.SockAddr, err error)
 	watchR, watchW     func()
-	from               sdk.SockAddr // sender or peer scratch, valid during a callback
 	wbufs              [][]byte
 	writeDone          func(n int, err error)
 	sendB              []byte
 	sendTo             *sdk.SockAddr
 	sendDone, connDone func(err error)
-	connSA             sdk.SockAddr
+	connSA             *sdk.SockAddr // the address to retry a connect with
 	sfFile             int
 	sfOff              int64
 	sfCount            int
@@ -239,7 +238,8 @@ func (f *file) Connect(sa *sdk.SockAddr, done func(error)) error {
 	case unix.EAGAIN:
 		// A Unix listener's backlog is full: nothing is in progress, so
 		// try again once the socket is writable.
-		f.connectRetry, f.connSA = true, *sa
+		sa := *sa // the caller's may not outlive this call
+		f.connectRetry, f.connSA = true, &sa
 	default:
 		f.d.later(func() { done(err) })
 		return nil
