@@ -56,6 +56,10 @@ import (
 // SendTo, Connect, Sendfile): each still gets its callback, once, with an
 // error matching ErrCanceled, unless it completed first. Cancellation races
 // with completion and either may win; the caller must accept both.
+// Cancel(ev) does the same for one direction. Once FD.Close returns, the
+// kernel may close the descriptor: the driver no longer names it in any
+// system call (a completion driver's operations in flight hold a reference
+// to the open file, not to its number).
 //
 // Busy. One operation per direction may be pending on a descriptor: one of
 // ReadStart, RecvFromStart, Accept, Watch(Read) on the read side; one of
