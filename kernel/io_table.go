@@ -15,7 +15,8 @@ import (
 // failing to open it twice; it is closed in the driver when its last user
 // lets go.
 type ioTable struct {
-	m map[int]*ioRef
+	m    map[int]*ioRef
+	free []*ioRef // released refs, reused: a sock_* call takes one per call
 }
 
 // ioRef is one descriptor open in the driver and its users.
@@ -26,7 +27,7 @@ type ioRef struct {
 	reader, writer bool // AddReader / AddWriter hold it
 }
 
-func (t *ioTable) reset() { t.m = nil }
+func (t *ioTable) reset() { t.m, t.free = nil, nil }
 
 // acquireIO opens fd in the driver, or takes another hold on it.
 func (l *Loop) acquireIO(fd int) (*ioRef, error) {
@@ -44,7 +45,14 @@ func (l *Loop) acquireIO(fd int) (*ioRef, error) {
 	if l.files.m == nil {
 		l.files.m = make(map[int]*ioRef)
 	}
-	r := &ioRef{fd: fd, f: f, users: 1}
+	var r *ioRef
+	if n := len(l.files.free); n > 0 {
+		r = l.files.free[n-1]
+		l.files.free = l.files.free[:n-1]
+	} else {
+		r = new(ioRef)
+	}
+	*r = ioRef{fd: fd, f: f, users: 1}
 	l.files.m[fd] = r
 	return r, nil
 }
@@ -59,13 +67,20 @@ func (l *Loop) releaseIO(r *ioRef) {
 	if r.users--; r.users > 0 {
 		return
 	}
+	f := r.f
 	if l.files.m[r.fd] == r {
 		delete(l.files.m, r.fd)
+		if len(l.files.free) < maxFreeRefs {
+			l.files.free = append(l.files.free, r)
+		}
 	}
-	if err := r.f.Close(); err != nil && !l.closed.Load() {
+	if err := f.Close(); err != nil && !l.closed.Load() {
 		l.logger.Warn("closing a descriptor in the I/O driver failed", "fd", r.fd, "error", err)
 	}
 }
+
+// maxFreeRefs bounds the free list of ioRefs.
+const maxFreeRefs = 64
 
 // busyErr reports a driver refusal for a second operation in the same
 // direction as the kernel's ErrFDBusy.

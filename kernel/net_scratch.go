@@ -29,6 +29,7 @@ type netState struct {
 	rbuf   []byte
 	one    [1][]byte // a single buffer offered to TryWrite without a slice literal
 	chunks [][]byte  // free write chunks, each of capacity writeChunkSize
+	waits  *sockWait // free sock_* waits (kernel/sockwait.go)
 }
 
 // recvBuf returns the loop's shared receive buffer.

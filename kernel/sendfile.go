@@ -135,9 +135,8 @@ func (l *Loop) sockSendfileNative(co *Co, sock *Socket, file *os.File, offset, c
 	defer l.releaseIO(r)
 	for pos < end {
 		at, chunk := pos, int(min(end-pos, maxSendfileChunk))
-		res, werr := awaitOp(co, r, sdk.Write, op, func(done func(opResult)) error {
-			return r.f.Sendfile(ffd, at, chunk, func(n int, err error) { done(opResult{n: n, fd: -1, err: err}) })
-		})
+		w := l.getWait(r, nil)
+		res, werr := w.wait(co, sdk.Write, op, r.f.Sendfile(ffd, at, chunk, w.nFn))
 		if werr != nil {
 			return sent, werr
 		}

@@ -69,50 +69,6 @@ func sockIO(co *Co, sock *Socket, op string) (*Loop, *ioRef, error) {
 	return l, r, nil
 }
 
-// opResult is what a seam operation completed with.
-type opResult struct {
-	n    int
-	fd   int
-	from sdk.SockAddr
-	err  error
-}
-
-// awaitOp submits an operation whose completion sets the future it is
-// given, and suspends co until then. If co is cancelled first, the
-// operation in direction dir is cancelled; its late completion then finds
-// the future done and is dropped (a descriptor it carries is closed).
-func awaitOp(co *Co, r *ioRef, dir sdk.Events, op string, submit func(done func(opResult)) error) (opResult, error) {
-	f := CreateFuture[opResult](co.loop)
-	done := func(res opResult) {
-		if f.Done() {
-			if res.fd >= 0 && res.err == nil {
-				unix.Close(res.fd)
-			}
-			return
-		}
-		f.SetResult(res)
-	}
-	if err := submit(done); err != nil {
-		return opResult{}, busyErr(op, r.fd, err)
-	}
-	res, err := f.Await(co)
-	if err != nil {
-		r.f.Cancel(dir)
-		return opResult{}, err
-	}
-	return res, nil
-}
-
-// awaitRead waits for one read into buf.
-func awaitRead(co *Co, r *ioRef, buf []byte, op string) (opResult, error) {
-	return awaitOp(co, r, sdk.Read, op, func(done func(opResult)) error {
-		return r.f.ReadStart(func(int) []byte { return buf }, func(data []byte, err error) {
-			r.f.ReadStop()
-			done(opResult{n: copyIn(buf, data), fd: -1, err: err})
-		})
-	})
-}
-
 // copyIn returns how many bytes of buf data holds, copying them in when a
 // driver delivered them in a buffer of its own.
 func copyIn(buf, data []byte) int {
@@ -120,13 +76,6 @@ func copyIn(buf, data []byte) int {
 		return len(data)
 	}
 	return copy(buf, data)
-}
-
-// awaitWrite waits until some of b has been written.
-func awaitWrite(co *Co, r *ioRef, b []byte, op string) (opResult, error) {
-	return awaitOp(co, r, sdk.Write, op, func(done func(opResult)) error {
-		return r.f.Write([][]byte{b}, func(n int, err error) { done(opResult{n: n, fd: -1, err: err}) })
-	})
 }
 
 // sockErr wraps a failed system call the way package net does, so callers
@@ -163,7 +112,8 @@ func SockRecvInto(co *Co, sock *Socket, buf []byte) (int, error) {
 	defer l.releaseIO(r)
 	n, err := r.f.TryRead(buf)
 	if errors.Is(err, sdk.ErrWouldBlock) {
-		res, werr := awaitRead(co, r, buf, op)
+		w := l.getWait(r, buf)
+		res, werr := w.wait(co, sdk.Read, op, r.f.ReadStart(w.allocFn, w.readFn))
 		if werr != nil {
 			return 0, werr
 		}
@@ -206,16 +156,8 @@ func SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr, error) {
 	var from sdk.SockAddr
 	n, err := r.f.TryRecvFrom(buf, &from)
 	if errors.Is(err, sdk.ErrWouldBlock) {
-		res, werr := awaitOp(co, r, sdk.Read, op, func(done func(opResult)) error {
-			return r.f.RecvFromStart(func(int) []byte { return buf }, func(data []byte, sa *sdk.SockAddr, err error) {
-				r.f.ReadStop()
-				res := opResult{n: copyIn(buf, data), fd: -1, err: err}
-				if sa != nil {
-					res.from = *sa
-				}
-				done(res)
-			})
-		})
+		w := l.getWait(r, buf)
+		res, werr := w.wait(co, sdk.Read, op, r.f.RecvFromStart(w.allocFn, w.recvFn))
 		if werr != nil {
 			return 0, nil, werr
 		}
@@ -251,7 +193,9 @@ func sockSendall(co *Co, sock *Socket, data []byte) (int, error) {
 	for {
 		n, err := l.tryWrite(r, data[sent:])
 		if errors.Is(err, sdk.ErrWouldBlock) {
-			res, werr := awaitWrite(co, r, data[sent:], op)
+			w := l.getWait(r, nil)
+			w.bufs[0] = data[sent:]
+			res, werr := w.wait(co, sdk.Write, op, r.f.Write(w.bufs[:], w.nFn))
 			if werr != nil {
 				return sent, werr
 			}
@@ -276,19 +220,24 @@ func SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	defer l.releaseIO(r)
+	w := l.getWait(r, nil)
 	var to *sdk.SockAddr
 	if addr != nil {
-		var ra rawAddr
-		if err := ra.toRaw(sock.family, addr); err != nil {
+		sa, err := addrToSockaddr(sock.family, addr)
+		if err == nil {
+			w.to, err = toSockAddr(sa)
+		}
+		if err != nil {
+			w.put()
 			return 0, fmt.Errorf("%s %v: %w", op, addr, err)
 		}
-		to = &ra.sa
+		to = &w.to
 	}
 	err = r.f.TrySendTo(data, to)
-	if errors.Is(err, sdk.ErrWouldBlock) {
-		res, werr := awaitOp(co, r, sdk.Write, op, func(done func(opResult)) error {
-			return r.f.SendTo(data, to, func(err error) { done(opResult{fd: -1, err: err}) })
-		})
+	if !errors.Is(err, sdk.ErrWouldBlock) {
+		w.put()
+	} else {
+		res, werr := w.wait(co, sdk.Write, op, r.f.SendTo(data, to, w.errFn))
 		if werr != nil {
 			return 0, werr
 		}
@@ -327,9 +276,9 @@ func SockConnect(co *Co, sock *Socket, address string) error {
 		return err
 	}
 	defer l.releaseIO(r)
-	res, err := awaitOp(co, r, sdk.Write, op, func(done func(opResult)) error {
-		return r.f.Connect(&sa, func(err error) { done(opResult{fd: -1, err: err}) })
-	})
+	w := l.getWait(r, nil)
+	w.to = sa
+	res, err := w.wait(co, sdk.Write, op, r.f.Connect(&w.to, w.errFn))
 	if err != nil {
 		return err
 	}
@@ -377,16 +326,8 @@ func SockAccept(co *Co, sock *Socket) (*Socket, net.Addr, error) {
 		return nil, nil, err
 	}
 	defer l.releaseIO(r)
-	res, err := awaitOp(co, r, sdk.Read, op, func(done func(opResult)) error {
-		return r.f.Accept(1, func(fd int, peer *sdk.SockAddr, err error) {
-			r.f.AcceptStop()
-			res := opResult{fd: fd, err: err}
-			if peer != nil {
-				res.from = *peer
-			}
-			done(res)
-		})
-	})
+	w := l.getWait(r, nil)
+	res, err := w.wait(co, sdk.Read, op, r.f.Accept(1, w.acceptFn))
 	if err != nil {
 		return nil, nil, err
 	}
