@@ -93,7 +93,7 @@ func (f *file) writable() {
 		if err == unix.EAGAIN {
 			return
 		}
-		done := f.writeDone
+		done := f.doneN
 		f.clearWrite()
 		f.inWrite = true
 		defer f.endWrite()
@@ -109,7 +109,7 @@ func (f *file) writable() {
 			if err == unix.EAGAIN {
 				return
 			}
-			done := f.sendDone
+			done := f.doneErr
 			f.clearWrite()
 			f.inWrite = true
 			done(err)
@@ -132,18 +132,18 @@ func (f *file) writable() {
 		} else {
 			err = soError(f.fd)
 		}
-		done := f.connDone
+		done := f.doneErr
 		f.connectRetry, f.connSA = false, nil
 		f.clearWrite()
 		f.inWrite = true
 		defer f.endWrite()
 		done(err)
 	case opSendfile:
-		n, err := sendfile(f.fd, f.sfFile, &f.sfOff, f.sfCount)
+		n, err := sendfile(f.fd, f.sf.file, &f.sf.off, f.sf.count)
 		if err == unix.EAGAIN {
 			return
 		}
-		done := f.sfDone
+		done := f.doneN
 		f.clearWrite()
 		f.inWrite = true
 		defer f.endWrite()

@@ -8,6 +8,13 @@ import (
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
+// sendfileOp is a pending Sendfile's arguments.
+type sendfileOp struct {
+	file  int
+	off   int64
+	count int
+}
+
 // op is what is armed on one side of a descriptor.
 type op uint8
 
@@ -36,30 +43,27 @@ type file struct {
 	slot uint32
 	gen  uint32
 
-	open, freed        bool
-	registered         bool
-	interest           sdk.Events
-	queuedR, queuedW   bool // a dispatch callback is in the kernel's queue
-	inWrite            bool // inside a write-side completion
-	onR, onW           func()
-	rop, wop           op
-	connectRetry       bool // connect said EAGAIN (a full Unix backlog): try again when writable
-	acceptMax          int
-	alloc              func(hint int) []byte
-	readCB             func(data []byte, err error)
-	recvCB             func(data []byte, from *sdk.SockAddr, err error)
-	acceptCB           func(fd int, peer *sdk.SockAddr, err error)
-	watchR, watchW     func()
-	wbufs              [][]byte
-	writeDone          func(n int, err error)
-	sendB              []byte
-	sendTo             *sdk.SockAddr
-	sendDone, connDone func(err error)
-	connSA             *sdk.SockAddr // the address to retry a connect with
-	sfFile             int
-	sfOff              int64
-	sfCount            int
-	sfDone             func(n int, err error)
+	open, freed      bool
+	registered       bool
+	interest         sdk.Events
+	queuedR, queuedW bool // a dispatch callback is in the kernel's queue
+	inWrite          bool // inside a write-side completion
+	onR, onW         func()
+	rop, wop         op
+	connectRetry     bool // connect said EAGAIN (a full Unix backlog): try again when writable
+	acceptMax        int32
+	alloc            func(hint int) []byte
+	readCB           func(data []byte, err error)
+	recvCB           func(data []byte, from *sdk.SockAddr, err error)
+	acceptCB         func(fd int, peer *sdk.SockAddr, err error)
+	watchR, watchW   func()
+	wbufs            [][]byte
+	doneN            func(n int, err error) // Write, Sendfile
+	sendB            []byte
+	sendTo           *sdk.SockAddr
+	doneErr          func(err error) // SendTo, Connect
+	connSA           *sdk.SockAddr   // the address to retry a connect with
+	sf               *sendfileOp     // the Sendfile pending, rare enough to live apart
 }
 
 func (f *file) reset(fd int) {
@@ -151,7 +155,7 @@ func (f *file) clearRead() {
 }
 
 func (f *file) clearWrite() {
-	f.wop, f.wbufs, f.writeDone, f.sendB, f.sendTo, f.sendDone, f.connDone, f.sfDone, f.watchW = opNone, nil, nil, nil, nil, nil, nil, nil, nil
+	f.wop, f.wbufs, f.doneN, f.sendB, f.sendTo, f.doneErr, f.sf, f.watchW = opNone, nil, nil, nil, nil, nil, nil, nil
 }
 
 func (f *file) stopRead(o op) {
@@ -188,7 +192,7 @@ func (f *file) Accept(limit int, cb func(int, *sdk.SockAddr, error)) error {
 	if err := f.busy(f.rop, "accept"); err != nil {
 		return err
 	}
-	f.acceptMax, f.acceptCB = max(limit, 1), cb
+	f.acceptMax, f.acceptCB = int32(max(limit, 1)), cb
 	return f.startRead(opAccept)
 }
 
@@ -215,7 +219,7 @@ func (f *file) Write(bufs [][]byte, done func(int, error)) error {
 	if err := f.busy(f.wop, "write"); err != nil {
 		return err
 	}
-	f.wbufs, f.writeDone = bufs, done
+	f.wbufs, f.doneN = bufs, done
 	return f.startWrite(opWrite)
 }
 
@@ -244,7 +248,7 @@ func (f *file) Connect(sa *sdk.SockAddr, done func(error)) error {
 		f.d.later(func() { done(err) })
 		return nil
 	}
-	f.connDone = done
+	f.doneErr = done
 	return f.startWrite(opConnect)
 }
 
@@ -266,7 +270,7 @@ func (f *file) SendTo(b []byte, to *sdk.SockAddr, done func(error)) error {
 	if err := f.busy(f.wop, "sendto"); err != nil {
 		return err
 	}
-	f.sendB, f.sendTo, f.sendDone = b, to, done
+	f.sendB, f.sendTo, f.doneErr = b, to, done
 	return f.startWrite(opSendTo)
 }
 
@@ -274,7 +278,7 @@ func (f *file) Sendfile(file int, offset int64, count int, done func(int, error)
 	if err := f.busy(f.wop, "sendfile"); err != nil {
 		return err
 	}
-	f.sfFile, f.sfOff, f.sfCount, f.sfDone = file, offset, count, done
+	f.sf, f.doneN = &sendfileOp{file: file, off: offset, count: count}, done
 	return f.startWrite(opSendfile)
 }
 
@@ -340,16 +344,16 @@ func (f *file) cancelWrite() {
 	d := f.d
 	switch f.wop {
 	case opWrite:
-		done := f.writeDone
+		done := f.doneN
 		d.later(func() { done(0, sdk.ErrCanceled) })
 	case opSendTo:
-		done := f.sendDone
+		done := f.doneErr
 		d.later(func() { done(sdk.ErrCanceled) })
 	case opConnect:
-		done := f.connDone
+		done := f.doneErr
 		d.later(func() { done(sdk.ErrCanceled) })
 	case opSendfile:
-		done := f.sfDone
+		done := f.doneN
 		d.later(func() { done(0, sdk.ErrCanceled) })
 	}
 }
