@@ -25,12 +25,18 @@ type ioRef struct {
 	f              sdk.FD
 	users          int
 	reader, writer bool // AddReader / AddWriter hold it
+	embedded       bool // lives inside its first user (a transport), not pooled
 }
 
 func (t *ioTable) reset() { t.m, t.free = nil, nil }
 
 // acquireIO opens fd in the driver, or takes another hold on it.
-func (l *Loop) acquireIO(fd int) (*ioRef, error) {
+func (l *Loop) acquireIO(fd int) (*ioRef, error) { return l.acquireIOInto(fd, nil) }
+
+// acquireIOInto is acquireIO for a user that keeps an ioRef of its own
+// (a transport, saving an allocation per connection): if fd is not open
+// yet, own becomes its record.
+func (l *Loop) acquireIOInto(fd int, own *ioRef) (*ioRef, error) {
 	if r := l.files.m[fd]; r != nil {
 		r.users++
 		return r, nil
@@ -45,14 +51,16 @@ func (l *Loop) acquireIO(fd int) (*ioRef, error) {
 	if l.files.m == nil {
 		l.files.m = make(map[int]*ioRef)
 	}
-	var r *ioRef
-	if n := len(l.files.free); n > 0 {
+	r := own
+	switch n := len(l.files.free); {
+	case own != nil:
+	case n > 0:
 		r = l.files.free[n-1]
 		l.files.free = l.files.free[:n-1]
-	} else {
+	default:
 		r = new(ioRef)
 	}
-	*r = ioRef{fd: fd, f: f, users: 1}
+	*r = ioRef{fd: fd, f: f, users: 1, embedded: own != nil}
 	l.files.m[fd] = r
 	return r, nil
 }
@@ -70,7 +78,7 @@ func (l *Loop) releaseIO(r *ioRef) {
 	f := r.f
 	if l.files.m[r.fd] == r {
 		delete(l.files.m, r.fd)
-		if len(l.files.free) < maxFreeRefs {
+		if !r.embedded && len(l.files.free) < maxFreeRefs {
 			l.files.free = append(l.files.free, r)
 		}
 	}

@@ -26,6 +26,7 @@ type transportCore struct {
 	sock  *Socket
 	fd    int
 	io    *ioRef // the descriptor in the driver; nil once released
+	ioOwn ioRef  // io's storage when the transport opened the descriptor
 	proto BaseProtocol
 	flow  WriteFlowControl // nil if proto does not want flow control
 
@@ -64,15 +65,16 @@ const defaultHighWater = 64 << 10
 // init fills the core for owner with asyncio's default water marks and
 // opens the descriptor in the loop's I/O driver.
 func (c *transportCore) init(owner transportOwner, l *Loop, sock *Socket, fd int, peer net.Addr) error {
-	io, err := l.acquireIO(fd)
-	if err != nil {
-		return busyErr("transport", fd, err)
-	}
 	*c = transportCore{
-		owner: owner, loop: l, sock: sock, fd: fd, io: io,
+		owner: owner, loop: l, sock: sock, fd: fd,
 		sockname: sock.LocalAddr(), peername: peer,
 		high: defaultHighWater, low: defaultHighWater / 4,
 	}
+	io, err := l.acquireIOInto(fd, &c.ioOwn)
+	if err != nil {
+		return busyErr("transport", fd, err)
+	}
+	c.io = io
 	return nil
 }
 
