@@ -4,17 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/loopkernel/loopkernel/driver/readiness"
 	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
 	// The net cases resolve "localhost" (asyncio's tests do too), so the
 	// suite brings the default resolver: it certifies I/O back-ends, and a
 	// caller that imported no resolver would otherwise see lookups fail.
 	_ "github.com/loopkernel/loopkernel/plugins/resolver"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // The networking contract: what the kernel's transports, servers, datagram
@@ -32,14 +35,12 @@ import (
 type NetConfig struct {
 	// Debug builds every loop with kernel.WithDebug(true).
 	Debug bool
-	// SetSendfileZeroCopy, if set, switches the kernel's zero-copy
-	// sendfile(2) off (on=false) and returns what restores it; the
-	// sendfile cases then also drive the read-and-send fallback with
-	// regular files, offsets and counts. Only the kernel's own tests can
-	// reach such a switch (kernel.SetSendfileZeroCopy is test-only); without
-	// it those cases are skipped, and the fallback is still driven through
-	// sources sendfile(2) cannot read (pipes).
-	SetSendfileZeroCopy func(on bool) (restore func())
+	// Driver, if set, builds the I/O driver (sdk.Driver) each loop runs
+	// on; the factory's selectors are then not used. Nil builds the
+	// readiness driver over a selector from the factory, as kernel.New
+	// does. A case that needs an optional operation the driver lacks
+	// (sdk.CapWatch, sdk.CapSendfile) is skipped with the capability named.
+	Driver func() (sdk.Driver, error)
 }
 
 // NetSuite returns the networking contract for cfg.
@@ -59,7 +60,13 @@ func NetSuite(cfg NetConfig) Suite {
 	} {
 		for _, nc := range group {
 			cases = append(cases, Case{Name: nc.name, Needs: nc.needs, Alone: nc.alone, Run: func(c *C) {
-				nc.run(&nt{C: c, cfg: cfg})
+				n := &nt{C: c, cfg: cfg}
+				if nc.op != "" {
+					if caps := n.newDriver().Capabilities(); !caps.Has(nc.op) {
+						c.Skip(fmt.Sprintf("needs driver capability %s; driver %q (%s %s) lacks it", nc.op, caps.Name, caps.Family, caps.Backend))
+					}
+				}
+				nc.run(n)
 			}})
 		}
 	}
@@ -80,8 +87,9 @@ func RunNet(t *testing.T, f Factory, cfg ...NetConfig) {
 // ncase is a networking case before it is bound to a configuration.
 type ncase struct {
 	name  string
-	needs string
-	alone bool // see Case.Alone
+	needs string // a selector capability, see Case.Needs
+	op    string // an optional driver operation (sdk.Cap*) the case needs
+	alone bool   // see Case.Alone
 	run   func(n *nt)
 }
 
@@ -103,18 +111,52 @@ const netRunLimit = 20 * time.Second
 // watchdog, is named when it fails.
 const netSettle = 15 * time.Second
 
-// newLoop builds a loop on a selector from the factory under test. It is
-// closed when the case ends; its log is attached to the case when the case
-// failed.
-func (n *nt) newLoop() *kernel.Loop {
-	sel := n.NewSelector()
+// newDriver builds the I/O driver of one loop (see NetConfig.Driver),
+// closed when the case ends if nothing closed it before.
+func (n *nt) newDriver() sdk.Driver {
+	var d sdk.Driver
+	if n.cfg.Driver != nil {
+		var err error
+		if d, err = n.cfg.Driver(); err != nil {
+			n.Errorf("driver: %v", err)
+			n.FailNow()
+		}
+	} else {
+		d = readiness.New(n.NewSelector())
+	}
+	n.Cleanup(func() { d.Close() })
+	return d
+}
+
+// without is a driver with some optional operations taken away, so that a
+// case can drive the kernel's answer to their absence (the read-and-send
+// fallback of sendfile) on any driver.
+type without struct {
+	sdk.Driver
+	ops []string
+}
+
+func (d without) Capabilities() sdk.DriverCapabilities {
+	c := d.Driver.Capabilities()
+	c.Ops = slices.DeleteFunc(slices.Clone(c.Ops), func(op string) bool { return slices.Contains(d.ops, op) })
+	return c
+}
+
+// newLoop builds a loop on a driver from newDriver, without the optional
+// operations listed. It is closed when the case ends; its log is attached
+// to the case when the case failed.
+func (n *nt) newLoop(lacking ...string) *kernel.Loop {
+	drv := n.newDriver()
+	if len(lacking) > 0 {
+		drv = without{drv, lacking}
+	}
 	buf := &syncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: buf, Level: hclog.Debug})
 	opts := []kernel.Option{kernel.WithLogger(logger)}
 	if n.cfg.Debug {
 		opts = append(opts, kernel.WithDebug(true))
 	}
-	l := kernel.New(sel, opts...)
+	l := kernel.NewOnDriver(drv, opts...)
 	n.Cleanup(func() {
 		if err := l.Close(); err != nil && !errors.Is(err, kernel.ErrClosed) {
 			n.Errorf("closing the loop at the end of the case: %v", err)

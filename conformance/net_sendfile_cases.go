@@ -16,18 +16,19 @@ import (
 
 	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/kernel"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // sendfile: SockSendfile on sockets and Sendfile on transports, zero-copy
 // where sendfile(2) can serve the file and read-and-send otherwise, with
 // offsets, counts and the fallback switch.
 var netSendfileCases = []ncase{
-	{name: "net/sendfile/sock/offsets-and-counts", run: nSendfileSock},
+	{name: "net/sendfile/sock/offsets-and-counts", op: sdk.CapSendfile, run: nSendfileSock},
 	{name: "net/sendfile/sock/forced-fallback", run: nSendfileSockForcedFallback},
 	{name: "net/sendfile/sock/pipe-source", run: nSendfilePipe},
 	{name: "net/sendfile/sock/bad-arguments", run: nSendfileRejects},
-	{name: "net/sendfile/sock/cancelled-keeps-position", run: nSendfileCancelled},
-	{name: "net/sendfile/transport/prefix-then-file", run: nSendfileOverTransport},
+	{name: "net/sendfile/sock/cancelled-keeps-position", op: sdk.CapSendfile, run: nSendfileCancelled},
+	{name: "net/sendfile/transport/prefix-then-file", op: sdk.CapSendfile, run: nSendfileOverTransport},
 	{name: "net/sendfile/transport/unsupported", run: nSendfileUnsupportedTransport},
 	{name: "net/sendfile/transport/closing", run: nSendfileClosingTransport},
 }
@@ -47,15 +48,6 @@ func (n *nt) filePos(f *os.File) int64 {
 	pos, err := f.Seek(0, io.SeekCurrent)
 	n.fixture("seek", err)
 	return pos
-}
-
-// noZeroCopy switches zero-copy sendfile off until the case ends, or skips
-// the case when this run has no way to.
-func (n *nt) noZeroCopy() {
-	if n.cfg.SetSendfileZeroCopy == nil {
-		n.Skip("needs a switch to turn zero-copy sendfile off (NetConfig.SetSendfileZeroCopy; only the kernel's own tests have one) to drive the fallback with a regular file")
-	}
-	n.Cleanup(n.cfg.SetSendfileZeroCopy(false))
 }
 
 type sfResult struct {
@@ -134,8 +126,7 @@ func nSendfileSock(n *nt) {
 // sends the same bytes with the same offsets, counts and final position;
 // fallback=false fails with ErrSendfileNotAvailable having sent nothing.
 func nSendfileSockForcedFallback(n *nt) {
-	n.noZeroCopy()
-	l := n.newLoop()
+	l := n.newLoop(sdk.CapSendfile)
 	n.sendfileTable(l, "read-and-send", true)
 	f := n.sendfileSource([]byte("data"))
 	r := n.sfTransfer(l, f, 0, 0, false)
@@ -214,16 +205,11 @@ func nSendfileRejects(n *nt) {
 // peer can read, zero-copy and (when it can be forced) in the fallback.
 func nSendfileCancelled(n *nt) {
 	n.sendfileCancelled("zero-copy")
-	if n.cfg.SetSendfileZeroCopy != nil {
-		restore := n.cfg.SetSendfileZeroCopy(false)
-		n.Cleanup(restore)
-		n.sendfileCancelled("read-and-send")
-		restore()
-	}
+	n.sendfileCancelled("read-and-send", sdk.CapSendfile)
 }
 
-func (n *nt) sendfileCancelled(mode string) {
-	l := n.newLoop()
+func (n *nt) sendfileCancelled(mode string, lacking ...string) {
+	l := n.newLoop(lacking...)
 	a, b := testkit.SocketPair(n, unix.SOCK_STREAM)
 	f := n.sendfileSource(pattern(8 << 20))
 	// Nobody reads b: the socket fills and sendfile must wait, and is
@@ -372,11 +358,7 @@ func nSendfileOverTransport(n *nt) {
 		check("zero-copy", fallback, r, f)
 		require.Error(n, r.midWrite, "rule: Write while zero-copy Sendfile owns the socket fails")
 	}
-	if n.cfg.SetSendfileZeroCopy == nil {
-		return
-	}
-	restore := n.cfg.SetSendfileZeroCopy(false)
-	n.Cleanup(restore)
+	l = n.newLoop(sdk.CapSendfile) // a driver without zero-copy sendfile
 	f := n.sendfileSource(data)
 	check("read-and-send", true, n.sfOverTransport(l, prefix, f, 100, 1<<20, true), f)
 	f = n.sendfileSource(data)
@@ -384,7 +366,6 @@ func nSendfileOverTransport(n *nt) {
 	require.ErrorIs(n, r.sfErr, kernel.ErrSendfileNotAvailable, "rule: without zero-copy and without fallback, Sendfile fails with ErrSendfileNotAvailable")
 	require.Zero(n, r.sent)
 	require.Empty(n, r.got, "rule: a refused Sendfile sends nothing")
-	restore()
 }
 
 // sfPlainTransport is a Transport that does not offer Sendfile's hook.

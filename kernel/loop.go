@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/loopkernel/loopkernel/driver/readiness"
+	"github.com/loopkernel/loopkernel/internal/yield"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -22,12 +23,12 @@ const (
 	// more than half of it (and the heap is not tiny), so a program that keeps
 	// cancelling timers cannot grow the heap without bound.
 	minTimersForSweep = 100
-	// eventBatch is how many readiness events one wait collects.
-	eventBatch = 256
+	// pollBatch is how many callbacks one poll of the driver may return.
+	pollBatch = 512
 	// defaultSlowCallback is the debug-mode threshold for logging a callback.
 	defaultSlowCallback = 100 * time.Millisecond
 	// busyPollInterval bounds how long the loop may go without polling the
-	// selector while callbacks keep it busy. A zero-timeout poll is a system
+	// driver while callbacks keep it busy. A zero-timeout poll is a system
 	// call (about a microsecond); a loop whose callbacks schedule callbacks
 	// (task switches, future chains) would otherwise pay it every iteration.
 	// Like tokio's event interval, the loop skips zero-timeout polls until
@@ -44,16 +45,6 @@ const (
 	// late that lets readiness be picked up.
 	pollCostFactor      = 8
 	maxBusyPollInterval = 500 * time.Microsecond
-	// The loop goroutine blocks only in the selector's system calls, never in
-	// the Go scheduler, and after 10 ms without a scheduling sysmon treats it
-	// as a hog: it retakes the goroutine's P from every poll it catches in
-	// progress (a futex handoff to another thread, the P won back on return)
-	// and keeps polling every 20 µs. Yielding every schedYieldInterval, once
-	// schedYieldPolls polls have passed (an idle loop gains nothing), keeps
-	// that away: on a 2-core VM an epoll echo server's CPU per request fell
-	// from 11.5 to 9.2 µs and a task-yield loop's wall time per switch halved.
-	schedYieldInterval = 4 * time.Millisecond
-	schedYieldPolls    = 4
 	// A busy loop with no timer to serve reads the clock (to ration polls)
 	// only every busyClockIters iterations, and sooner once it has run
 	// busyClockWork callbacks since the last read. The iteration bound keeps
@@ -70,8 +61,8 @@ var clockEpoch = time.Now()
 // Loop is an event loop (asyncio.AbstractEventLoop). Create one with New; a
 // Loop must be closed with Close when it is no longer needed.
 type Loop struct {
-	sel    sdk.Selector
-	events []sdk.Event
+	drv    sdk.Driver
+	polled []func() // what the last Poll returned, before it is queued
 	logger hclog.Logger
 
 	ready    ring
@@ -95,8 +86,8 @@ type Loop struct {
 	closed   atomic.Bool // read by other goroutines in CallSoonThreadsafe
 	goid     uint64      // goroutine running the loop, while running
 
-	fds fdTable
-	sig signalState
+	files ioTable // descriptors open in the driver (kernel/io_table.go)
+	sig   signalState
 
 	excHandler  ExceptionHandler
 	taskFactory TaskFactory
@@ -111,20 +102,19 @@ type Loop struct {
 
 	be backends // resolver and function executor (kernel/backends.go)
 
-	net netState // scratch shared by the network transports (kernel/net_stream.go)
+	net netState // scratch shared by the network transports (kernel/net_scratch.go)
 
 	asyncgens         map[asyncGenCloser]struct{}
 	asyncgensShutdown bool
 
-	fatal    error         // set when the selector fails; ends RunForever
-	lastPoll time.Duration // loop clock at the last selector poll
+	fatal    error         // set when the driver fails; ends RunForever
+	lastPoll time.Duration // loop clock at the last poll of the driver
 	// pollCost is a running average of how long a busy zero-timeout poll
 	// takes; pollEvery is the rationing interval derived from it.
 	pollCost, pollEvery time.Duration
-	lastYield           time.Duration // loop clock at the last scheduler yield
-	pollsSinceYield     int
-	busyIters           int // iterations since the clock was last read while busy
-	busyWork            int // callbacks run since then
+	yield               yield.Ticker // see internal/yield
+	busyIters           int          // iterations since the clock was last read while busy
+	busyWork            int          // callbacks run since then
 	// batch counts the callbacks of the current iteration still to run, -1
 	// between iterations; it lives here so that a batch cut by a panicking
 	// callback resumes where it stopped (see iterate).
@@ -145,13 +135,21 @@ func WithDebug(on bool) Option { return func(lp *Loop) { lp.debug = on } }
 // WithExecutor sets the default executor used by RunInExecutor.
 func WithExecutor(e Executor) Option { return func(lp *Loop) { lp.executor = e } }
 
-// New returns a loop that drives its I/O through sel. The loop owns sel from
-// now on and closes it in Close. Debug mode starts on when the environment
-// variable LOOPKERNEL_DEBUG is set to anything but "" or "0".
+// New returns a loop whose I/O goes through the readiness driver
+// (driver/readiness) over sel, in process or a plugin's. The loop owns sel
+// from now on and closes it in Close. Debug mode starts on when the
+// environment variable LOOPKERNEL_DEBUG is set to anything but "" or "0".
 func New(sel sdk.Selector, opts ...Option) *Loop {
+	return NewOnDriver(readiness.New(sel), opts...)
+}
+
+// NewOnDriver returns a loop whose I/O goes through d, any driver of the
+// I/O seam (sdk.Driver). The loop owns d from now on and closes it in
+// Close. Options and debug mode are as for New.
+func NewOnDriver(d sdk.Driver, opts ...Option) *Loop {
 	l := &Loop{
-		sel:          sel,
-		events:       make([]sdk.Event, eventBatch),
+		drv:          d,
+		polled:       make([]func(), pollBatch),
 		slowCallback: defaultSlowCallback,
 	}
 	if v := os.Getenv("LOOPKERNEL_DEBUG"); v != "" && v != "0" {
@@ -163,12 +161,12 @@ func New(sel sdk.Selector, opts ...Option) *Loop {
 	if l.logger == nil {
 		l.logger = hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: os.Stderr})
 	}
-	l.fds.init()
 	return l
 }
 
-// Selector returns the back-end the loop polls through.
-func (l *Loop) Selector() sdk.Selector { return l.sel }
+// Driver returns the I/O driver the loop polls, so that a caller can read
+// its Capabilities (which back-end runs underneath, what it supports).
+func (l *Loop) Driver() sdk.Driver { return l.drv }
 
 // Logger returns the loop's logger.
 func (l *Loop) Logger() hclog.Logger { return l.logger }
@@ -266,7 +264,7 @@ func (l *Loop) RunUntilComplete(f Awaitable) error {
 
 // Close closes the loop: pending callbacks and timers are discarded, signal
 // handlers removed, the default executor shut down without waiting, and the
-// selector closed. Closing a running loop fails; closing twice does nothing.
+// I/O driver (and its back-end) closed. Closing a running loop fails; closing twice does nothing.
 func (l *Loop) Close() error {
 	if l.running {
 		return fmt.Errorf("cannot close a running event loop: %w", ErrRunning)
@@ -292,22 +290,15 @@ func (l *Loop) Close() error {
 		l.executor.Shutdown(false)
 	}
 	l.executor = nil
-	l.fds.reset()
+	l.files.reset()
 	if err := l.be.close(); err != nil {
 		l.logger.Warn("closing the loop's back-ends failed", "error", err)
 	}
-	return l.sel.Close()
-}
-
-// runOnce runs exactly one iteration of the loop; see the package comment.
-func (l *Loop) runOnce() {
-	l.batch = -1
-	for !l.iterate(true) {
-	}
+	return l.drv.Close()
 }
 
 // iterate runs loop iterations (only one if once is set) until the loop
-// stops or its selector fails, and then reports true. When a callback panics
+// stops or its driver fails, and then reports true. When a callback panics
 // it reports the panic and returns false; the caller calls it again and the
 // batch goes on where it was cut. One iteration is gather (phases 1 to 4 of
 // the package comment) and then phase 5, running exactly the callbacks that
@@ -365,7 +356,7 @@ func (l *Loop) iterate(once bool) (stopped bool) {
 	}
 }
 
-// gather is phases 1 to 4 of an iteration: it polls the selector and moves
+// gather is phases 1 to 4 of an iteration: it polls the driver and moves
 // ready I/O callbacks, signals, other goroutines' callbacks and due timers to
 // the ready queue. See the package comment.
 func (l *Loop) gather() {
@@ -411,10 +402,16 @@ func (l *Loop) gather() {
 				timeout = 0
 			}
 		}
-		n, err := l.sel.Wait(l.events, timeout)
+		n, err := l.drv.Poll(l.polled, timeout)
 		l.sleeping.Store(false)
+		// 3. Queue the I/O callbacks the driver returned (each in a
+		// recycled handle, so this allocates nothing).
+		for i, fn := range l.polled[:n] {
+			l.ready.push(l.newHandle(fn))
+			l.polled[i] = nil
+		}
 		if err != nil {
-			l.selectorFailed(err)
+			l.driverFailed(err)
 			return
 		}
 		before := now
@@ -423,12 +420,7 @@ func (l *Loop) gather() {
 			l.timePoll(now - before)
 		}
 		l.lastPoll, l.busyIters, l.busyWork = now, 0, 0
-		if l.pollsSinceYield++; l.pollsSinceYield >= schedYieldPolls && now-l.lastYield >= schedYieldInterval {
-			l.lastYield, l.pollsSinceYield = now, 0
-			runtime.Gosched()
-		}
-		// 3. Turn readiness into ready callbacks.
-		l.dispatchIO(l.events[:n])
+		l.yield.Tick(now)
 	}
 
 	// 3b. Signals and other goroutines' callbacks (checked here, inline,
@@ -589,7 +581,7 @@ func (l *Loop) CallAtContext(ctx context.Context, when time.Duration, fn func(co
 }
 
 // CallSoonThreadsafe is CallSoon for any goroutine: it wakes the loop if it
-// is blocked in its selector.
+// is blocked polling its driver.
 func (l *Loop) CallSoonThreadsafe(fn func()) (Handle, error) {
 	h := &handle{loop: l, gen: 1, index: -1, fn: fn}
 	if err := l.pushThreadsafe(h); err != nil {
@@ -625,8 +617,8 @@ func (l *Loop) pushThreadsafe(h *handle) error {
 }
 
 func (l *Loop) wake() {
-	if err := l.sel.Wake(); err != nil && !l.closed.Load() {
-		l.logger.Warn("waking the selector failed", "error", err)
+	if err := l.drv.Wake(); err != nil && !l.closed.Load() {
+		l.logger.Warn("waking the I/O driver failed", "error", err)
 	}
 }
 
@@ -643,11 +635,12 @@ func (l *Loop) drainThreadsafe() {
 	l.tsSpare = q[:0]
 }
 
-// selectorFailed ends the run: a back-end that cannot wait any more leaves
+// driverFailed ends the run: a back-end that cannot wait any more leaves
 // the loop unable to keep any of its promises, so the error is reported and
 // RunForever returns it.
-func (l *Loop) selectorFailed(err error) {
-	err = fmt.Errorf("selector %s failed: %w", l.sel.Capabilities().Name, err)
+func (l *Loop) driverFailed(err error) {
+	c := l.drv.Capabilities()
+	err = fmt.Errorf("%s %s failed: %w", c.Family, c.Backend, err)
 	l.fatal = err
-	l.CallExceptionHandler(ErrorContext{Message: "selector failed; stopping the event loop", Err: err})
+	l.CallExceptionHandler(ErrorContext{Message: c.Family + " failed; stopping the event loop", Err: err})
 }

@@ -302,20 +302,17 @@ type connector struct {
 type connAttempt struct {
 	idx  int
 	sock *Socket
+	io   *ioRef
+	sa   sdk.SockAddr
 }
 
 func (c *connector) startNext() {
 	for !c.result.Done() && c.next < len(c.targets) {
 		i := c.next
 		c.next++
-		sock, err := c.begin(i)
-		if err != nil {
+		if err := c.begin(i); err != nil {
 			c.errs[i] = err
 			continue // try the next address at once
-		}
-		if sock != nil { // connected at once
-			c.succeed(sock)
-			return
 		}
 		if c.delay > 0 && c.next < len(c.targets) {
 			c.timer.Cancel()
@@ -328,33 +325,34 @@ func (c *connector) startNext() {
 	}
 }
 
-// begin starts attempt i: it returns the socket if it connected at once,
-// nil with the attempt in flight, or the attempt's error.
-func (c *connector) begin(i int) (*Socket, error) {
+// begin starts attempt i as a connect operation on the seam, or returns
+// why it could not start.
+func (c *connector) begin(i int) error {
 	t := c.targets[i]
 	sock, err := NewSocket(t.family, unix.SOCK_STREAM, t.proto)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.bindLocal(sock, t.family); err != nil {
 		sock.Close()
-		return nil, err
+		return err
 	}
-	err = sock.connectNB(t.sa)
-	switch err {
-	case nil:
-		return sock, nil
-	case unix.EINPROGRESS:
-		att := &connAttempt{idx: i, sock: sock}
-		if err := c.l.AddWriter(sock.Fd(), func() { c.connected(att) }); err != nil {
-			sock.Close()
-			return nil, err
-		}
-		c.inflight = append(c.inflight, att)
-		return nil, nil
+	att := &connAttempt{idx: i, sock: sock}
+	if att.sa, err = toSockAddr(t.sa); err != nil {
+		sock.Close()
+		return c.opError(sock, t, err)
 	}
-	sock.Close()
-	return nil, c.opError(sock, t, err)
+	if att.io, err = c.l.acquireIO(sock.Fd()); err != nil {
+		sock.Close()
+		return err
+	}
+	if err := att.io.f.Connect(&att.sa, func(err error) { c.connected(att, err) }); err != nil {
+		c.l.releaseIO(att.io)
+		sock.Close()
+		return err
+	}
+	c.inflight = append(c.inflight, att)
+	return nil
 }
 
 func (c *connector) opError(sock *Socket, t dialTarget, err error) error {
@@ -382,11 +380,14 @@ func (c *connector) bindLocal(sock *Socket, family int) error {
 	return errors.Join(errs...)
 }
 
-// connected is an in-flight attempt's writer callback: the connect has
-// finished, one way or the other.
-func (c *connector) connected(att *connAttempt) {
+// connected is an attempt's completion: the connect has finished, one way
+// or the other (or was cancelled by cleanup, which closed the socket).
+func (c *connector) connected(att *connAttempt, err error) {
+	if errors.Is(err, sdk.ErrCanceled) {
+		return
+	}
 	c.drop(att)
-	if err := att.sock.connectResult(); err != nil {
+	if err != nil {
 		att.sock.Close()
 		c.errs[att.idx] = c.opError(att.sock, c.targets[att.idx], err)
 		c.timer.Cancel()
@@ -397,7 +398,7 @@ func (c *connector) connected(att *connAttempt) {
 }
 
 func (c *connector) drop(att *connAttempt) {
-	c.l.RemoveWriter(att.sock.Fd())
+	c.l.releaseIO(att.io)
 	for i, a := range c.inflight {
 		if a == att {
 			c.inflight = append(c.inflight[:i], c.inflight[i+1:]...)
@@ -429,9 +430,7 @@ func (c *connector) fail() {
 func (c *connector) cleanup(keep *Socket) {
 	c.timer.Cancel()
 	for _, a := range c.inflight {
-		if !c.l.IsClosed() {
-			c.l.RemoveWriter(a.sock.Fd())
-		}
+		c.l.releaseIO(a.io)
 		if a.sock != keep {
 			a.sock.Close()
 		}

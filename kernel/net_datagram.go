@@ -1,13 +1,10 @@
 package kernel
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -267,27 +264,16 @@ const datagramOverhead = 8
 // its destination already converted.
 type pendingDatagram struct {
 	data    []byte
-	raw     unix.RawSockaddrAny
-	rawLen  uint32
+	to      sdk.SockAddr
 	hasAddr bool
 }
 
-// rawAddr caches one address in kernel form, so sending to (or receiving
-// from) the same peer again converts nothing and allocates nothing.
-type rawAddr struct {
-	raw  unix.RawSockaddrAny
-	len  uint32
-	addr net.Addr // immutable once handed out
-	// what addr held when converted, to notice a caller mutating it
-	ip   [16]byte
-	ipN  int
-	port int
-	zone string
-	name string
-}
-
 // datagramTransport is the DatagramTransport of UDP and Unix datagram
-// sockets.
+// sockets, on the I/O seam: datagrams arrive from a receive operation
+// started once, into the loop's shared buffer; a send is tried at once and
+// queued only when the socket refuses it, the queue then sent one send
+// operation at a time (the readiness driver sends on while the socket
+// takes them, one writable event draining what it can).
 type datagramTransport struct {
 	transportCore
 	dp DatagramProtocol
@@ -297,9 +283,12 @@ type datagramTransport struct {
 	queue []pendingDatagram
 	size  int
 
-	send    rawAddr // last destination converted
-	recv    rawAddr // last source seen
-	recvRaw unix.RawSockaddrAny
+	send rawAddr // last destination converted
+	recv rawAddr // last source seen
+
+	allocFn func(hint int) []byte
+	recvFn  func(data []byte, from *sdk.SockAddr, err error)
+	sentFn  func(err error)
 }
 
 func newDatagramTransport(l *Loop, sock *Socket, p BaseProtocol, address net.Addr, waiter *Future[struct{}]) (*datagramTransport, error) {
@@ -311,9 +300,13 @@ func newDatagramTransport(l *Loop, sock *Socket, p BaseProtocol, address net.Add
 		return nil, err
 	}
 	t := &datagramTransport{address: address}
-	t.init(t, l, sock, fd, sock.RemoteAddr(), t.readReady, t.writeReady)
+	if err := t.init(t, l, sock, fd, sock.RemoteAddr()); err != nil {
+		return nil, fmt.Errorf("datagram transport: %w", err)
+	}
+	t.allocFn, t.recvFn, t.sentFn = t.alloc, t.received, t.sent
 	t.setProtocol(p)
 	if _, err := l.CallSoon(func() { t.start(waiter) }); err != nil {
+		t.releaseIO()
 		return nil, err
 	}
 	return t, nil
@@ -327,8 +320,8 @@ func (t *datagramTransport) setProtocol(p BaseProtocol) {
 
 func (t *datagramTransport) start(waiter *Future[struct{}]) {
 	ok := t.callProtocol("ConnectionMade", func() { t.proto.ConnectionMade(t) })
-	if ok && !t.closing {
-		if err := t.loop.watchFD(t.fd, sdk.Read, &t.rh); err != nil {
+	if ok && !t.closing && t.io != nil {
+		if err := t.io.f.RecvFromStart(t.allocFn, t.recvFn); err != nil {
 			t.forceClose(err)
 			ok = false
 		} else {
@@ -360,205 +353,34 @@ func (t *datagramTransport) errorReceived(err error) {
 	t.dp.ErrorReceived(err)
 }
 
-// readReady receives one datagram into the loop's shared buffer.
-func (t *datagramTransport) readReady() {
+// alloc gives the receive operation the loop's shared buffer.
+func (t *datagramTransport) alloc(int) []byte {
+	if t.dp == nil {
+		t.protocolPanicked("DatagramReceived", fmt.Sprintf("protocol %T is not a DatagramProtocol", t.proto))
+		return nil
+	}
+	return t.loop.recvBuf()
+}
+
+// received is the receive operation's callback: one datagram and its
+// sender.
+func (t *datagramTransport) received(data []byte, from *sdk.SockAddr, err error) {
 	if t.connLost {
 		return
 	}
-	if t.dp == nil {
-		t.protocolPanicked("DatagramReceived", fmt.Sprintf("protocol %T is not a DatagramProtocol", t.proto))
-		return
-	}
-	buf := t.loop.recvBuf()
-	n, rawLen, err := recvFrom(t.fd, buf, &t.recvRaw)
 	if err != nil {
-		if isWouldBlock(err) {
-			return
-		}
 		// ICMP errors (ECONNREFUSED after sending to a closed port on a
 		// connected socket) are reported and the endpoint goes on.
 		t.errorReceived(t.opError("read", t.address, err))
 		return
 	}
-	addr := t.recv.fromRaw(&t.recvRaw, rawLen, t.sock.Type())
+	addr := t.recv.fromRaw(from, t.sock.Type())
 	defer func() {
 		if r := recover(); r != nil {
 			t.receivePanicked("DatagramReceived", r)
 		}
 	}()
-	t.dp.DatagramReceived(buf[:n], addr)
-}
-
-func recvFrom(fd int, b []byte, raw *unix.RawSockaddrAny) (int, uint32, error) {
-	for {
-		rawLen := uint32(unix.SizeofSockaddrAny)
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
-			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(raw)), uintptr(unsafe.Pointer(&rawLen)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, 0, e
-		}
-		return int(n), rawLen, nil
-	}
-}
-
-func sendTo(fd int, b []byte, raw *unix.RawSockaddrAny, rawLen uint32) error {
-	var p, n uintptr
-	if raw != nil {
-		p, n = uintptr(unsafe.Pointer(raw)), uintptr(rawLen)
-	}
-	for {
-		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
-			unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, p, n)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return e
-		}
-		return nil
-	}
-}
-
-// fromRaw returns the net.Addr for a source address, reusing the previous
-// one when the peer is the same.
-func (c *rawAddr) fromRaw(raw *unix.RawSockaddrAny, n uint32, sotype int) net.Addr {
-	if n == 0 {
-		return nil
-	}
-	rb := unsafe.Slice((*byte)(unsafe.Pointer(raw)), n)
-	cb := unsafe.Slice((*byte)(unsafe.Pointer(&c.raw)), c.len)
-	if c.addr != nil && n == c.len && bytes.Equal(rb, cb) {
-		return c.addr
-	}
-	var addr net.Addr
-	switch raw.Addr.Family {
-	case unix.AF_INET:
-		r := (*unix.RawSockaddrInet4)(unsafe.Pointer(raw))
-		addr = &net.UDPAddr{IP: net.IP(append([]byte(nil), r.Addr[:]...)), Port: int(ntohs(r.Port))}
-	case unix.AF_INET6:
-		r := (*unix.RawSockaddrInet6)(unsafe.Pointer(raw))
-		zone := ""
-		if r.Scope_id != 0 {
-			zone = fmt.Sprint(r.Scope_id)
-			if ifi, err := net.InterfaceByIndex(int(r.Scope_id)); err == nil {
-				zone = ifi.Name
-			}
-		}
-		addr = &net.UDPAddr{IP: net.IP(append([]byte(nil), r.Addr[:]...)), Port: int(ntohs(r.Port)), Zone: zone}
-	case unix.AF_UNIX:
-		r := (*unix.RawSockaddrUnix)(unsafe.Pointer(raw))
-		pathLen := int(n) - int(unsafe.Offsetof(r.Path))
-		if pathLen <= 0 {
-			return nil // an unbound sender: there is no address to answer
-		}
-		path := unsafe.Slice((*byte)(unsafe.Pointer(&r.Path[0])), pathLen)
-		name := ""
-		if path[0] == 0 {
-			name = "@" + string(path[1:])
-		} else {
-			if i := bytes.IndexByte(path, 0); i >= 0 {
-				path = path[:i]
-			}
-			name = string(path)
-		}
-		nw := "unixgram"
-		if sotype == unix.SOCK_SEQPACKET {
-			nw = "unixpacket"
-		}
-		addr = &net.UnixAddr{Name: name, Net: nw}
-	default:
-		return nil
-	}
-	c.raw, c.len, c.addr = *raw, n, addr
-	return addr
-}
-
-func ntohs(p uint16) uint16 {
-	b := (*[2]byte)(unsafe.Pointer(&p))
-	return binary.BigEndian.Uint16(b[:])
-}
-
-func htons(p int) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], uint16(p))
-	return *(*uint16)(unsafe.Pointer(&b[0]))
-}
-
-// toRaw converts a destination for a socket of family, reusing the last
-// conversion when addr still holds the same address.
-func (c *rawAddr) toRaw(family int, addr net.Addr) error {
-	switch a := addr.(type) {
-	case *net.UDPAddr:
-		if c.addr == addr && a.Port == c.port && a.Zone == c.zone && bytes.Equal(a.IP, c.ip[:c.ipN]) {
-			return nil
-		}
-		return c.convertIP(family, a.IP, a.Port, a.Zone, addr)
-	case *net.UnixAddr:
-		if c.addr == addr && a.Name == c.name {
-			return nil
-		}
-	}
-	sa, err := addrToSockaddr(family, addr)
-	if err != nil {
-		return err
-	}
-	return c.fromSockaddr(sa, addr)
-}
-
-func (c *rawAddr) convertIP(family int, ip net.IP, port int, zone string, addr net.Addr) error {
-	sa, err := ipSockaddr(family, ip, port, zone)
-	if err != nil {
-		return err
-	}
-	if err := c.fromSockaddr(sa, addr); err != nil {
-		return err
-	}
-	c.ipN = copy(c.ip[:], ip)
-	c.port, c.zone = port, zone
-	return nil
-}
-
-func (c *rawAddr) fromSockaddr(sa unix.Sockaddr, addr net.Addr) error {
-	c.raw = unix.RawSockaddrAny{}
-	switch s := sa.(type) {
-	case *unix.SockaddrInet4:
-		r := (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.raw))
-		r.Family = unix.AF_INET
-		r.Port = htons(s.Port)
-		r.Addr = s.Addr
-		c.len = unix.SizeofSockaddrInet4
-	case *unix.SockaddrInet6:
-		r := (*unix.RawSockaddrInet6)(unsafe.Pointer(&c.raw))
-		r.Family = unix.AF_INET6
-		r.Port = htons(s.Port)
-		r.Addr = s.Addr
-		r.Scope_id = s.ZoneId
-		c.len = unix.SizeofSockaddrInet6
-	case *unix.SockaddrUnix:
-		r := (*unix.RawSockaddrUnix)(unsafe.Pointer(&c.raw))
-		r.Family = unix.AF_UNIX
-		name := s.Name
-		if len(name) >= len(r.Path) {
-			return fmt.Errorf("unix socket name too long: %w", unix.ENAMETOOLONG)
-		}
-		for i := 0; i < len(name); i++ {
-			r.Path[i] = int8(name[i])
-		}
-		c.len = uint32(unsafe.Offsetof(r.Path)) + uint32(len(name))
-		if len(name) > 0 && (name[0] == '@' || name[0] == 0) {
-			r.Path[0] = 0 // abstract: the length, not a NUL, ends the name
-		} else {
-			c.len++ // count the terminating NUL of a path
-		}
-		c.name = name
-	default:
-		return fmt.Errorf("unsupported address %T: %w", sa, unix.EAFNOSUPPORT)
-	}
-	c.addr = addr
-	return nil
+	t.dp.DatagramReceived(data, addr)
 }
 
 // SendTo sends one datagram to addr (nil on a connected endpoint). When
@@ -572,36 +394,52 @@ func (t *datagramTransport) SendTo(b []byte, addr net.Addr) error {
 	if t.closing || t.connLost {
 		return fmt.Errorf("sendto: %w", ErrTransportClosed)
 	}
-	var raw *unix.RawSockaddrAny
-	var rawLen uint32
+	var to *sdk.SockAddr
 	if addr != nil && t.address == nil {
 		if err := t.send.toRaw(t.sock.Family(), addr); err != nil {
 			return fmt.Errorf("sendto %v: %w", addr, err)
 		}
-		raw, rawLen = &t.send.raw, t.send.len
+		to = &t.send.sa
 	}
 	if len(t.queue) == 0 {
-		err := sendTo(t.fd, b, raw, rawLen)
+		err := t.io.f.TrySendTo(b, to)
 		if err == nil {
 			return nil
 		}
-		if !isWouldBlock(err) {
+		if !errors.Is(err, sdk.ErrWouldBlock) {
 			t.errorReceived(t.opError("write", addr, err))
 			return nil
 		}
-		if err := t.loop.watchFD(t.fd, sdk.Write, &t.wh); err != nil {
-			t.forceClose(err)
-			return err
-		}
-		t.writing = true
 	}
-	d := pendingDatagram{data: append([]byte(nil), b...), hasAddr: raw != nil}
-	if raw != nil {
-		d.raw, d.rawLen = *raw, rawLen
+	d := pendingDatagram{data: append([]byte(nil), b...), hasAddr: to != nil}
+	if to != nil {
+		d.to = *to
 	}
 	t.queue = append(t.queue, d)
 	t.size += len(b) + datagramOverhead
+	if err := t.flush(); err != nil {
+		t.forceClose(err)
+		return err
+	}
 	t.maybePauseProtocol(t.size)
+	return nil
+}
+
+// flush submits the datagram at the head of the queue, unless a send is
+// in flight already.
+func (t *datagramTransport) flush() error {
+	if t.writing || len(t.queue) == 0 || t.io == nil {
+		return nil
+	}
+	d := &t.queue[0]
+	var to *sdk.SockAddr
+	if d.hasAddr {
+		to = &d.to
+	}
+	if err := t.io.f.SendTo(d.data, to, t.sentFn); err != nil {
+		return err
+	}
+	t.writing = true
 	return nil
 }
 
@@ -617,37 +455,31 @@ func sameAddr(a, b net.Addr) bool {
 	return a.String() == b.String()
 }
 
-func (t *datagramTransport) writeReady() {
+// sent is the send operation's completion: the head datagram went out (or
+// failed, which the protocol hears of); the next one is submitted.
+func (t *datagramTransport) sent(err error) {
+	t.writing = false
 	if t.connLost {
 		return
 	}
-	for len(t.queue) > 0 {
-		d := &t.queue[0]
-		var raw *unix.RawSockaddrAny
-		if d.hasAddr {
-			raw = &d.raw
-		}
-		err := sendTo(t.fd, d.data, raw, d.rawLen)
-		if err != nil && isWouldBlock(err) {
-			break
-		}
-		t.size -= len(d.data) + datagramOverhead
-		t.queue[0] = pendingDatagram{}
-		t.queue = t.queue[1:]
-		if err != nil {
-			t.errorReceived(t.opError("write", nil, err))
-			if t.connLost {
-				return
-			}
-			break
+	d := &t.queue[0]
+	t.size -= len(d.data) + datagramOverhead
+	t.queue[0] = pendingDatagram{}
+	t.queue = t.queue[1:]
+	if err != nil {
+		t.errorReceived(t.opError("write", nil, err))
+		if t.connLost {
+			return
 		}
 	}
 	t.maybeResumeProtocol(t.size)
 	if len(t.queue) > 0 {
+		if err := t.flush(); err != nil {
+			t.forceClose(err)
+		}
 		return
 	}
 	t.queue = nil
-	t.stopWriting()
 	if t.closing {
 		t.connLost = true
 		t.callConnectionLost()
@@ -669,9 +501,8 @@ func (t *datagramTransport) forceClose(err error) {
 		return
 	}
 	if len(t.queue) > 0 {
-		t.queue, t.size = nil, 0
+		t.queue, t.size = nil, 0 // a send in flight keeps its datagram
 	}
-	t.stopWriting()
 	t.lose(err)
 }
 

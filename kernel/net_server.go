@@ -64,7 +64,8 @@ type Server struct {
 	loop       *Loop
 	factory    func() BaseProtocol
 	socks      []*Socket // nil once closed
-	accepters  []func()
+	ios        []*ioRef  // each socket's descriptor in the driver, once listening
+	accepters  []func(fd int, peer *sdk.SockAddr, err error)
 	backlog    int
 	retryDelay time.Duration
 	serving    bool
@@ -318,13 +319,14 @@ func (s *Server) StartServing() error {
 			}
 		}
 		s.listening = true
-		s.accepters = make([]func(), len(s.socks))
+		s.ios = make([]*ioRef, len(s.socks))
+		s.accepters = make([]func(int, *sdk.SockAddr, error), len(s.socks))
 		for i, sock := range s.socks {
-			s.accepters[i] = func() { s.acceptReady(sock, i) }
+			s.accepters[i] = func(fd int, peer *sdk.SockAddr, err error) { s.accepted(sock, i, fd, peer, err) }
 		}
 	}
-	for i, sock := range s.socks {
-		if err := s.loop.AddReader(sock.Fd(), s.accepters[i]); err != nil {
+	for i := range s.socks {
+		if err := s.accept(i); err != nil {
 			s.stopAccepting()
 			return err
 		}
@@ -333,10 +335,27 @@ func (s *Server) StartServing() error {
 	return nil
 }
 
+// accept starts the accept operation on listening socket i: up to backlog
+// connections per readiness event on the readiness driver, one completion
+// per connection on any driver.
+func (s *Server) accept(i int) error {
+	if s.ios[i] == nil {
+		r, err := s.loop.acquireIO(s.socks[i].Fd())
+		if err != nil {
+			return busyErr("accept", s.socks[i].Fd(), err)
+		}
+		s.ios[i] = r
+	}
+	if err := s.ios[i].f.Accept(s.backlog, s.accepters[i]); err != nil {
+		return busyErr("accept", s.socks[i].Fd(), err)
+	}
+	return nil
+}
+
 func (s *Server) stopAccepting() {
-	for _, sock := range s.socks {
-		if fd := sock.Fd(); fd >= 0 && !s.loop.IsClosed() {
-			s.loop.RemoveReader(fd)
+	for _, r := range s.ios {
+		if r != nil {
+			r.f.AcceptStop()
 		}
 	}
 	for _, th := range s.retries {
@@ -345,45 +364,41 @@ func (s *Server) stopAccepting() {
 	s.retries = s.retries[:0]
 }
 
-// acceptReady accepts up to backlog connections per readiness event. When
-// the process is out of descriptors or memory it stops accepting on this
-// socket for retryDelay and reports it; the connections it already has keep
-// running.
-func (s *Server) acceptReady(ls *Socket, i int) {
-	for range s.backlog {
-		if s.closed {
-			return
+// accepted is the accept operation's callback. When the process is out of
+// descriptors or memory it stops accepting on this socket for retryDelay
+// and reports it; the connections it already has keep running.
+func (s *Server) accepted(ls *Socket, i int, fd int, peer *sdk.SockAddr, err error) {
+	if s.closed {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-		ns, peer, err := ls.acceptNB()
-		if err != nil {
-			if isWouldBlock(err) {
-				return
-			}
-			err = &net.OpError{Op: "accept", Net: netName(ls.Family(), unix.SOCK_STREAM), Addr: ls.LocalAddr(), Err: os.NewSyscallError("accept4", err)}
-			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
-				s.loop.CallExceptionHandler(ErrorContext{
-					Message: fmt.Sprintf("accept out of system resource; pausing accepts for %v", s.retryDelay),
-					Err:     err,
-					Socket:  ls,
-				})
-				s.loop.RemoveReader(ls.Fd())
-				th, terr := s.loop.CallLater(s.retryDelay, func() {
-					if s.serving && !s.closed {
-						if err := s.loop.AddReader(ls.Fd(), s.accepters[i]); err != nil {
-							s.loop.CallExceptionHandler(ErrorContext{Message: "resuming accept failed", Err: err, Socket: ls})
-						}
-					}
-				})
-				if terr == nil {
-					s.retries = append(s.retries, th)
-				}
-				return
-			}
-			s.loop.CallExceptionHandler(ErrorContext{Message: "accept failed", Err: err, Socket: ls})
-			return
-		}
-		s.newConnection(ns, peer)
+		return
 	}
+	if err != nil {
+		err = &net.OpError{Op: "accept", Net: netName(ls.Family(), unix.SOCK_STREAM), Addr: ls.LocalAddr(), Err: os.NewSyscallError("accept4", err)}
+		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
+			s.loop.CallExceptionHandler(ErrorContext{
+				Message: fmt.Sprintf("accept out of system resource; pausing accepts for %v", s.retryDelay),
+				Err:     err,
+				Socket:  ls,
+			})
+			s.ios[i].f.AcceptStop()
+			th, terr := s.loop.CallLater(s.retryDelay, func() {
+				if s.serving && !s.closed {
+					if err := s.accept(i); err != nil {
+						s.loop.CallExceptionHandler(ErrorContext{Message: "resuming accept failed", Err: err, Socket: ls})
+					}
+				}
+			})
+			if terr == nil {
+				s.retries = append(s.retries, th)
+			}
+			return
+		}
+		s.loop.CallExceptionHandler(ErrorContext{Message: "accept failed", Err: err, Socket: ls})
+		return
+	}
+	s.newConnection(newSocket(fd, ls.family, ls.sotype, ls.proto), rawToAddr(peer, ls.sotype))
 }
 
 func (s *Server) newConnection(ns *Socket, peer net.Addr) {
@@ -444,6 +459,12 @@ func (s *Server) Close() error {
 	s.stopAccepting()
 	s.closed, s.serving = true, false
 	var errs []error
+	for i, r := range s.ios {
+		if r != nil {
+			s.loop.releaseIO(r)
+			s.ios[i] = nil
+		}
+	}
 	for _, sock := range s.socks {
 		// Stop listening before closing: an out-of-process selector holds
 		// a copy of the descriptor until its next Wait, and while any copy

@@ -249,10 +249,8 @@ func (s *Socket) String() string {
 		s.Fd(), familyName(s.family), typeName(s.sotype), s.LocalAddr(), s.RemoteAddr())
 }
 
-// connectNB starts a non-blocking connect. It returns nil when the
-// connection is established at once (Unix sockets, often loopback TCP) and
-// an error wrapping unix.EINPROGRESS when the caller must wait for the
-// socket to become writable and then call connectResult.
+// connectNB connects a datagram socket, which never waits (stream
+// connects go through the I/O driver's connect operation).
 func (s *Socket) connectNB(sa unix.Sockaddr) error {
 	fd, err := s.sysfd("connect")
 	if err != nil {
@@ -263,43 +261,6 @@ func (s *Socket) connectNB(sa unix.Sockaddr) error {
 		if err != unix.EINTR {
 			return err
 		}
-	}
-}
-
-// connectResult reads the outcome of a connect that returned EINPROGRESS
-// (SO_ERROR); nil means connected.
-func (s *Socket) connectResult() error {
-	fd, err := s.sysfd("connect")
-	if err != nil {
-		return err
-	}
-	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return err
-	}
-	if v != 0 {
-		return syscall.Errno(v)
-	}
-	return nil
-}
-
-// acceptNB accepts one connection without blocking: the new socket is
-// non-blocking and close-on-exec. EAGAIN means no connection is pending.
-func (s *Socket) acceptNB() (*Socket, net.Addr, error) {
-	fd, err := s.sysfd("accept")
-	if err != nil {
-		return nil, nil, err
-	}
-	for {
-		nfd, sa, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err == unix.EINTR || err == unix.ECONNABORTED {
-			continue // a connection reset while queued is not our failure
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		ns := newSocket(nfd, s.family, s.sotype, s.proto)
-		return ns, sockaddrToAddr(sa, s.sotype), nil
 	}
 }
 

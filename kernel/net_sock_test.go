@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 func TestSocketBasics(t *testing.T) {
@@ -195,13 +197,13 @@ func FuzzRawAddr(f *testing.F) {
 	f.Add([]byte{10, 0, 0, 53}, uint8(28), []byte(net.IPv6loopback), uint16(53))
 	f.Add([]byte{1, 0, 0, 'a', 'b'}, uint8(5), []byte{}, uint16(0))
 	f.Fuzz(func(t *testing.T, raw []byte, n uint8, ip []byte, port uint16) {
-		var r unix.RawSockaddrAny
-		rb := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unix.SizeofSockaddrAny)
+		var r sdk.SockAddr
+		rb := unsafe.Slice((*byte)(unsafe.Pointer(&r.Raw)), unix.SizeofSockaddrAny)
 		copy(rb, raw)
-		ln := uint32(n) % (unix.SizeofSockaddrAny + 1)
+		r.Len = uint32(n) % (unix.SizeofSockaddrAny + 1)
 		var c rawAddr
-		a1 := c.fromRaw(&r, ln, unix.SOCK_DGRAM)
-		a2 := c.fromRaw(&r, ln, unix.SOCK_DGRAM)
+		a1 := c.fromRaw(&r, unix.SOCK_DGRAM)
+		a2 := c.fromRaw(&r, unix.SOCK_DGRAM)
 		if a1 != nil && a1 != a2 {
 			t.Fatalf("same source bytes gave two addresses: %v, %v", a1, a2)
 		}
@@ -214,7 +216,7 @@ func FuzzRawAddr(f *testing.F) {
 		if err := send.toRaw(0, want); err != nil {
 			t.Fatalf("toRaw(%v): %v", want, err)
 		}
-		got, ok := recv.fromRaw(&send.raw, send.len, unix.SOCK_DGRAM).(*net.UDPAddr)
+		got, ok := recv.fromRaw(&send.sa, unix.SOCK_DGRAM).(*net.UDPAddr)
 		if !ok || !got.IP.Equal(want.IP) || got.Port != want.Port {
 			t.Fatalf("round trip of %v gave %v", want, got)
 		}

@@ -3,277 +3,22 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
-// Stream transports (TCP and Unix) over the loop's readiness callbacks, with
-// asyncio's selector-transport semantics (selector_events.py): one read per
-// readiness event, writes tried on the socket first and buffered only when it
-// refuses them, water marks that pause the protocol, ConnectionLost exactly
-// once, always from a loop callback, before the socket is closed.
-
-const (
-	// recvBufSize is the size of each loop's shared receive buffer.
-	//
-	// The trade-off: asyncio reads up to 256 KiB per readiness event into a
-	// fresh bytes object; a per-transport buffer of that size would cost
-	// 256 KiB per connection (2.5 GiB for 10k idle connections). Because
-	// received bytes are only valid during DataReceived and the loop runs
-	// one callback at a time, every stream and datagram transport of a loop
-	// can read into the same buffer, like uvloop's per-loop receive buffer.
-	// So memory is O(1) per loop, receiving allocates nothing, and a bulk
-	// transfer still takes large bites per system call (fewer wake-ups than
-	// a 64 KiB buffer) while a small message costs the same as with a small
-	// buffer.
-	recvBufSize = 256 << 10
-	// defaultHighWater and the implied low water mark (high/4) are asyncio's
-	// flow-control defaults.
-	defaultHighWater = 64 << 10
-	// writeChunkSize is the size of the pooled chunks that small unsent
-	// writes are copied into; writes larger than a chunk are copied into one
-	// buffer of their own size.
-	writeChunkSize = 16 << 10
-	// maxFreeChunks bounds a loop's pool of write chunks (1 MiB).
-	maxFreeChunks = 64
-	// maxIovecs is how many queued buffers one sendmsg hands the kernel.
-	maxIovecs = 64
-)
-
-// Errors of transport operations.
-var (
-	// ErrTransportClosed: a write or similar on a transport that is closing
-	// or closed. (asyncio drops such writes silently and logs after a few;
-	// Go callers get the error and may ignore it.)
-	ErrTransportClosed = errors.New("transport is closing or closed")
-	// ErrWriteAfterEOF: Write after WriteEOF.
-	ErrWriteAfterEOF = errors.New("cannot write after WriteEOF")
-	// ErrInvalidArgument: an argument or option combination asyncio rejects
-	// with ValueError or TypeError.
-	ErrInvalidArgument = errors.New("invalid argument")
-	// errSendfileInProgress: Write while Sendfile owns the transport.
-	errSendfileInProgress = errors.New("unable to write: sendfile is in progress")
-)
-
-// netState is the per-loop scratch space the transports share. It lives on
-// the loop (one field) so that it is freed with it.
-type netState struct {
-	rbuf   []byte
-	iov    [maxIovecs]unix.Iovec
-	msg    unix.Msghdr
-	chunks [][]byte // free write chunks, each of capacity writeChunkSize
-}
-
-// recvBuf returns the loop's shared receive buffer.
-func (l *Loop) recvBuf() []byte {
-	if l.net.rbuf == nil {
-		l.net.rbuf = make([]byte, recvBufSize)
-	}
-	return l.net.rbuf
-}
-
-func (l *Loop) getChunk() []byte {
-	n := len(l.net.chunks)
-	if n == 0 {
-		return make([]byte, 0, writeChunkSize)
-	}
-	c := l.net.chunks[n-1]
-	l.net.chunks[n-1] = nil
-	l.net.chunks = l.net.chunks[:n-1]
-	return c[:0]
-}
-
-func (l *Loop) putChunk(c []byte) {
-	if cap(c) == writeChunkSize && len(l.net.chunks) < maxFreeChunks {
-		l.net.chunks = append(l.net.chunks, c[:0])
-	}
-}
-
-// watchFD is the allocation-free form of AddReader/AddWriter for the
-// kernel's own transports: h is a persistent handle the transport made once
-// and re-arms on every pause and resume, rather than a new handle and
-// closure per registration.
-func (l *Loop) watchFD(fd int, ev sdk.Events, h *handle) error {
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	t := &l.fds
-	slot, ok := t.byFD.get(fd)
-	if !ok {
-		slot = l.allocSlot(fd)
-		if err := l.sel.Register(fd, t.token(slot), ev); err != nil {
-			l.freeSlot(slot)
-			return fmt.Errorf("watch fd %d: %w", fd, err)
-		}
-		t.byFD.set(fd, slot)
-	} else if r := &t.slots[slot]; r.interest&ev == 0 {
-		if err := l.sel.Modify(t.token(slot), r.interest|ev); err != nil {
-			return fmt.Errorf("watch fd %d: %w", fd, err)
-		}
-	}
-	r := &t.slots[slot]
-	r.interest |= ev
-	cb := &r.reader
-	if ev == sdk.Write {
-		cb = &r.writer
-	}
-	if *cb != nil && *cb != h {
-		(*cb).cancelled = true
-	}
-	h.cancelled = false
-	*cb = h
-	return nil
-}
-
-// unwatchFD undoes watchFD; the handle is marked cancelled so that a run
-// already queued for it is skipped.
-func (l *Loop) unwatchFD(fd int, ev sdk.Events) {
-	if l.closed.Load() {
-		return
-	}
-	if _, err := l.removeWatch(fd, ev); err != nil {
-		l.logger.Warn("unwatching a transport's descriptor failed", "fd", fd, "error", err)
-	}
-}
-
-func initFDHandle(h *handle, l *Loop, fn func()) {
-	*h = handle{loop: l, gen: 1, index: -1, fn: fn, persistent: true}
-}
-
-// ---- raw socket I/O without allocation ----
-
-// sendNoSignal sends b on a non-blocking stream socket; MSG_NOSIGNAL turns
-// the SIGPIPE of a write to a reset connection into EPIPE.
-func sendNoSignal(fd int, b []byte) (int, error) {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))),
-			uintptr(len(b)), unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), nil
-	}
-}
-
-// sendIovecs sends the loop's first n iovecs with one sendmsg.
-func (l *Loop) sendIovecs(fd, n int) (int, error) {
-	ns := &l.net
-	ns.msg = unix.Msghdr{Iov: &ns.iov[0]}
-	ns.msg.SetIovlen(n)
-	for {
-		r, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&ns.msg)),
-			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-		if e == unix.EINTR {
-			continue
-		}
-		clear(ns.iov[:n]) // do not keep sent buffers alive
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), nil
-	}
-}
-
-func readFD(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		return n, err
-	}
-}
-
-func isWouldBlock(err error) bool { return err == unix.EAGAIN || err == unix.EWOULDBLOCK }
-
-// ---- write queue ----
-
-// writeQueue holds what the socket did not take: bufs[0][head:] goes first.
-// Small writes are copied into pooled chunks (several writes share one
-// chunk); a large one is copied into a buffer of its own. Only unsent bytes
-// are ever copied.
-type writeQueue struct {
-	bufs [][]byte
-	head int
-	size int
-}
-
-func (q *writeQueue) push(l *Loop, b []byte) {
-	q.size += len(b)
-	for len(b) > 0 {
-		if n := len(q.bufs); n > 0 {
-			last := q.bufs[n-1]
-			if cap(last) == writeChunkSize && len(last) < cap(last) {
-				k := copy(last[len(last):cap(last)], b)
-				q.bufs[n-1] = last[:len(last)+k]
-				b = b[k:]
-				continue
-			}
-		}
-		if len(b) > writeChunkSize {
-			q.bufs = append(q.bufs, append([]byte(nil), b...))
-			return
-		}
-		q.bufs = append(q.bufs, l.getChunk())
-	}
-}
-
-// fill points the loop's iovecs at the queued bytes and returns how many.
-func (q *writeQueue) fill(l *Loop) int {
-	n := 0
-	for i, b := range q.bufs {
-		if n == maxIovecs {
-			break
-		}
-		if i == 0 {
-			b = b[q.head:]
-		}
-		if len(b) == 0 {
-			continue
-		}
-		l.net.iov[n].Base = &b[0]
-		l.net.iov[n].SetLen(len(b))
-		n++
-	}
-	return n
-}
-
-// consume drops n sent bytes from the front, recycling emptied chunks.
-func (q *writeQueue) consume(l *Loop, n int) {
-	q.size -= n
-	for n > 0 {
-		rest := len(q.bufs[0]) - q.head
-		if n < rest {
-			q.head += n
-			return
-		}
-		n -= rest
-		l.putChunk(q.bufs[0])
-		q.bufs[0] = nil
-		q.bufs = q.bufs[1:]
-		q.head = 0
-	}
-	if len(q.bufs) == 0 {
-		q.bufs = q.bufs[:0:0] // let the backing array go once drained
-	}
-}
-
-func (q *writeQueue) clear(l *Loop) {
-	for i, b := range q.bufs {
-		l.putChunk(b)
-		q.bufs[i] = nil
-	}
-	q.bufs, q.head, q.size = nil, 0, 0
-}
-
-// ---- the stream transport ----
+// Stream transports (TCP and Unix) on the I/O seam, with asyncio's
+// selector-transport semantics (selector_events.py), whatever the driver:
+// reads delivered as the driver completes them (one read per readiness
+// event on the readiness driver), writes tried on the socket first
+// (TryWrite) and queued only when it refuses them, the queue then written
+// by one write operation at a time, water marks that pause the protocol,
+// ConnectionLost exactly once, always from a loop callback, before the
+// socket is closed.
 
 // eofProtocol is the EOFReceived half both stream protocol kinds share.
 type eofProtocol interface{ EOFReceived() bool }
@@ -293,7 +38,15 @@ type streamTransport struct {
 	protoBusy string // the protocol method being called, for reports
 
 	wq          writeQueue
+	offered     [][]byte          // the queued buffers the write in flight took
 	emptyWaiter *Future[struct{}] // Sendfile waits for the buffer to drain
+	rbuf        []byte            // the buffer GetBuffer gave for the read in progress
+
+	// The callbacks handed to the driver, as method values made once per
+	// connection, so that no read or write allocates one.
+	allocFn func(hint int) []byte
+	readFn  func(data []byte, err error)
+	wroteFn func(n int, err error)
 }
 
 // newStreamTransport wraps a connected stream socket; peer, when known
@@ -320,9 +73,13 @@ func newStreamTransport(l *Loop, sock *Socket, proto BaseProtocol, waiter *Futur
 		peer = sock.RemoteAddr()
 	}
 	t := &streamTransport{server: server}
-	t.init(t, l, sock, fd, peer, t.readReady, t.writeReady)
+	if err := t.init(t, l, sock, fd, peer); err != nil {
+		return nil, fmt.Errorf("stream transport: %w", err)
+	}
+	t.allocFn, t.readFn, t.wroteFn = t.alloc, t.dataRead, t.wrote
 	t.setProtocol(proto)
 	if _, err := l.CallSoon(func() { t.start(waiter) }); err != nil {
+		t.releaseIO()
 		return nil, fmt.Errorf("stream transport: %w", err)
 	}
 	if server != nil {
@@ -371,30 +128,49 @@ func (t *streamTransport) fatalError(err error) {
 }
 
 func (t *streamTransport) startReading() {
-	if t.reading || t.closing || t.paused || t.eofIn {
+	if t.reading || t.closing || t.paused || t.eofIn || t.io == nil {
 		return
 	}
-	if err := t.loop.watchFD(t.fd, sdk.Read, &t.rh); err != nil {
+	if err := t.io.f.ReadStart(t.allocFn, t.readFn); err != nil {
 		t.fatalError(err)
 		return
 	}
 	t.reading = true
 }
 
-func (t *streamTransport) startWriting() error {
-	if t.writing {
-		return nil
+// alloc is the read operation's buffer provider: the loop's shared buffer
+// for a plain Protocol (its bytes are only valid during DataReceived), the
+// protocol's own for a BufferedProtocol.
+func (t *streamTransport) alloc(hint int) []byte {
+	if t.buffered == nil {
+		if t.data == nil {
+			t.protocolPanicked("DataReceived", fmt.Sprintf("protocol %T implements neither Protocol nor BufferedProtocol", t.proto))
+			return nil
+		}
+		return t.loop.recvBuf()
 	}
-	if err := t.loop.watchFD(t.fd, sdk.Write, &t.wh); err != nil {
-		return err
-	}
-	t.writing = true
-	return nil
+	return t.getBuffer(hint)
 }
 
-// readReady is the reader callback: one read per readiness event, so one
-// busy connection cannot starve the others.
-func (t *streamTransport) readReady() {
+func (t *streamTransport) getBuffer(hint int) (buf []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.protocolPanicked("GetBuffer", r)
+			buf = nil
+		}
+	}()
+	buf = t.buffered.GetBuffer(hint)
+	if len(buf) == 0 {
+		panic("GetBuffer returned an empty buffer")
+	}
+	t.rbuf = buf
+	return buf
+}
+
+// dataRead is the read operation's callback. The bytes are in the buffer
+// alloc gave, or, for a driver with buffers of its own, in one of those,
+// which a BufferedProtocol gets copied into its buffers.
+func (t *streamTransport) dataRead(data []byte, err error) {
 	if t.connLost {
 		return
 	}
@@ -403,36 +179,35 @@ func (t *streamTransport) readReady() {
 			t.protocolPanicked(t.protoBusy, r)
 		}
 	}()
-	var buf []byte
-	if t.buffered != nil {
-		t.protoBusy = "GetBuffer"
-		buf = t.buffered.GetBuffer(-1)
-		if len(buf) == 0 {
-			panic("GetBuffer returned an empty buffer")
-		}
-	} else if t.data != nil {
-		buf = t.loop.recvBuf()
-	} else {
-		panic(fmt.Sprintf("protocol %T implements neither Protocol nor BufferedProtocol", t.proto))
-	}
-	n, err := readFD(t.fd, buf)
 	if err != nil {
-		if isWouldBlock(err) {
+		if err == io.EOF {
+			t.readEOF()
 			return
 		}
 		t.fatalError(t.opError("read", t.peername, err))
 		return
 	}
-	if n == 0 {
-		t.readEOF()
+	if t.buffered == nil {
+		t.protoBusy = "DataReceived"
+		t.data.DataReceived(data)
 		return
 	}
-	if t.buffered != nil {
+	if len(t.rbuf) > 0 && &data[0] == &t.rbuf[0] {
+		t.rbuf = nil
 		t.protoBusy = "BufferUpdated"
-		t.buffered.BufferUpdated(n)
-	} else {
-		t.protoBusy = "DataReceived"
-		t.data.DataReceived(buf[:n])
+		t.buffered.BufferUpdated(len(data))
+		return
+	}
+	for len(data) > 0 && !t.connLost {
+		t.protoBusy = "GetBuffer"
+		buf := t.buffered.GetBuffer(len(data))
+		if len(buf) == 0 {
+			panic("GetBuffer returned an empty buffer")
+		}
+		k := copy(buf, data)
+		data = data[k:]
+		t.protoBusy = "BufferUpdated"
+		t.buffered.BufferUpdated(k)
 	}
 }
 
@@ -448,29 +223,43 @@ func (t *streamTransport) readEOF() {
 	t.Close()
 }
 
-// writeReady is the writer callback: flush as much of the queue as the
-// socket takes with one sendmsg.
-func (t *streamTransport) writeReady() {
+// flush submits the queue to the driver as one write operation, unless
+// one is in flight already (its completion submits what is left).
+func (t *streamTransport) flush() error {
+	if t.writing || t.wq.size == 0 || t.io == nil {
+		return nil
+	}
+	t.offered = t.wq.offer(t.offered[:0])
+	if err := t.io.f.Write(t.offered, t.wroteFn); err != nil {
+		return err
+	}
+	t.writing = true
+	return nil
+}
+
+// wrote is the write operation's completion: drop what went out, and
+// submit the rest (which costs the readiness driver no system call from
+// here), or, with the queue empty, finish what waited for it.
+func (t *streamTransport) wrote(n int, err error) {
+	t.writing = false
+	clear(t.offered)
 	if t.connLost {
-		return
+		return // cancelled, or the transport was aborted meanwhile
 	}
 	l := t.loop
-	n, err := l.sendIovecs(t.fd, t.wq.fill(l))
 	if err != nil {
-		if isWouldBlock(err) {
-			return
-		}
-		t.stopWriting()
-		t.wq.clear(l)
+		t.wq.clear(l, false)
 		t.fatalError(t.opError("write", t.peername, err))
 		return
 	}
 	t.wq.consume(l, n)
 	t.maybeResumeProtocol(t.wq.size)
 	if t.wq.size > 0 {
+		if err := t.flush(); err != nil {
+			t.fatalError(err)
+		}
 		return
 	}
-	t.stopWriting()
 	if w := t.emptyWaiter; w != nil && !w.Done() {
 		w.SetResult(struct{}{})
 	}
@@ -483,9 +272,19 @@ func (t *streamTransport) writeReady() {
 	}
 }
 
+// shutdownWrite half-closes the socket once the queue has drained; a
+// failure ends the transport.
 func (t *streamTransport) shutdownWrite() {
-	if err := unix.Shutdown(t.fd, unix.SHUT_WR); err != nil {
-		t.fatalError(t.opError("shutdown", t.peername, err))
+	if t.io == nil {
+		return
+	}
+	err := t.io.f.Shutdown(func(err error) {
+		if err != nil && !t.connLost {
+			t.fatalError(t.opError("shutdown", t.peername, err))
+		}
+	})
+	if err != nil {
+		t.fatalError(err)
 	}
 }
 
@@ -511,8 +310,8 @@ func (t *streamTransport) Write(b []byte) error {
 		return nil
 	}
 	if t.wq.size == 0 {
-		n, err := sendNoSignal(t.fd, b)
-		if err != nil && !isWouldBlock(err) {
+		n, err := t.loop.tryWrite(t.io, b)
+		if err != nil && !errors.Is(err, sdk.ErrWouldBlock) {
 			err = t.opError("write", t.peername, err)
 			t.fatalError(err)
 			return err
@@ -521,12 +320,12 @@ func (t *streamTransport) Write(b []byte) error {
 			return nil
 		}
 		b = b[n:]
-		if err := t.startWriting(); err != nil {
-			t.fatalError(err)
-			return err
-		}
 	}
 	t.wq.push(t.loop, b)
+	if err := t.flush(); err != nil {
+		t.fatalError(err)
+		return err
+	}
 	t.maybePauseProtocol(t.wq.size)
 	return nil
 }
@@ -539,22 +338,15 @@ func (t *streamTransport) Writelines(bufs [][]byte) error {
 	}
 	l := t.loop
 	if t.wq.size == 0 {
-		k := 0
+		total := 0
 		for _, b := range bufs {
-			if k == maxIovecs {
-				break
-			}
-			if len(b) > 0 {
-				l.net.iov[k].Base = &b[0]
-				l.net.iov[k].SetLen(len(b))
-				k++
-			}
+			total += len(b)
 		}
-		if k == 0 {
+		if total == 0 {
 			return nil
 		}
-		n, err := l.sendIovecs(t.fd, k)
-		if err != nil && !isWouldBlock(err) {
+		n, err := t.io.f.TryWrite(bufs)
+		if err != nil && !errors.Is(err, sdk.ErrWouldBlock) {
 			err = t.opError("write", t.peername, err)
 			t.fatalError(err)
 			return err
@@ -566,15 +358,15 @@ func (t *streamTransport) Writelines(bufs [][]byte) error {
 		if len(bufs) == 0 {
 			return nil
 		}
-		if err := t.startWriting(); err != nil {
-			t.fatalError(err)
-			return err
-		}
 		t.wq.push(l, bufs[0][n:])
 		bufs = bufs[1:]
 	}
 	for _, b := range bufs {
 		t.wq.push(l, b)
+	}
+	if err := t.flush(); err != nil {
+		t.fatalError(err)
+		return err
 	}
 	t.maybePauseProtocol(t.wq.size)
 	return nil
@@ -587,11 +379,7 @@ func (t *streamTransport) WriteEOF() error {
 	}
 	t.eofOut = true
 	if t.wq.size == 0 {
-		if err := unix.Shutdown(t.fd, unix.SHUT_WR); err != nil {
-			err = t.opError("shutdown", t.peername, err)
-			t.fatalError(err)
-			return err
-		}
+		t.shutdownWrite()
 	}
 	return nil
 }
@@ -614,8 +402,7 @@ func (t *streamTransport) forceClose(err error) {
 		return
 	}
 	if t.wq.size > 0 {
-		t.wq.clear(t.loop)
-		t.stopWriting()
+		t.wq.clear(t.loop, t.writing)
 	}
 	t.lose(err)
 }

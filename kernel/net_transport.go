@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-
-	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // transportOwner is what transportCore needs of the transport embedding
@@ -18,8 +16,8 @@ type transportOwner interface {
 }
 
 // transportCore is the part the stream and datagram transports share: the
-// socket and its persistent handles, the protocol, the closing state and
-// write flow control. It is embedded by value, so the per-event paths reach
+// socket and its descriptor open in the I/O driver, the protocol, the
+// closing state and write flow control. It is embedded by value, so the per-event paths reach
 // these fields with no extra indirection or allocation; the protocol's
 // typed views (Protocol, DatagramProtocol, ...) stay with each owner.
 type transportCore struct {
@@ -27,14 +25,15 @@ type transportCore struct {
 	loop  *Loop
 	sock  *Socket
 	fd    int
+	io    *ioRef // the descriptor in the driver; nil once released
+	ioOwn ioRef  // io's storage when the transport opened the descriptor
 	proto BaseProtocol
 	flow  WriteFlowControl // nil if proto does not want flow control
 
 	sockname, peername net.Addr
 
-	rh, wh   handle // persistent reader and writer callbacks, kept inline: one allocation per connection fewer
-	reading  bool   // the reader is registered
-	writing  bool   // the writer is registered
+	reading  bool // a read operation is started
+	writing  bool // a write operation is in flight
 	closing  bool
 	connLost bool // ConnectionLost is scheduled or done (asyncio: _conn_lost)
 	lostDone bool
@@ -59,16 +58,24 @@ func transportFD(sock *Socket, what string) (int, error) {
 	return fd, nil
 }
 
+// defaultHighWater and the implied low water mark (high/4) are asyncio's
+// flow-control defaults.
+const defaultHighWater = 64 << 10
+
 // init fills the core for owner with asyncio's default water marks and
-// binds the persistent handles to the owner's readiness callbacks.
-func (c *transportCore) init(owner transportOwner, l *Loop, sock *Socket, fd int, peer net.Addr, readReady, writeReady func()) {
+// opens the descriptor in the loop's I/O driver.
+func (c *transportCore) init(owner transportOwner, l *Loop, sock *Socket, fd int, peer net.Addr) error {
 	*c = transportCore{
 		owner: owner, loop: l, sock: sock, fd: fd,
 		sockname: sock.LocalAddr(), peername: peer,
 		high: defaultHighWater, low: defaultHighWater / 4,
 	}
-	initFDHandle(&c.rh, l, readReady)
-	initFDHandle(&c.wh, l, writeReady)
+	io, err := l.acquireIOInto(fd, &c.ioOwn)
+	if err != nil {
+		return busyErr("transport", fd, err)
+	}
+	c.io = io
+	return nil
 }
 
 // finishStart completes the waiter of create_connection and friends once
@@ -136,14 +143,17 @@ func (c *transportCore) opError(op string, addr net.Addr, err error) error {
 func (c *transportCore) stopReading() {
 	if c.reading {
 		c.reading = false
-		c.loop.unwatchFD(c.fd, sdk.Read)
+		c.io.f.ReadStop()
 	}
 }
 
-func (c *transportCore) stopWriting() {
-	if c.writing {
-		c.writing = false
-		c.loop.unwatchFD(c.fd, sdk.Write)
+// releaseIO closes the descriptor in the driver, cancelling an operation
+// still in flight; the transport does no more I/O after it.
+func (c *transportCore) releaseIO() {
+	c.reading = false
+	if c.io != nil {
+		c.loop.releaseIO(c.io)
+		c.io = nil
 	}
 }
 
@@ -204,7 +214,7 @@ func (c *transportCore) closeWhenDrained(size int) {
 	c.stopReading()
 	if size == 0 {
 		c.connLost = true
-		c.stopWriting()
+		c.releaseIO()
 		c.scheduleConnectionLost()
 	}
 }
@@ -218,6 +228,7 @@ func (c *transportCore) lose(err error) {
 	}
 	c.connLost = true
 	c.lostErr = err
+	c.releaseIO()
 	c.scheduleConnectionLost()
 }
 
@@ -238,8 +249,7 @@ func (c *transportCore) tellConnectionLost() (told bool) {
 	c.lostDone = true
 	told = true
 	defer func() {
-		c.stopReading()
-		c.stopWriting()
+		c.releaseIO()
 		c.sock.Close()
 	}()
 	defer func() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -24,10 +25,6 @@ const (
 	// asyncio's SENDFILE_FALLBACK_READBUFFER_SIZE.
 	sendfileFallbackBuf = 256 << 10
 )
-
-// sendfileZeroCopy is false only in tests, to force the fallback on files
-// and sockets sendfile(2) could serve.
-var sendfileZeroCopy = true
 
 // sendfileTransport is what Sendfile needs from a transport beyond the
 // Transport interface: a future that completes once the write buffer has
@@ -91,13 +88,14 @@ func SockSendfile(co *Co, sock *Socket, file *os.File, offset, count int64, fall
 	})
 }
 
-// sockSendfileNative is the sendfile(2) loop. It fails with
-// ErrSendfileNotAvailable, having sent nothing, when the file or socket
-// cannot be used.
+// sockSendfileNative is the zero-copy loop, on the driver's sendfile
+// operation. It fails with ErrSendfileNotAvailable, having sent nothing,
+// when the file or socket cannot be used or the driver lacks the sendfile
+// capability.
 func (l *Loop) sockSendfileNative(co *Co, sock *Socket, file *os.File, offset, count int64) (sent int64, err error) {
 	const op = "sock_sendfile"
-	if !sendfileZeroCopy {
-		return 0, fmt.Errorf("%s: zero-copy disabled: %w", op, ErrSendfileNotAvailable)
+	if c := l.drv.Capabilities(); !c.Has(sdk.CapSendfile) {
+		return 0, fmt.Errorf("%s: driver %q lacks capability %q: %w", op, c.Name, sdk.CapSendfile, ErrSendfileNotAvailable)
 	}
 	st, err := file.Stat()
 	if err != nil {
@@ -110,6 +108,12 @@ func (l *Loop) sockSendfileNative(co *Co, sock *Socket, file *os.File, offset, c
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w: %w", op, ErrSendfileNotAvailable, err)
 	}
+	ffd := -1
+	if cerr := rc.Control(func(fd uintptr) { ffd = int(fd) }); cerr != nil {
+		return 0, fmt.Errorf("%s: %w: %w", op, ErrSendfileNotAvailable, cerr)
+	}
+	// The file must stay open while the driver may use its descriptor.
+	defer runtime.KeepAlive(file)
 	end := st.Size()
 	if count > 0 && offset+count < end {
 		end = offset + count
@@ -124,37 +128,27 @@ func (l *Loop) sockSendfileNative(co *Co, sock *Socket, file *os.File, offset, c
 			}
 		}
 	}()
+	_, r, err := sockIO(co, sock, op)
+	if err != nil {
+		return 0, err
+	}
+	defer l.releaseIO(r)
 	for pos < end {
-		fd, err := sock.sysfd(op)
-		if err != nil {
-			return sent, err
+		at, chunk := pos, int(min(end-pos, maxSendfileChunk))
+		w := l.getWait(r, nil)
+		res, werr := w.wait(co, sdk.Write, op, r.f.Sendfile(ffd, at, chunk, w.nFn))
+		if werr != nil {
+			return sent, werr
 		}
-		var n int
-		var serr error
-		cerr := rc.Control(func(ffd uintptr) {
-			for {
-				// unix.Sendfile advances pos by what it sent.
-				n, serr = unix.Sendfile(fd, int(ffd), &pos, int(min(end-pos, maxSendfileChunk)))
-				if serr != unix.EINTR {
-					return
-				}
-			}
-		})
-		if cerr != nil {
-			return sent, fmt.Errorf("%s: %w", op, cerr)
-		}
-		sent += int64(max(n, 0))
+		pos += int64(res.n)
+		sent += int64(res.n)
 		switch {
-		case serr == unix.EAGAIN:
-			if err := l.waitFD(co, fd, sdk.Write, op); err != nil {
-				return sent, err
+		case res.err != nil:
+			if sent == 0 && sendfileUnsupported(res.err) {
+				return 0, fmt.Errorf("%s: %w: %w", op, ErrSendfileNotAvailable, osErr("sendfile", res.err))
 			}
-		case serr != nil:
-			if sent == 0 && sendfileUnsupported(serr) {
-				return 0, fmt.Errorf("%s: %w: %w", op, ErrSendfileNotAvailable, osErr("sendfile", serr))
-			}
-			return sent, sockErr("write", "sendfile", sock, sock.RemoteAddr(), serr)
-		case n == 0:
+			return sent, sockErr("write", "sendfile", sock, sock.RemoteAddr(), res.err)
+		case res.n == 0:
 			return sent, nil // the file shrank under us: EOF came early
 		}
 	}

@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -16,16 +17,15 @@ import (
 // The sock_* methods of asyncio: coroutine versions of the socket calls,
 // for code that works with sockets directly rather than through transports.
 //
-// Each one first tries its system call and only when the socket would block
-// (EAGAIN) watches the descriptor and suspends the task until it is ready,
-// so an operation that can complete at once never touches the selector.
-// The watch is a one-shot: the readiness callback removes it before it wakes
-// the task, and a task cancelled while it waits removes it too, so a
-// descriptor is never left registered on behalf of a coroutine that has
-// gone. Only one operation per direction may wait on a descriptor at a time:
-// a second would silently replace the first one's watch, so it fails with
-// ErrFDBusy instead (as does an operation on a descriptor a transport is
-// reading or writing).
+// Each one is written on the I/O seam: it first tries its operation at once
+// (TryRead, TryWrite, ...), so that an operation that can complete now
+// never touches the back-end, and only when the socket would block submits
+// the operation and suspends the task until it completes. A task cancelled
+// while it waits cancels the operation, so a descriptor is never left armed
+// on behalf of a coroutine that has gone. Only one operation per direction
+// may be pending on a descriptor: a second (or one on a descriptor a
+// transport is reading or writing, or that AddReader or AddWriter watches in
+// that direction) fails with ErrFDBusy.
 
 // ErrFDBusy: a sock_* operation on a descriptor that is already watched in
 // the same direction, by another sock_* operation, a transport or
@@ -55,47 +55,33 @@ func sockCheck(co *Co, sock *Socket, op string) (*Loop, int, error) {
 	return l, fd, nil
 }
 
-// waitFD suspends co until fd is ready for ev (sdk.Read or sdk.Write).
-func (l *Loop) waitFD(co *Co, fd int, ev sdk.Events, op string) error {
-	if slot, ok := l.fds.byFD.get(fd); ok && l.fds.slots[slot].interest&ev != 0 {
-		return fmt.Errorf("%s: fd %d (%v): %w", op, fd, ev, ErrFDBusy)
-	}
-	add, remove := l.AddReader, l.RemoveReader
-	if ev == sdk.Write {
-		add, remove = l.AddWriter, l.RemoveWriter
-	}
-	f := CreateFuture[struct{}](l)
-	err := add(fd, func() {
-		remove(fd)
-		f.SetResult(struct{}{})
-	})
+// sockIO is sockCheck plus a hold on the socket's descriptor in the I/O
+// driver for the length of one call; the caller releases it.
+func sockIO(co *Co, sock *Socket, op string) (*Loop, *ioRef, error) {
+	l, fd, err := sockCheck(co, sock, op)
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return nil, nil, err
 	}
-	if _, err := f.Await(co); err != nil {
-		if !f.Done() || f.Cancelled() {
-			remove(fd)
-		}
-		return err
+	r, err := l.acquireIO(fd)
+	if err != nil {
+		return nil, nil, busyErr(op, fd, err)
 	}
-	return nil
+	return l, r, nil
 }
 
-// waitSock is the EAGAIN step of the sock_* retry loops: wait until fd is
-// ready for ev, then return sock's descriptor afresh, since the socket may
-// have been closed while co waited and the retry must fail with that
-// rather than use a stale number.
-func (l *Loop) waitSock(co *Co, sock *Socket, fd int, ev sdk.Events, op string) (int, error) {
-	if err := l.waitFD(co, fd, ev, op); err != nil {
-		return -1, err
+// copyIn returns how many bytes of buf data holds, copying them in when a
+// driver delivered them in a buffer of its own.
+func copyIn(buf, data []byte) int {
+	if len(data) == 0 || &data[0] == &buf[0] {
+		return len(data)
 	}
-	return sock.sysfd(op)
+	return copy(buf, data)
 }
 
 // sockErr wraps a failed system call the way package net does, so callers
 // can match the errno with errors.Is and read the addresses with errors.As.
 func sockErr(op, call string, sock *Socket, addr net.Addr, err error) error {
-	if errors.Is(err, ErrSocketClosed) {
+	if errors.Is(err, ErrSocketClosed) || errors.Is(err, sdk.ErrCanceled) {
 		return err
 	}
 	return &net.OpError{Op: op, Net: netName(sock.family, sock.sotype), Source: sock.LocalAddr(), Addr: addr, Err: osErr(call, err)}
@@ -119,25 +105,27 @@ func SockRecv(co *Co, sock *Socket, n int) ([]byte, error) {
 // 0 at EOF (asyncio: loop.sock_recv_into).
 func SockRecvInto(co *Co, sock *Socket, buf []byte) (int, error) {
 	const op = "sock_recv_into"
-	l, fd, err := sockCheck(co, sock, op)
+	l, r, err := sockIO(co, sock, op)
 	if err != nil {
 		return 0, err
 	}
-	for {
-		n, err := unix.Read(fd, buf)
-		switch err {
-		case nil:
-			return n, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			if fd, err = l.waitSock(co, sock, fd, sdk.Read, op); err != nil {
-				return 0, err
-			}
-			continue
+	defer l.releaseIO(r)
+	n, err := r.f.TryRead(buf)
+	if errors.Is(err, sdk.ErrWouldBlock) {
+		w := l.getWait(r, buf)
+		res, werr := w.wait(co, sdk.Read, op, r.f.ReadStart(w.allocFn, w.readFn))
+		if werr != nil {
+			return 0, werr
 		}
+		n, err = res.n, res.err
+	}
+	switch {
+	case err == io.EOF:
+		return 0, nil
+	case err != nil:
 		return 0, sockErr("read", "recv", sock, sock.RemoteAddr(), err)
 	}
+	return n, nil
 }
 
 // SockRecvfrom receives one datagram of up to n bytes and its sender
@@ -160,29 +148,25 @@ func SockRecvfrom(co *Co, sock *Socket, n int) ([]byte, net.Addr, error) {
 // sender is nil on a connected stream socket.
 func SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr, error) {
 	const op = "sock_recvfrom_into"
-	l, fd, err := sockCheck(co, sock, op)
+	l, r, err := sockIO(co, sock, op)
 	if err != nil {
 		return 0, nil, err
 	}
-	for {
-		n, sa, err := unix.Recvfrom(fd, buf, 0)
-		switch err {
-		case nil:
-			var from net.Addr
-			if sa != nil {
-				from = sockaddrToAddr(sa, sock.sotype)
-			}
-			return n, from, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			if fd, err = l.waitSock(co, sock, fd, sdk.Read, op); err != nil {
-				return 0, nil, err
-			}
-			continue
+	defer l.releaseIO(r)
+	var from sdk.SockAddr
+	n, err := r.f.TryRecvFrom(buf, &from)
+	if errors.Is(err, sdk.ErrWouldBlock) {
+		w := l.getWait(r, buf)
+		res, werr := w.wait(co, sdk.Read, op, r.f.RecvFromStart(w.allocFn, w.recvFn))
+		if werr != nil {
+			return 0, nil, werr
 		}
+		n, err, from = res.n, res.err, res.from
+	}
+	if err != nil {
 		return 0, nil, sockErr("read", "recvfrom", sock, nil, err)
 	}
+	return n, rawToAddr(&from, sock.sotype), nil
 }
 
 // SockSendall sends all of data, waiting for the socket to drain as often
@@ -200,29 +184,30 @@ func SockSendall(co *Co, sock *Socket, data []byte) error {
 // failure or cancellation.
 func sockSendall(co *Co, sock *Socket, data []byte) (int, error) {
 	const op = "sock_sendall"
-	l, fd, err := sockCheck(co, sock, op)
+	l, r, err := sockIO(co, sock, op)
 	if err != nil {
 		return 0, err
 	}
+	defer l.releaseIO(r)
 	sent := 0
 	for {
-		n, err := unix.SendmsgN(fd, data[sent:], nil, nil, unix.MSG_NOSIGNAL)
-		switch err {
-		case nil:
-			sent += n
-			if sent == len(data) {
-				return sent, nil
+		n, err := l.tryWrite(r, data[sent:])
+		if errors.Is(err, sdk.ErrWouldBlock) {
+			w := l.getWait(r, nil)
+			w.bufs[0] = data[sent:]
+			res, werr := w.wait(co, sdk.Write, op, r.f.Write(w.bufs[:], w.nFn))
+			if werr != nil {
+				return sent, werr
 			}
-			continue
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			if fd, err = l.waitSock(co, sock, fd, sdk.Write, op); err != nil {
-				return sent, err
-			}
-			continue
+			n, err = res.n, res.err
 		}
-		return sent, sockErr("write", "send", sock, sock.RemoteAddr(), err)
+		if err != nil {
+			return sent, sockErr("write", "send", sock, sock.RemoteAddr(), err)
+		}
+		sent += n
+		if sent == len(data) {
+			return sent, nil
+		}
 	}
 }
 
@@ -230,31 +215,38 @@ func sockSendall(co *Co, sock *Socket, data []byte) (int, error) {
 // (asyncio: loop.sock_sendto). addr may be nil on a connected socket.
 func SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int, error) {
 	const op = "sock_sendto"
-	l, fd, err := sockCheck(co, sock, op)
+	l, r, err := sockIO(co, sock, op)
 	if err != nil {
 		return 0, err
 	}
-	var sa unix.Sockaddr
+	defer l.releaseIO(r)
+	w := l.getWait(r, nil)
+	var to *sdk.SockAddr
 	if addr != nil {
-		if sa, err = addrToSockaddr(sock.family, addr); err != nil {
+		sa, err := addrToSockaddr(sock.family, addr)
+		if err == nil {
+			w.to, err = toSockAddr(sa)
+		}
+		if err != nil {
+			w.put()
 			return 0, fmt.Errorf("%s %v: %w", op, addr, err)
 		}
+		to = &w.to
 	}
-	for {
-		n, err := unix.SendmsgN(fd, data, nil, sa, unix.MSG_NOSIGNAL)
-		switch err {
-		case nil:
-			return n, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			if fd, err = l.waitSock(co, sock, fd, sdk.Write, op); err != nil {
-				return 0, err
-			}
-			continue
+	err = r.f.TrySendTo(data, to)
+	if !errors.Is(err, sdk.ErrWouldBlock) {
+		w.put()
+	} else {
+		res, werr := w.wait(co, sdk.Write, op, r.f.SendTo(data, to, w.errFn))
+		if werr != nil {
+			return 0, werr
 		}
+		err = res.err
+	}
+	if err != nil {
 		return 0, sockErr("write", "sendto", sock, addr, err)
 	}
+	return len(data), nil
 }
 
 // SockConnect connects sock to address (asyncio: loop.sock_connect): a
@@ -264,49 +256,36 @@ func SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int, error) {
 // address is tried, as asyncio does.
 func SockConnect(co *Co, sock *Socket, address string) error {
 	const op = "sock_connect"
-	l, _, err := sockCheck(co, sock, op)
-	if err != nil {
+	if _, _, err := sockCheck(co, sock, op); err != nil {
 		return err
 	}
 	addr, err := sockResolve(co, sock, address)
 	if err != nil {
 		return fmt.Errorf("%s %q: %w", op, address, err)
 	}
-	sa, err := addrToSockaddr(sock.family, addr)
+	usa, err := addrToSockaddr(sock.family, addr)
 	if err != nil {
 		return fmt.Errorf("%s %v: %w", op, addr, err)
 	}
-	for {
-		err := sock.connectNB(sa)
-		switch err {
-		case nil, unix.EISCONN:
-			return nil
-		case unix.EINPROGRESS, unix.EALREADY:
-			fd, ferr := sock.sysfd(op)
-			if ferr != nil {
-				return ferr
-			}
-			if err := l.waitFD(co, fd, sdk.Write, op); err != nil {
-				return err
-			}
-			if err := sock.connectResult(); err != nil {
-				return sockErr("dial", "connect", sock, addr, err)
-			}
-			return nil
-		case unix.EAGAIN:
-			// A Unix listener's backlog is full: nothing is in progress, so
-			// wait for the socket to be writable and try again.
-			fd, ferr := sock.sysfd(op)
-			if ferr != nil {
-				return ferr
-			}
-			if err := l.waitFD(co, fd, sdk.Write, op); err != nil {
-				return err
-			}
-			continue
-		}
-		return sockErr("dial", "connect", sock, addr, err)
+	sa, err := toSockAddr(usa)
+	if err != nil {
+		return fmt.Errorf("%s %v: %w", op, addr, err)
 	}
+	l, r, err := sockIO(co, sock, op)
+	if err != nil {
+		return err
+	}
+	defer l.releaseIO(r)
+	w := l.getWait(r, nil)
+	w.to = sa
+	res, err := w.wait(co, sdk.Write, op, r.f.Connect(&w.to, w.errFn))
+	if err != nil {
+		return err
+	}
+	if res.err != nil && res.err != unix.EISCONN {
+		return sockErr("dial", "connect", sock, addr, res.err)
+	}
+	return nil
 }
 
 // sockResolve turns a sock_connect address into a net.Addr for sock,
@@ -342,24 +321,18 @@ func sockResolve(co *Co, sock *Socket, address string) (net.Addr, error) {
 // loop.sock_accept).
 func SockAccept(co *Co, sock *Socket) (*Socket, net.Addr, error) {
 	const op = "sock_accept"
-	l, fd, err := sockCheck(co, sock, op)
+	l, r, err := sockIO(co, sock, op)
 	if err != nil {
 		return nil, nil, err
 	}
-	for {
-		ns, addr, err := sock.acceptNB()
-		switch err {
-		case nil:
-			return ns, addr, nil
-		case unix.EAGAIN:
-			if fd, err = l.waitSock(co, sock, fd, sdk.Read, op); err != nil {
-				return nil, nil, err
-			}
-			continue
-		}
-		if errors.Is(err, ErrSocketClosed) {
-			return nil, nil, err
-		}
-		return nil, nil, &net.OpError{Op: "accept", Net: netName(sock.family, sock.sotype), Addr: sock.LocalAddr(), Err: os.NewSyscallError("accept4", err)}
+	defer l.releaseIO(r)
+	w := l.getWait(r, nil)
+	res, err := w.wait(co, sdk.Read, op, r.f.Accept(1, w.acceptFn))
+	if err != nil {
+		return nil, nil, err
 	}
+	if res.err != nil {
+		return nil, nil, &net.OpError{Op: "accept", Net: netName(sock.family, sock.sotype), Addr: sock.LocalAddr(), Err: os.NewSyscallError("accept4", res.err)}
+	}
+	return newSocket(res.fd, sock.family, sock.sotype, sock.proto), rawToAddr(&res.from, sock.sotype), nil
 }

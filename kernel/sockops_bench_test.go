@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/kernel"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // rsPair returns a connected pair of non-blocking Unix sockets of sotype,
@@ -77,15 +78,15 @@ func BenchmarkSockSendfile(b *testing.B) {
 	}
 	for _, mode := range []string{"zero-copy", "fallback"} {
 		b.Run(mode, func(b *testing.B) {
-			if mode == "fallback" {
-				defer kernel.SetSendfileZeroCopy(false)()
-			}
 			f, err := os.Open(p)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer f.Close()
 			l := rsLoop(b)
+			if mode == "fallback" {
+				l = newLacking(b, sdk.CapSendfile)
+			}
 			a, c := rsPair(b, unix.SOCK_STREAM)
 			b.SetBytes(int64(len(data)))
 			_, err = rsRun(b, l, func(co *kernel.Co) (struct{}, error) {

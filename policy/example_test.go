@@ -27,7 +27,7 @@ func ExampleSelect() {
 		return
 	}
 	defer loop.Close()
-	fmt.Println(p.Name, "->", loop.Selector().Capabilities().Name)
+	fmt.Println(p.Name, "->", loop.Driver().Capabilities().Backend)
 	// Output: poll -> poll
 }
 

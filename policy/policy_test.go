@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/driver/readiness"
 	"github.com/loopkernel/loopkernel/kernel"
 	"github.com/loopkernel/loopkernel/plugins/resolver"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -74,7 +75,7 @@ func TestPolicySelectsItsSelector(t *testing.T) {
 		require.NoError(t, err)
 		l, err := p.NewEventLoop()
 		require.NoError(t, err)
-		assert.Equal(t, name, l.Selector().Capabilities().Name)
+		assert.Equal(t, name, l.Driver().Capabilities().Backend)
 		require.NoError(t, l.Close())
 	}
 }
@@ -87,8 +88,8 @@ func TestPluginPoliciesRunTheSelectorOutOfProcess(t *testing.T) {
 			l, err := p.NewEventLoop()
 			require.NoError(t, err)
 			defer l.Close()
-			ps, ok := l.Selector().(*plugin.Selector)
-			require.True(t, ok, "selector is %T", l.Selector())
+			ps, ok := loopSelector(l).(*plugin.Selector)
+			require.True(t, ok, "selector is %T", loopSelector(l))
 			assert.Equal(t, strings.TrimSuffix(name, "-plugin"), ps.Capabilities().Name)
 
 			// Readiness really travels through the plugin.
@@ -126,7 +127,7 @@ func TestPluginPolicySurvivesItsPluginBeingKilled(t *testing.T) {
 	l, err := p.NewEventLoop()
 	require.NoError(t, err)
 	defer l.Close()
-	ps := l.Selector().(*plugin.Selector)
+	ps := loopSelector(l).(*plugin.Selector)
 	before, err := ps.Stats(context.Background())
 	require.NoError(t, err)
 
@@ -279,7 +280,7 @@ func TestRegisterCustomPolicyWithExecutorAndOptions(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 	assert.True(t, l.GetDebug())
-	assert.Equal(t, "poll", l.Selector().Capabilities().Name)
+	assert.Equal(t, "poll", l.Driver().Capabilities().Backend)
 
 	f, err := kernel.RunInExecutor(l, nil, func() (int, error) { return 42, nil })
 	require.NoError(t, err)
@@ -356,7 +357,7 @@ func TestGetEventLoopCreatesOnceAndSetEventLoopReplaces(t *testing.T) {
 	l2, err := GetEventLoop()
 	require.NoError(t, err)
 	assert.Same(t, l1, l2)
-	assert.Equal(t, Default, l1.Selector().Capabilities().Name)
+	assert.Equal(t, Default, l1.Driver().Capabilities().Backend)
 
 	mine, err := NewEventLoop()
 	require.NoError(t, err)
@@ -414,12 +415,12 @@ func TestSetEventLoopPolicySwitchesAndForgetsTheCurrentLoop(t *testing.T) {
 	l, err := GetEventLoop()
 	require.NoError(t, err)
 	assert.NotSame(t, before, l)
-	assert.Equal(t, "poll", l.Selector().Capabilities().Name)
+	assert.Equal(t, "poll", l.Driver().Capabilities().Backend)
 	runHello(t, l)
 
 	n, err := NewEventLoop()
 	require.NoError(t, err)
-	assert.Equal(t, "poll", n.Selector().Capabilities().Name)
+	assert.Equal(t, "poll", n.Driver().Capabilities().Backend)
 	require.NoError(t, n.Close())
 
 	SetEventLoopPolicy(nil)
@@ -484,3 +485,6 @@ func TestPolicyFunctionsMayUseThePackage(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, l, again)
 }
+
+// loopSelector is the selector under a loop built by a selector policy.
+func loopSelector(l *kernel.Loop) sdk.Selector { return l.Driver().(*readiness.Driver).Selector() }

@@ -30,6 +30,8 @@ var (
 	Resolvers = &Registry[Resolver]{family: "resolver"}
 	// Executors: back-ends that run registered functions (see Executor).
 	Executors = &Registry[Executor]{family: "executor"}
+	// Proactors: completion back-ends (see Proactor); none is bundled yet.
+	Proactors = &Registry[Proactor]{family: "proactor"}
 )
 
 // Family names the family the registry lists, e.g. "selector".

@@ -1,13 +1,25 @@
-// Package sdk is what a back-end author needs: the Selector seam the kernel
-// drives its I/O through, and (in the plugin files) the Serve entry point and
-// the host side that runs a back-end in its own process.
+// Package sdk is what a back-end author needs: the back-end families, the
+// I/O seam the kernel's transports are written against, and (in the plugin
+// files) the Serve entry point and the host side that runs a back-end in its
+// own process.
 //
-// The seam is deliberately as narrow as Go's internal/poll hooks: register,
-// modify, unregister, wait with a timeout, and wake. The kernel keeps every
-// descriptor it owns; a selector only watches it. Registrations are named by a
-// Token (slot and generation) rather than by descriptor number, so an event
-// that arrives late for a registration that has since been removed, and whose
-// descriptor number has been reused, is recognised as stale and dropped.
+// Families, each a Go interface over plain data with a registry that
+// back-end packages fill from init (Registry): Selector (readiness, below),
+// Proactor (completions, operations as records; declared here, implemented
+// in its own issue), Resolver and Executor.
+//
+// The I/O seam (Driver and FD, io.go) is operation-level, after libuv's
+// stream API: read start with a buffer provider, write with a completion,
+// accept, connect, shutdown, close. A driver adapts one family to it
+// (driver/readiness over any Selector), so each transport is written once.
+//
+// The Selector is deliberately as narrow as Go's internal/poll hooks:
+// register, modify, unregister, wait with a timeout, and wake. The kernel
+// keeps every descriptor it owns; a selector only watches it. Registrations
+// are named by a Token (slot and generation) rather than by descriptor
+// number, so an event that arrives late for a registration that has since
+// been removed, and whose descriptor number has been reused, is recognised
+// as stale and dropped.
 package sdk
 
 import (

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/loopkernel/loopkernel/internal/yield"
 )
 
 // ServeFloor is the floor: the least work an echo server can do per event,
@@ -20,9 +20,8 @@ import (
 // goroutine that only ever blocks in system calls is never scheduled, and
 // after 10 ms sysmon takes it for a hog and retakes its P from every system
 // call it catches in progress: a futex handoff, a P to win back, sysmon
-// polling every 20 µs. The loop kernel avoids that by yielding every few
-// milliseconds (schedYieldInterval in kernel/loop.go, the yielder in
-// sdk/dataplane); a floor without the yield paid 0.05–0.09 futex, 0.05–0.09
+// polling every 20 µs. The loop kernel and the data plane avoid that by
+// yielding every few milliseconds (internal/yield); a floor without the yield paid 0.05–0.09 futex, 0.05–0.09
 // nanosleep and 0.15–0.29 context switches per request for it and was not a
 // floor (bench/README.md). So it yields the same way, and it runs on an
 // ordinary goroutine, not a locked thread, because a locked goroutine's
@@ -46,7 +45,7 @@ func ServeFloor(addr string, listening func(net.Addr)) error {
 	pending := map[int][]byte{}
 	buf := make([]byte, 256*1024)
 	events := make([]unix.EpollEvent, 256)
-	var y floorYield
+	var y yield.Ticker // the same heuristic as the loop's
 	for {
 		n, err := unix.EpollWait(ep, events, -1)
 		if err != nil {
@@ -55,7 +54,7 @@ func ServeFloor(addr string, listening func(net.Addr)) error {
 			}
 			return fmt.Errorf("floor: epoll_wait: %w", err)
 		}
-		y.tick()
+		y.TickClock()
 		for _, ev := range events[:n] {
 			fd := int(ev.Fd)
 			if fd == ln {
@@ -107,24 +106,6 @@ func ServeFloor(addr string, listening func(net.Addr)) error {
 				unix.EpollCtl(ep, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)})
 			}
 		}
-	}
-}
-
-// floorYield passes through the Go scheduler at most every 4 ms, and reads
-// the clock only every 4 waits (see ServeFloor for why).
-type floorYield struct {
-	last  time.Time
-	waits int
-}
-
-func (y *floorYield) tick() {
-	if y.waits++; y.waits < 4 {
-		return
-	}
-	y.waits = 0
-	if now := time.Now(); now.Sub(y.last) >= 4*time.Millisecond {
-		y.last = now
-		runtime.Gosched()
 	}
 }
 
