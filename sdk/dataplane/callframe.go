@@ -1,0 +1,128 @@
+package dataplane
+
+import (
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// callConn is one end of a call plane: whole messages in and out, each cut
+// into frames of at most maxFrame bytes (WIRE.md §8.2). Sends come from any
+// goroutine and are serialised, so the frames of one message are never
+// interleaved with another's; receives come from one reader goroutine.
+type callConn struct {
+	sendMu  sync.Mutex
+	out     sock
+	scratch []byte // one continuation frame, under sendMu
+
+	in  sock // the reader's
+	buf []byte
+	oob []byte
+	fds []int
+}
+
+func newCallConn(fd int) *callConn {
+	return &callConn{
+		out:     sock{fd: fd},
+		in:      sock{fd: fd},
+		scratch: make([]byte, maxFrame),
+		buf:     make([]byte, maxFrame+1),
+		oob:     make([]byte, unix.CmsgSpace(4*8)),
+	}
+}
+
+// send sends one whole message: its first maxFrame bytes as one frame,
+// then the rest in continuation frames.
+func (c *callConn) send(msg []byte) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	first := min(len(msg), maxFrame)
+	if err := c.out.send(msg[:first], nil, 0); err != nil {
+		return err
+	}
+	id := le.Uint64(msg[8:])
+	for rest := msg[first:]; len(rest) > 0; {
+		n := min(len(rest), maxFrame-contHeaderLen)
+		putContHeader(c.scratch, id)
+		copy(c.scratch[contHeaderLen:], rest[:n])
+		if err := c.out.send(c.scratch[:contHeaderLen+n], nil, 0); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return nil
+}
+
+func putContHeader(b []byte, id uint64) {
+	le.PutUint32(b[0:], callMagic)
+	b[4], b[5], b[6], b[7] = CallVersion, ctCont, 0, 0
+	le.PutUint64(b[8:], id)
+}
+
+// recv receives one whole message, reassembled from its frames, into a
+// buffer of its own (the caller keeps it).
+func (c *callConn) recv() ([]byte, error) {
+	n, err := c.recvFrame()
+	if err != nil {
+		return nil, err
+	}
+	total, err := messageLen(c.buf[:n])
+	if err != nil {
+		return nil, err
+	}
+	if total <= maxFrame && n != total || total > maxFrame && n != maxFrame {
+		return nil, fmt.Errorf("%w: first frame of %d bytes for a message of %d", ErrProtocol, n, total)
+	}
+	msg := make([]byte, total)
+	got := copy(msg, c.buf[:n])
+	id := le.Uint64(msg[8:])
+	for got < total {
+		n, err := c.recvFrame()
+		if err != nil {
+			return nil, err
+		}
+		if err := checkCont(c.buf[:n], id, min(total-got, maxFrame-contHeaderLen)); err != nil {
+			return nil, err
+		}
+		got += copy(msg[got:], c.buf[contHeaderLen:n])
+	}
+	return msg, nil
+}
+
+// checkCont validates a continuation frame of the message id that must
+// carry want bytes.
+func checkCont(f []byte, id uint64, want int) error {
+	switch {
+	case len(f) < contHeaderLen || le.Uint32(f) != callMagic || f[4] != CallVersion || f[5] != ctCont:
+		return fmt.Errorf("%w: expected a continuation frame", ErrProtocol)
+	case f[6] != 0 || f[7] != 0:
+		return fmt.Errorf("%w: reserved continuation field set", ErrProtocol)
+	case le.Uint64(f[8:]) != id:
+		return fmt.Errorf("%w: continuation of message %d inside message %d", ErrProtocol, le.Uint64(f[8:]), id)
+	case len(f)-contHeaderLen != want:
+		return fmt.Errorf("%w: continuation of %d bytes, want %d", ErrProtocol, len(f)-contHeaderLen, want)
+	}
+	return nil
+}
+
+// recvFrame receives one frame into c.buf. No descriptors travel on the
+// call plane: any that arrive are closed and the frame is a violation.
+func (c *callConn) recvFrame() (int, error) {
+	n, oobn, mflags, err := c.in.recv(c.buf, c.oob, 0)
+	if err != nil {
+		return 0, err
+	}
+	if oobn > 0 {
+		c.fds, _ = parseRights(c.oob[:oobn], c.fds[:0])
+		closeAll(c.fds)
+		return 0, fmt.Errorf("%w: %d descriptors on the call plane (closed)", ErrProtocol, len(c.fds))
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("dataplane: recvmsg: %w (EOF)", ErrPeerGone)
+	}
+	if mflags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		return 0, fmt.Errorf("%w: frame truncated (flags %#x)", ErrProtocol, mflags)
+	}
+	return n, nil
+}
