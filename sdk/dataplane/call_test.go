@@ -137,7 +137,9 @@ func TestCallPlaneExecutor(t *testing.T) {
 	host, plug, err := Socketpair()
 	require.NoError(t, err)
 	refused := make(chan error, 1)
-	go func() { refused <- ServeCalls(context.Background(), plug, CallHandlers{Name: "echo", Executor: echoExecutor{}}, nil) }()
+	go func() {
+		refused <- ServeCalls(context.Background(), plug, CallHandlers{Name: "echo", Executor: echoExecutor{}}, nil)
+	}()
 	_, err = NewCallClient(host, FamilyResolver, nil)
 	assert.ErrorIs(t, err, syscall.EPROTONOSUPPORT)
 	assert.ErrorContains(t, <-refused, "serves no resolver")
