@@ -33,7 +33,7 @@ BENCH_PKGS ?= ./...
 BENCH      ?= .
 BENCHTIME  ?= 1s
 
-# Pinned protobuf generators; see sdk/proto/selector.proto for why these
+# Pinned protobuf generators; see sdk/proto/control.proto for why these
 # versions.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.3.0

@@ -56,7 +56,7 @@ func eachPlacement(t *testing.T, body func(t *testing.T, f conformance.Factory))
 				if testing.Short() && spec != b.Name {
 					t.Skip("-short: no plugin processes")
 				}
-				f, err := plugin.Resolve(spec, plugin.Options{})
+				f, err := plugin.Resolve(sdk.Selectors, spec, plugin.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -73,7 +73,7 @@ func TestOutOfProcessIsReallyOutOfProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no plugin processes")
 	}
-	f, err := plugin.Resolve("plugin:epoll", plugin.Options{})
+	f, err := plugin.Resolve(sdk.Selectors, "plugin:epoll", plugin.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +82,9 @@ func TestOutOfProcessIsReallyOutOfProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sel.Close()
-	ps, ok := sel.(*plugin.Selector)
+	ps, ok := sel.(*plugin.RemoteSelector)
 	if !ok {
-		t.Fatalf("plugin:epoll built a %T, want *plugin.Selector", sel)
+		t.Fatalf("plugin:epoll built a %T, want *plugin.RemoteSelector", sel)
 	}
 	st, err := ps.Stats(t.Context())
 	if err != nil {

@@ -51,7 +51,7 @@ func init() {
 // are rare, and a loop that silently lost and regained its selector would
 // be a puzzle for whoever watches it.
 func openSelector(ctx context.Context, spec string) (sdk.Selector, error) {
-	return plugin.Open(ctx, spec, plugin.Options{Template: plugin.Spec{Logger: pluginLogger()}})
+	return plugin.Open(ctx, sdk.Selectors, spec, plugin.Options{Template: plugin.Spec{Logger: pluginLogger()}})
 }
 
 var pluginLogger = sync.OnceValue(func() hclog.Logger {

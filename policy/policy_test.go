@@ -88,7 +88,7 @@ func TestPluginPoliciesRunTheSelectorOutOfProcess(t *testing.T) {
 			l, err := p.NewEventLoop()
 			require.NoError(t, err)
 			defer l.Close()
-			ps, ok := loopSelector(l).(*plugin.Selector)
+			ps, ok := loopSelector(l).(*plugin.RemoteSelector)
 			require.True(t, ok, "selector is %T", loopSelector(l))
 			assert.Equal(t, strings.TrimSuffix(name, "-plugin"), ps.Capabilities().Name)
 
@@ -127,7 +127,7 @@ func TestPluginPolicySurvivesItsPluginBeingKilled(t *testing.T) {
 	l, err := p.NewEventLoop()
 	require.NoError(t, err)
 	defer l.Close()
-	ps := loopSelector(l).(*plugin.Selector)
+	ps := loopSelector(l).(*plugin.RemoteSelector)
 	before, err := ps.Stats(context.Background())
 	require.NoError(t, err)
 

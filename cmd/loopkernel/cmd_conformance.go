@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
@@ -105,7 +106,7 @@ func runConformance(e *env, args []string) error {
 	// Supervision events (a plugin restarted, killed for not answering) go
 	// to stderr: a certification run that needed restarts should say so.
 	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: e.stderr, Level: hclog.Warn})
-	factory, err := plugin.Resolve(spec, plugin.Options{
+	factory, err := plugin.Resolve(sdk.Selectors, spec, plugin.Options{
 		PluginDir: o.pluginDir,
 		Template:  plugin.Spec{Logger: logger, SHA256: o.sha256},
 	})

@@ -78,7 +78,7 @@ func runPlugins(e *env, args []string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), o.startTimeout)
 		defer cancel()
 		t0 := time.Now()
-		sel, err := plugin.Open(ctx, spec, opts)
+		sel, err := plugin.Open(ctx, sdk.Selectors, spec, opts)
 		if err != nil {
 			return probe{err: err}
 		}

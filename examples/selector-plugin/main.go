@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	plugin.Serve("example", newPollSelector)
+	plugin.Serve(plugin.Backends{Name: "example", Selector: newPollSelector})
 }
 
 type registration struct {

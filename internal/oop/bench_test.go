@@ -80,7 +80,7 @@ func BenchmarkPlacement(b *testing.B) {
 		var total, closing time.Duration
 		for i := 0; i < starts; i++ {
 			t0 := time.Now()
-			sel, err := plugin.Launch(context.Background(), plugin.Spec{Name: "epoll"})
+			sel, err := plugin.Launch(context.Background(), sdk.Selectors, plugin.Spec{Name: "epoll"})
 			total += time.Since(t0)
 			if err != nil {
 				b.Fatal(err)
@@ -125,7 +125,7 @@ func inProcess(b *testing.B) sdk.Selector {
 func outOfProcess(b *testing.B) sdk.Selector {
 	b.Helper()
 	b.StopTimer()
-	sel, err := plugin.Launch(context.Background(), plugin.Spec{Name: "epoll"})
+	sel, err := plugin.Launch(context.Background(), sdk.Selectors, plugin.Spec{Name: "epoll"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func newBenchLoop(b *testing.B, sel sdk.Selector) *kernel.Loop {
 // out-of-process selector, by its plugin.
 type cpuClock struct {
 	b   *testing.B
-	sel *plugin.Selector
+	sel *plugin.RemoteSelector
 }
 
 func (c cpuClock) read() (host, plug time.Duration) {
@@ -164,8 +164,8 @@ func (c cpuClock) read() (host, plug time.Duration) {
 
 // timed runs l until it stops, timing it (and, if timing, the benchmark).
 func timed(b *testing.B, l *kernel.Loop, sel sdk.Selector, timing bool) sample {
-	var ps *plugin.Selector
-	if p, ok := sel.(*plugin.Selector); ok {
+	var ps *plugin.RemoteSelector
+	if p, ok := sel.(*plugin.RemoteSelector); ok {
 		ps = p
 	}
 	clk := cpuClock{b, ps}

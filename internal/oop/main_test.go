@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
@@ -44,21 +45,21 @@ func quickRaceExit() {
 
 // launch starts the bundled back-end in spec out of process; the loop that
 // adopts it closes it, and so does the cleanup if no loop did.
-func launch(t testing.TB, spec plugin.Spec) *plugin.Selector {
+func launch(t testing.TB, spec plugin.Spec) *plugin.RemoteSelector {
 	t.Helper()
 	if spec.Logger == nil {
 		spec.Logger = testLogger(t)
 	}
-	sel, err := plugin.Launch(context.Background(), spec)
+	sel, err := plugin.Launch(context.Background(), sdk.Selectors, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sel.Close() })
-	return sel
+	return sel.(*plugin.RemoteSelector)
 }
 
 // pidOf is the current plugin process's pid, from the control plane.
-func pidOf(t testing.TB, sel *plugin.Selector) int {
+func pidOf(t testing.TB, sel *plugin.RemoteSelector) int {
 	t.Helper()
 	st, err := sel.Stats(context.Background())
 	if err != nil {

@@ -62,7 +62,7 @@ func BenchmarkWait(b *testing.B) {
 	b.ReportMetric(perWait(pluginCPU(b, sel)-st0), "plugin-cpu-µs/wait")
 }
 
-func pluginCPU(b *testing.B, sel *Selector) time.Duration {
+func pluginCPU(b *testing.B, sel *RemoteSelector) time.Duration {
 	st, err := sel.Stats(context.Background())
 	if err != nil {
 		b.Fatal(err)

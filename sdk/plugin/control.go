@@ -3,6 +3,8 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -17,46 +19,131 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/dataplane"
 	pb "github.com/loopkernel/loopkernel/sdk/proto"
 )
 
-// grpcPlugin is the go-plugin adapter: the server half registers the control
-// service, the client half hands back a stub for it.
+// grpcPlugin is the go-plugin adapter for one family: the server half
+// registers the control service (once, however many families the binary
+// serves: there is one service per process), the client half hands back a
+// stub bound to its family.
 type grpcPlugin struct {
 	goplugin.NetRPCUnsupportedPlugin
+	family string
 	server *controlServer // nil on the host side
 }
 
 func (p *grpcPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterControlServer(s, p.server)
+	p.server.register.Do(func() { pb.RegisterControlServer(s, p.server) })
 	return nil
 }
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return pb.NewControlClient(c), nil
+	return familyClient{ControlClient: pb.NewControlClient(c), family: p.family}, nil
 }
+
+// familyClient is what Dispense hands out: the control stub and the family
+// it was dispensed for.
+type familyClient struct {
+	pb.ControlClient
+	family string
+}
+
+// pluginSet is go-plugin's plugin map: one entry per family, keyed by the
+// family's name. The host's set holds every family; the plugin's, those it
+// serves.
+func pluginSet(server *controlServer, families []string) goplugin.PluginSet {
+	set := goplugin.PluginSet{}
+	for _, f := range families {
+		set[f] = &grpcPlugin{family: f, server: server}
+	}
+	return set
+}
+
+// hostPlugins is the host's plugin map.
+var hostPlugins = pluginSet(nil, []string{sdk.Selectors.Family(), sdk.Resolvers.Family(), sdk.Executors.Family()})
+
+// served is the back-end a plugin process serves, whatever its family: how
+// to serve its data plane, close it, and describe it to the control plane.
+type served struct {
+	family  string
+	backend any               // as the factory made it, for Configurer
+	sel     *countingSelector // the selector family's, counted
+	calls   *callCounter      // the call families'
+	handler dataplane.CallHandlers
+	closer  func() error
+}
+
+// newServed makes the back-end of family fam from b; dpFD is the data-plane
+// descriptor (a selector watches it, and must not count it).
+func newServed(b Backends, fam string, dpFD int) (*served, error) {
+	s := &served{family: fam, closer: func() error { return nil }}
+	switch {
+	case fam == sdk.Selectors.Family() && b.Selector != nil:
+		sel, err := b.Selector()
+		if err != nil {
+			return nil, err
+		}
+		s.backend, s.sel, s.closer = sel, &countingSelector{Selector: sel, ownFD: dpFD}, sel.Close
+	case fam == sdk.Resolvers.Family() && b.Resolver != nil:
+		r, err := b.Resolver()
+		if err != nil {
+			return nil, err
+		}
+		s.calls = &callCounter{}
+		s.backend = r
+		s.handler = dataplane.CallHandlers{Name: b.Name, Resolver: countingResolver{r, s.calls}}
+		if c, ok := r.(io.Closer); ok {
+			s.closer = c.Close
+		}
+	case fam == sdk.Executors.Family() && b.Executor != nil:
+		e, err := b.Executor()
+		if err != nil {
+			return nil, err
+		}
+		s.calls = &callCounter{}
+		s.backend, s.closer = e, e.Close
+		s.handler = dataplane.CallHandlers{Name: b.Name, Executor: countingExecutor{e, s.calls}}
+	default:
+		return nil, fmt.Errorf("this plugin serves %v, not %s=%q", b.families(), envFamily, fam)
+	}
+	return s, nil
+}
+
+// serve runs the data plane until it ends or ctx is cancelled.
+func (s *served) serve(ctx context.Context, conn *os.File, logger hclog.Logger) error {
+	if s.sel != nil {
+		return dataplane.Serve(ctx, conn, s.sel, logger)
+	}
+	return dataplane.ServeCalls(ctx, conn, s.handler, logger)
+}
+
+func (s *served) close() error { return s.closer() }
 
 // controlServer answers the control plane inside the plugin process.
 type controlServer struct {
 	pb.UnimplementedControlServer
-	name    string
-	sel     *countingSelector
-	logger  hclog.Logger
-	started time.Time
+	name     string
+	families []string
+	be       *served
+	logger   hclog.Logger
+	started  time.Time
+	register sync.Once
 
 	shutdownOnce sync.Once
 	shutdown     chan time.Time // the deadline of a requested shutdown
-	stopped      chan struct{}  // closed once the selector is closed
+	stopped      chan struct{}  // closed once the back-end is closed
 
 	mu    sync.Mutex
 	dpErr error // why the data plane stopped; nil while it runs
 	dpEnd bool
 }
 
-func newControlServer(name string, sel *countingSelector, logger hclog.Logger) *controlServer {
+func newControlServer(name string, families []string, be *served, logger hclog.Logger) *controlServer {
 	return &controlServer{
 		name:     name,
-		sel:      sel,
+		families: families,
+		be:       be,
 		logger:   logger,
 		started:  time.Now(),
 		shutdown: make(chan time.Time, 1),
@@ -78,6 +165,7 @@ func (c *controlServer) Handshake(_ context.Context, req *pb.HandshakeRequest) (
 		DataplaneVersion: dataplaneVersion,
 		PluginName:       c.name,
 		Pid:              int64(os.Getpid()),
+		Families:         c.families,
 	}
 	switch {
 	case req.ControlVersion != controlVersion || req.DataplaneVersion != dataplaneVersion:
@@ -87,18 +175,23 @@ func (c *controlServer) Handshake(_ context.Context, req *pb.HandshakeRequest) (
 	case req.PluginName != "" && req.PluginName != c.name:
 		return resp, status.Errorf(codes.FailedPrecondition,
 			"host launched plugin %q but this binary serves %q", req.PluginName, c.name)
+	case req.Family != c.be.family:
+		return resp, status.Errorf(codes.FailedPrecondition,
+			"host launched plugin %q as a %s but this process serves a %s", c.name, req.Family, c.be.family)
 	}
 	return resp, nil
 }
 
 func (c *controlServer) Capabilities(context.Context, *pb.CapabilitiesRequest) (*pb.CapabilitiesResponse, error) {
-	caps := c.sel.Capabilities()
-	return &pb.CapabilitiesResponse{
-		Name:         caps.Name,
-		MaxFds:       int64(caps.MaxFDs),
-		RegularFiles: caps.RegularFiles,
-		Build:        buildInfo(),
-	}, nil
+	resp := &pb.CapabilitiesResponse{Name: c.name, Family: c.be.family, Build: buildInfo()}
+	switch {
+	case c.be.sel != nil:
+		caps := c.be.sel.Capabilities()
+		resp.Name, resp.MaxFds, resp.RegularFiles = caps.Name, int64(caps.MaxFDs), caps.RegularFiles
+	case c.be.family == sdk.Executors.Family():
+		resp.Functions = sdk.FuncNames()
+	}
+	return resp, nil
 }
 
 func buildInfo() *pb.BuildInfo {
@@ -137,7 +230,7 @@ func (c *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (
 			c.logger.SetLevel(lvl)
 			continue
 		}
-		cf, ok := c.sel.Selector.(Configurer)
+		cf, ok := c.be.backend.(Configurer)
 		if !ok {
 			return nil, status.Errorf(codes.InvalidArgument, "plugin %q has no setting %q", c.name, k)
 		}
@@ -163,21 +256,23 @@ func (c *controlServer) Stats(context.Context, *pb.StatsRequest) (*pb.StatsRespo
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		return nil, status.Errorf(codes.Internal, "getrusage: %v", err)
 	}
-	return &pb.StatsResponse{
-		Waits:         c.sel.waits.Load(),
-		Events:        c.sel.events.Load(),
-		Registrations: c.sel.live.Load(),
-		Registers:     c.sel.registers.Load(),
-		Modifies:      c.sel.modifies.Load(),
-		Unregisters:   c.sel.unregisters.Load(),
-		CpuUserNs:     ru.Utime.Nano(),
-		CpuSysNs:      ru.Stime.Nano(),
-		MaxRssKb:      ru.Maxrss,
-	}, nil
+	resp := &pb.StatsResponse{
+		CpuUserNs: ru.Utime.Nano(),
+		CpuSysNs:  ru.Stime.Nano(),
+		MaxRssKb:  ru.Maxrss,
+	}
+	if sel := c.be.sel; sel != nil {
+		resp.Waits, resp.Events, resp.Registrations = sel.waits.Load(), sel.events.Load(), sel.live.Load()
+		resp.Registers, resp.Modifies, resp.Unregisters = sel.registers.Load(), sel.modifies.Load(), sel.unregisters.Load()
+	}
+	if calls := c.be.calls; calls != nil {
+		resp.Calls, resp.InFlight = calls.done.Load(), calls.inFlight.Load()
+	}
+	return resp, nil
 }
 
 // Shutdown hands the deadline to Serve's main goroutine and waits until the
-// selector is closed (or the deadline passes), so a host that gets the reply
+// back-end is closed (or the deadline passes), so a host that gets the reply
 // knows the plugin has let go of everything but its process.
 func (c *controlServer) Shutdown(ctx context.Context, req *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
 	deadline := time.Unix(0, req.DeadlineUnixNs)
@@ -253,4 +348,41 @@ func (s *countingSelector) Wait(events []sdk.Event, timeout time.Duration) (int,
 	s.waits.Add(1)
 	s.events.Add(uint64(n))
 	return n, err
+}
+
+// callCounter counts a call family's calls for Stats.
+type callCounter struct {
+	done     atomic.Uint64
+	inFlight atomic.Int64
+}
+
+func (c *callCounter) begin() { c.inFlight.Add(1) }
+func (c *callCounter) end()   { c.inFlight.Add(-1); c.done.Add(1) }
+
+type countingResolver struct {
+	sdk.Resolver
+	n *callCounter
+}
+
+func (r countingResolver) Getaddrinfo(ctx context.Context, host, port string, hints sdk.AddrinfoHints) ([]sdk.Addrinfo, error) {
+	r.n.begin()
+	defer r.n.end()
+	return r.Resolver.Getaddrinfo(ctx, host, port, hints)
+}
+
+func (r countingResolver) Getnameinfo(ctx context.Context, addr netip.AddrPort, flags int) (sdk.NameInfo, error) {
+	r.n.begin()
+	defer r.n.end()
+	return r.Resolver.Getnameinfo(ctx, addr, flags)
+}
+
+type countingExecutor struct {
+	sdk.Executor
+	n *callCounter
+}
+
+func (e countingExecutor) Call(ctx context.Context, fn string, arg []byte) ([]byte, error) {
+	e.n.begin()
+	defer e.n.end()
+	return e.Executor.Call(ctx, fn, arg)
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/loopkernel/loopkernel/sdk"
-	"github.com/loopkernel/loopkernel/sdk/dataplane"
 	pb "github.com/loopkernel/loopkernel/sdk/proto"
 )
 
@@ -25,7 +24,7 @@ import (
 // required; zero durations and counts take the defaults listed.
 type Spec struct {
 	// Name is the back-end's name. With Path empty it names a bundled
-	// back-end (registered with sdk.Register) that this executable serves
+	// back-end (registered in the family's sdk registry) that this executable serves
 	// when re-executed; otherwise the plugin at Path must serve this name,
 	// or, if Name is empty, whatever name it serves at the first start
 	// (a restart must then serve the same).
@@ -48,8 +47,12 @@ type Spec struct {
 	StartTimeout time.Duration
 	// StopTimeout bounds Close: past it the plugin is killed. Default 2s.
 	StopTimeout time.Duration
-	// ReplyTimeout is how long past its own timeout a Wait may go
-	// unanswered before the plugin is deemed hung and restarted. Default 5s.
+	// ReplyTimeout is how long the plugin may leave the health check of its
+	// family unanswered before it is deemed hung and restarted: for a
+	// selector, how long past its own timeout a Wait may go unanswered; for
+	// a resolver or executor, a ping on the call plane (sent every
+	// second, answered by the plugin's reader whatever its calls are
+	// doing). Default 5s.
 	ReplyTimeout time.Duration
 	// MaxRestarts is how many restarts RestartWindow may hold; the failure
 	// after that is final. Default 5; negative means never restart.
@@ -70,101 +73,79 @@ type Spec struct {
 	Standby bool
 }
 
-const (
-	firstBackoff = 10 * time.Millisecond
-	// waitSlice bounds one data-plane Wait, so that a plugin hung inside an
-	// indefinite wait is noticed within waitSlice+ReplyTimeout. An idle
-	// loop pays one round trip per slice.
-	waitSlice = time.Second
-)
+// firstBackoff is the delay before the second restart within the window
+// (the first is immediate); each later one doubles it, up to MaxBackoff.
+const firstBackoff = 10 * time.Millisecond
 
-// Selector is a supervised out-of-process selector: an sdk.Selector whose
-// back-end runs in a plugin process, restarted when it dies or stops
-// answering. It is what Launch returns.
-//
-// When the plugin fails, Wait kills it, starts a new one, hands it every
-// live registration and returns 0, nil: the kernel's loop simply iterates
-// again, and since readiness is level-triggered no event is lost. Once the
-// plugin has failed more often than Spec allows, Wait returns an error
-// wrapping sdk.ErrPluginFailed, and keeps returning it.
-type Selector struct {
+// supervisor runs one plugin process at a time for a remote back-end of any
+// family: it starts it (checking the pinned digest), kills it when the
+// family's health check says it hung, restarts it with backoff when it
+// dies, and gives up with an error wrapping sdk.ErrPluginFailed when it
+// has failed more often than Spec allows. What a restart means for the
+// calls and registrations of the back-end is the family's business
+// (RemoteSelector, RemoteResolver, RemoteExecutor): it passes an attach
+// function that adopts the new process's data plane.
+type supervisor struct {
 	spec   Spec
+	family string
 	name   string // for messages: Spec.Name, or the executable's base name
 	path   string
 	env    []string
 	logger hclog.Logger
-	dp     *dataplane.Client
 
-	mu     sync.Mutex // guards proc swaps against Stats and Close
+	mu     sync.Mutex // guards proc swaps against Stats and stop
 	proc   *process
 	closed bool
-	// life is cancelled by Close, ending a restart in progress (its backoff
+	failed error // set once, under mu, when the supervisor gives up
+	// life is cancelled by stop, ending a restart in progress (its backoff
 	// sleep and its start) on another goroutine.
 	life   context.Context
 	cancel context.CancelFunc
-
-	// The watchdog kills a plugin that does not answer a Wait in time; it
-	// runs on a timer goroutine, hence the atomics.
-	cur      atomic.Pointer[process]
-	watchdog *time.Timer
-	woken    atomic.Bool
+	// cur is the running process for the health check, which kills it from
+	// a timer or ticker goroutine.
+	cur atomic.Pointer[process]
 
 	// spare is a process started ahead of the next restart (nil without
 	// Spec.Standby).
 	spare *standby
 
-	failed   error
-	restarts []time.Time // restart times within RestartWindow
+	restarts []time.Time // restart times within RestartWindow; restart's only
 	total    int
 	// deadUser and deadSys are the CPU times of plugin processes that have
 	// been replaced, so that Stats covers the plugin's whole life.
 	deadUser, deadSys time.Duration
 }
 
-var _ sdk.Selector = (*Selector)(nil)
-
-// errNoAnswer is the cause recorded when the watchdog killed a plugin.
+// errNoAnswer is the cause recorded when the health check killed a plugin.
 var errNoAnswer = errors.New("plugin did not answer within its deadline")
 
-// Launch starts the plugin described by spec and returns its supervised
-// selector. ctx bounds the start only; the plugin lives until Close.
-func Launch(ctx context.Context, spec Spec) (*Selector, error) {
-	s, err := newSupervised(spec)
+// Launch starts the plugin described by spec as a back-end of reg's family
+// and returns it supervised: a *RemoteSelector, *RemoteResolver or
+// *RemoteExecutor as a T. ctx bounds the start only; the plugin lives until
+// the back-end is closed.
+func Launch[T any](ctx context.Context, reg *sdk.Registry[T], spec Spec) (T, error) {
+	var (
+		b   any
+		err error
+	)
+	switch any(reg) {
+	case any(sdk.Selectors):
+		b, err = launchSelector(ctx, spec)
+	case any(sdk.Resolvers):
+		b, err = launchResolver(ctx, spec)
+	case any(sdk.Executors):
+		b, err = launchExecutor(ctx, spec)
+	default:
+		err = fmt.Errorf("plugin: the %s family cannot run out of process", reg.Family())
+	}
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	p, err := s.start(ctx)
-	if err != nil {
-		s.cancel()
-		return nil, err
-	}
-	dp, err := dataplane.NewClient(p.conn, s.logger.Named("dataplane"))
-	if err != nil {
-		p.kill()
-		s.cancel()
-		return nil, fmt.Errorf("plugin %q: %w", s.name, err)
-	}
-	s.dp = dp
-	s.proc = p
-	s.cur.Store(p)
-	s.watchdog = time.AfterFunc(time.Hour, s.onNoAnswer)
-	s.watchdog.Stop()
-	if s.spec.Standby && s.spec.MaxRestarts >= 0 {
-		s.spare = newStandby(s.start, s.logger.Named("standby"))
-		s.spare.fill()
-	}
-	if s.logger.IsDebug() {
-		// One more round trip, worth it only when someone reads it.
-		if c, err := p.control.Capabilities(ctx, &pb.CapabilitiesRequest{}); err == nil {
-			b := c.GetBuild()
-			s.logger.Debug("plugin build", "selector", c.Name, "go", b.GetGoVersion(), "main", b.GetMainPath(),
-				"version", b.GetMainVersion(), "revision", b.GetVcsRevision(), "modified", b.GetVcsModified(), "sdk", b.GetSdkVersion())
-		}
-	}
-	return s, nil
+	return b.(T), nil
 }
 
-func newSupervised(spec Spec) (*Selector, error) {
+func newSupervisor[T any](reg *sdk.Registry[T], spec Spec) (*supervisor, error) {
 	if spec.Name == "" && spec.Path == "" {
 		return nil, errors.New("plugin: Spec.Name and Spec.Path are both empty")
 	}
@@ -188,18 +169,19 @@ func newSupervised(spec Spec) (*Selector, error) {
 	if display == "" {
 		display = filepath.Base(spec.Path)
 	}
-	s := &Selector{spec: spec, path: spec.Path, name: display, logger: spec.Logger.With("plugin", display)}
-	s.life, s.cancel = context.WithCancel(context.Background())
+	s := &supervisor{spec: spec, family: reg.Family(), path: spec.Path, name: display,
+		logger: spec.Logger.With("plugin", display, "family", reg.Family())}
+	s.env = []string{envFamily + "=" + s.family}
 	if spec.Path == "" {
-		if _, ok := sdk.Selectors.Lookup(spec.Name); !ok {
-			return nil, fmt.Errorf("plugin: no bundled selector %q (bundled: %v)", spec.Name, sdk.Selectors.Names())
+		if _, ok := reg.Lookup(spec.Name); !ok {
+			return nil, fmt.Errorf("plugin: no bundled %s %q (bundled: %v)", s.family, spec.Name, reg.Names())
 		}
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("plugin %q: finding this executable to re-execute: %w", spec.Name, err)
 		}
 		s.path = exe
-		s.env = []string{envBundled + "=" + spec.Name}
+		s.env = append(s.env, envBundled+"="+spec.Name)
 	}
 	// The plugin need not produce lines the host would drop.
 	switch lvl := spec.Logger.GetLevel(); {
@@ -213,16 +195,47 @@ func newSupervised(spec Spec) (*Selector, error) {
 			return nil, fmt.Errorf("plugin %q: SHA256 %q is not a hex SHA-256 digest", spec.Name, spec.SHA256)
 		}
 	}
+	s.life, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
+// first starts the first process and hands it to attach; on failure
+// nothing is left running.
+func (s *supervisor) first(ctx context.Context, attach func(*process) error) error {
+	p, err := s.start(ctx)
+	if err != nil {
+		s.cancel()
+		return err
+	}
+	if err := attach(p); err != nil {
+		p.kill()
+		s.cancel()
+		return fmt.Errorf("%s plugin %q: %w", s.family, s.name, err)
+	}
+	s.proc = p
+	s.cur.Store(p)
+	if s.spec.Standby && s.spec.MaxRestarts >= 0 {
+		s.spare = newStandby(s.start, s.logger.Named("standby"))
+		s.spare.fill()
+	}
+	if s.logger.IsDebug() {
+		// One more round trip, worth it only when someone reads it.
+		if c, err := p.control.Capabilities(ctx, &pb.CapabilitiesRequest{}); err == nil {
+			b := c.GetBuild()
+			s.logger.Debug("plugin build", "backend", c.Name, "go", b.GetGoVersion(), "main", b.GetMainPath(),
+				"version", b.GetMainVersion(), "revision", b.GetVcsRevision(), "modified", b.GetVcsModified(), "sdk", b.GetSdkVersion())
+		}
+	}
+	return nil
+}
+
 // start checks the executable's digest and starts one process.
-func (s *Selector) start(ctx context.Context) (*process, error) {
+func (s *supervisor) start(ctx context.Context) (*process, error) {
 	if err := checkSHA256(s.path, s.spec.SHA256); err != nil {
 		return nil, fmt.Errorf("plugin %q: %w", s.name, err)
 	}
 	t0 := time.Now()
-	p, err := startProcess(ctx, &s.spec, s.name, s.path, s.env)
+	p, err := startProcess(ctx, &s.spec, s.family, s.name, s.path, s.env)
 	if err != nil {
 		return nil, err
 	}
@@ -256,116 +269,48 @@ func checkSHA256(path, want string) error {
 	return nil
 }
 
-// Register, Modify and Unregister only update the data-plane client's
-// table (the source of truth a restart re-sends); they never talk to the
-// plugin, so a dead plugin cannot make them fail.
-func (s *Selector) Register(fd int, tok sdk.Token, interest sdk.Events) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	return s.dp.Register(fd, tok, interest)
-}
-
-func (s *Selector) Modify(tok sdk.Token, interest sdk.Events) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	return s.dp.Modify(tok, interest)
-}
-
-func (s *Selector) Unregister(tok sdk.Token) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	return s.dp.Unregister(tok)
-}
-
-func (s *Selector) usable() error {
+// usable is nil while the back-end may be used, else the error every call
+// returns: the give-up error, or closedErr once stopped.
+func (s *supervisor) usable(closedErr error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.failed != nil {
 		return s.failed
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("plugin %q: %w", s.name, sdk.ErrClosed)
+		return fmt.Errorf("%s plugin %q: %w", s.family, s.name, closedErr)
 	}
 	return nil
 }
 
-// Wait waits on the plugin. A failed plugin is replaced here, on the loop
-// goroutine, and the Wait returns 0, nil so the loop iterates again.
-func (s *Selector) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
-	if err := s.usable(); err != nil {
-		return 0, err
-	}
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for {
-		slice := timeout
-		if timeout < 0 || timeout > waitSlice {
-			slice = waitSlice
-		}
-		s.watchdog.Reset(slice + s.spec.ReplyTimeout)
-		n, err := s.dp.Wait(events, slice)
-		if !s.watchdog.Stop() {
-			// The watchdog fired: the process is being killed, whatever
-			// this Wait managed to return.
-			return 0, s.recover(errNoAnswer)
-		}
-		if err != nil {
-			if errors.Is(err, sdk.ErrClosed) {
-				return 0, err
-			}
-			return 0, s.recover(err)
-		}
-		if n > 0 || slice == timeout || s.woken.Swap(false) {
-			return n, nil
-		}
-		if timeout > 0 {
-			if timeout = time.Until(deadline); timeout <= 0 {
-				return 0, nil
-			}
-		}
-	}
-}
-
-// Wake is safe from any goroutine. While the plugin is being replaced the
-// data plane has no connection and the wake cannot be sent; that is fine,
-// because the Wait doing the replacing returns 0 anyway.
-func (s *Selector) Wake() error {
-	s.woken.Store(true)
-	if err := s.dp.Wake(); err != nil && errors.Is(err, sdk.ErrClosed) {
-		return err
-	}
-	return nil
-}
-
-// Capabilities are the plugin selector's, as reported in the data-plane hello.
-func (s *Selector) Capabilities() sdk.Capabilities { return s.dp.Capabilities() }
-
-func (s *Selector) onNoAnswer() {
+// killHung is the health check's verdict: the current process stopped
+// answering, so it is killed, and the family's failure path restarts it.
+func (s *supervisor) killHung(what string) {
 	if p := s.cur.Load(); p != nil {
-		s.logger.Warn("plugin did not answer a wait in time; killing it", "pid", p.pid, "reply_timeout", s.spec.ReplyTimeout)
+		s.logger.Warn("plugin did not answer "+what+" in time; killing it", "pid", p.pid, "reply_timeout", s.spec.ReplyTimeout)
 		_ = p.run.Kill(context.Background())
 	}
 }
 
-// recover replaces a failed plugin, or gives up. It returns nil once a new
-// plugin holds every live registration.
-func (s *Selector) recover(cause error) error {
+// restart replaces a failed plugin, or gives up. The old process is killed
+// and reaped; each new one is handed to attach, which adopts its data
+// plane. It returns nil once attach has succeeded, an error wrapping
+// sdk.ErrPluginFailed when the restart budget is spent (kept: every later
+// usable reports it), or one wrapping closedErr if stop ran meanwhile.
+// Only one restart runs at a time for a supervisor (its family's failure
+// path sees to that).
+func (s *supervisor) restart(cause error, closedErr error, attach func(*process) error) error {
 	s.mu.Lock()
 	old := s.proc
 	closed := s.closed
 	s.mu.Unlock()
+	errClosed := fmt.Errorf("%s plugin %q: %w", s.family, s.name, closedErr)
 	if closed {
-		return fmt.Errorf("plugin %q: %w", s.name, sdk.ErrClosed)
+		return errClosed
 	}
 	old.kill()
 	s.addDeadCPU(old)
 	pid, status := old.pid, old.exitStatus()
-	errClosed := fmt.Errorf("plugin %q: %w", s.name, sdk.ErrClosed)
 	for {
 		if s.life.Err() != nil {
 			return errClosed
@@ -379,11 +324,14 @@ func (s *Selector) recover(cause error) error {
 		}
 		s.restarts = kept
 		if s.spec.MaxRestarts < 0 || len(s.restarts) >= s.spec.MaxRestarts {
-			s.failed = fmt.Errorf("plugin %q (pid %d, %s) failed after %d restarts (%d within %s): %w: %w",
-				s.name, pid, status, s.total, len(s.restarts), s.spec.RestartWindow, sdk.ErrPluginFailed, cause)
+			s.mu.Lock()
+			s.failed = fmt.Errorf("%s plugin %q (pid %d, %s) failed after %d restarts (%d within %s): %w: %w",
+				s.family, s.name, pid, status, s.total, len(s.restarts), s.spec.RestartWindow, sdk.ErrPluginFailed, cause)
+			failed := s.failed
+			s.mu.Unlock()
 			s.logger.Error("plugin failed too often; giving up", "pid", pid, "exit", status, "restarts", s.total, "error", cause)
 			s.spare.close(time.Time{})
-			return s.failed
+			return failed
 		}
 		delay := time.Duration(0)
 		if k := len(s.restarts); k > 0 {
@@ -407,7 +355,7 @@ func (s *Selector) recover(cause error) error {
 			p, err = s.start(s.life)
 		}
 		if err == nil {
-			if err = s.dp.Replace(p.conn); err != nil {
+			if err = attach(p); err != nil {
 				p.kill()
 				s.addDeadCPU(p)
 			}
@@ -415,7 +363,7 @@ func (s *Selector) recover(cause error) error {
 		if err == nil {
 			s.mu.Lock()
 			if s.closed {
-				// Close ran meanwhile and stopped the old process; this
+				// stop ran meanwhile and stopped the old process; this
 				// one is nobody's.
 				s.mu.Unlock()
 				p.kill()
@@ -435,7 +383,7 @@ func (s *Selector) recover(cause error) error {
 	}
 }
 
-func (s *Selector) addDeadCPU(p *process) {
+func (s *supervisor) addDeadCPU(p *process) {
 	if st := p.run.state; st != nil {
 		s.mu.Lock()
 		s.deadUser += st.UserTime()
@@ -444,16 +392,14 @@ func (s *Selector) addDeadCPU(p *process) {
 	}
 }
 
-// Close shuts the plugin down: a Shutdown call, then a kill if it has not
-// exited within Spec.StopTimeout. It never closes registered descriptors.
-// It may be called from another goroutine than the loop's: a Wait blocked
-// there, or replacing a failed plugin, returns an error wrapping
-// sdk.ErrClosed.
-func (s *Selector) Close() error {
+// stop shuts the plugin down: a Shutdown call, then a kill if it has not
+// exited within Spec.StopTimeout. It reports false if it had been stopped
+// already. A restart in progress on another goroutine ends with closedErr.
+func (s *supervisor) stop() bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return fmt.Errorf("plugin %q: %w", s.name, sdk.ErrClosed)
+		return false
 	}
 	s.closed = true
 	p := s.proc
@@ -467,38 +413,39 @@ func (s *Selector) Close() error {
 		s.logger.Warn("plugin did not stop within its time limit; killed", "pid", p.pid, "limit", s.spec.StopTimeout)
 	}
 	s.cur.Store(nil)
-	if err := s.dp.Close(); err != nil && !errors.Is(err, sdk.ErrClosed) {
-		return fmt.Errorf("plugin %q: %w", s.name, err)
-	}
-	return nil
+	return true
 }
 
-// Stats are the plugin's counters and CPU time. The counters are the
-// current process's (a restart starts them again); CPU time adds up every
-// process this Selector has run.
+// Stats are a plugin's counters and CPU time. The counters are the current
+// process's (a restart starts them again); CPU time adds up every process
+// the supervisor has run. Which counters move depends on the family.
 type Stats struct {
-	Pid           int
-	Restarts      int
+	Pid      int
+	Restarts int
+	// Selector: waits, readiness events reported, live registrations.
 	Waits         uint64
 	Events        uint64
 	Registrations int64
-	CPUUser       time.Duration
-	CPUSys        time.Duration
+	// Resolver and executor: calls finished and calls running.
+	Calls    uint64
+	InFlight int64
+	CPUUser  time.Duration
+	CPUSys   time.Duration
 }
 
 // Stats asks the plugin for its counters over the control plane (a gRPC
-// round trip: call it per benchmark, not per loop iteration).
-func (s *Selector) Stats(ctx context.Context) (Stats, error) {
+// round trip: call it per benchmark, not per loop iteration or call).
+func (s *supervisor) Stats(ctx context.Context) (Stats, error) {
 	s.mu.Lock()
 	p, closed, restarts := s.proc, s.closed, s.total
 	deadUser, deadSys := s.deadUser, s.deadSys
 	s.mu.Unlock()
 	if closed {
-		return Stats{}, fmt.Errorf("plugin %q: stats: %w", s.name, sdk.ErrClosed)
+		return Stats{}, fmt.Errorf("%s plugin %q: stats: plugin stopped", s.family, s.name)
 	}
 	r, err := p.control.Stats(ctx, &pb.StatsRequest{})
 	if err != nil {
-		return Stats{}, fmt.Errorf("plugin %q: stats: %w", s.name, err)
+		return Stats{}, fmt.Errorf("%s plugin %q: stats: %w", s.family, s.name, err)
 	}
 	return Stats{
 		Pid:           p.pid,
@@ -506,6 +453,8 @@ func (s *Selector) Stats(ctx context.Context) (Stats, error) {
 		Waits:         r.Waits,
 		Events:        r.Events,
 		Registrations: r.Registrations,
+		Calls:         r.Calls,
+		InFlight:      r.InFlight,
 		CPUUser:       deadUser + time.Duration(r.CpuUserNs),
 		CPUSys:        deadSys + time.Duration(r.CpuSysNs),
 	}, nil

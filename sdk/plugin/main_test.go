@@ -3,10 +3,14 @@ package plugin
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +41,8 @@ func TestMain(m *testing.M) {
 		s, err := newTestPoll()
 		return &garbageOnWait{s}, err
 	})
+	sdk.Resolvers.Register("table", func() (sdk.Resolver, error) { return tableResolver{}, nil })
+	sdk.Executors.Register("funcs", func() (sdk.Executor, error) { return &funcExecutor{}, nil })
 	ServeBundled()
 	if os.Getenv(envStartProbe) != "" {
 		os.Exit(startProbe())
@@ -57,12 +63,12 @@ var cleanups []func()
 // playHost launches a bundled plugin, prints its pid and socket directory,
 // and waits on stdin; the test SIGKILLs it.
 func playHost() int {
-	sel, err := Launch(context.Background(), Spec{Name: "testpoll"})
+	sel, err := Launch(context.Background(), sdk.Selectors, Spec{Name: "testpoll"})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
-	st, err := sel.Stats(context.Background())
+	st, err := sel.(*RemoteSelector).Stats(context.Background())
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -132,6 +138,62 @@ func (s *testPoll) Configure(key, value string) error {
 	s.name = value
 	return nil
 }
+
+// tableResolver answers from a fixed table: db.test is two loopback
+// addresses, slow.test waits until its lookup is cancelled, anything else
+// does not exist.
+type tableResolver struct{}
+
+func (tableResolver) Getaddrinfo(ctx context.Context, host, port string, _ sdk.AddrinfoHints) ([]sdk.Addrinfo, error) {
+	switch host {
+	case "db.test":
+		return []sdk.Addrinfo{
+			{Family: unix.AF_INET, SockType: unix.SOCK_STREAM, Protocol: unix.IPPROTO_TCP, CanonName: "db.test", Addr: netip.MustParseAddrPort("127.0.0.1:5432")},
+			{Family: unix.AF_INET6, SockType: unix.SOCK_STREAM, Protocol: unix.IPPROTO_TCP, Addr: netip.MustParseAddrPort("[::1]:5432")},
+		}, nil
+	case "slow.test":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func (tableResolver) Getnameinfo(_ context.Context, a netip.AddrPort, _ int) (sdk.NameInfo, error) {
+	if a.Addr() == netip.MustParseAddr("127.0.0.1") {
+		return sdk.NameInfo{Host: "db.test", Service: fmt.Sprint(a.Port())}, nil
+	}
+	return sdk.NameInfo{}, &net.DNSError{Err: "no such host", Name: a.Addr().String(), IsNotFound: true}
+}
+
+// funcExecutor runs registered functions in this process, as an executor
+// back-end does in a worker.
+type funcExecutor struct{ closed atomic.Bool }
+
+func (e *funcExecutor) Call(ctx context.Context, fn string, arg []byte) ([]byte, error) {
+	if e.closed.Load() {
+		return nil, sdk.ErrExecutorClosed
+	}
+	return sdk.RunFunc(ctx, fn, arg)
+}
+
+func (e *funcExecutor) Close() error { e.closed.Store(true); return nil }
+
+// Functions the executor tests call; registered in every process of the
+// test binary, host and workers alike.
+var (
+	upper = sdk.NewFunc("plugintest.upper", func(_ context.Context, s string) (string, error) {
+		return strings.ToUpper(s), nil
+	})
+	fail = sdk.NewFunc("plugintest.fail", func(_ context.Context, why string) (int, error) {
+		return 0, errors.New(why)
+	})
+	// block runs until it is told to stop: its call is cancelled.
+	block = sdk.NewFunc("plugintest.block", func(ctx context.Context, _ struct{}) (struct{}, error) {
+		<-ctx.Done()
+		return struct{}{}, ctx.Err()
+	})
+	pid = sdk.NewFunc("plugintest.pid", func(context.Context, struct{}) (int, error) { return os.Getpid(), nil })
+)
 
 // testLogger sends host and forwarded plugin logs to the test log.
 func testLogger(t testing.TB) hclog.Logger {

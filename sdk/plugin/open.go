@@ -55,11 +55,11 @@ type Options struct {
 	Template Spec
 }
 
-// Resolve turns a selector spec string into a factory; each call of the
-// factory makes a new selector (a new plugin process, out-of-process). The
-// syntax:
+// Resolve turns a back-end spec string of reg's family into a factory;
+// each call of the factory makes a new back-end (a new plugin process,
+// out-of-process). The syntax is the same for every family:
 //
-//	NAME              in-process: the back-end registered as NAME (epoll, poll)
+//	NAME              in-process: the back-end registered as NAME in reg
 //	plugin:NAME       out-of-process: the bundled back-end NAME, run by
 //	                  re-executing this binary; failing that, the executable
 //	                  loopkernel-plugin-NAME in the plugin directory
@@ -69,64 +69,67 @@ type Options struct {
 //
 // Errors (unknown name, missing executable) are reported here, before any
 // factory call.
-func Resolve(spec string, opts Options) (func() (sdk.Selector, error), error) {
-	inproc, ps, err := resolve(spec, opts)
+func Resolve[T any](reg *sdk.Registry[T], spec string, opts Options) (func() (T, error), error) {
+	inproc, ps, err := resolve(reg, spec, opts)
 	if err != nil || inproc != nil {
 		return inproc, err
 	}
-	return func() (sdk.Selector, error) { return Launch(context.Background(), *ps) }, nil
+	return func() (T, error) { return Launch(context.Background(), reg, *ps) }, nil
 }
 
-// Open resolves spec and makes one selector; ctx bounds a plugin's start.
-func Open(ctx context.Context, spec string, opts Options) (sdk.Selector, error) {
-	inproc, ps, err := resolve(spec, opts)
+// Open resolves spec and makes one back-end of reg's family; ctx bounds a
+// plugin's start.
+func Open[T any](ctx context.Context, reg *sdk.Registry[T], spec string, opts Options) (T, error) {
+	inproc, ps, err := resolve(reg, spec, opts)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
 	if inproc != nil {
 		return inproc()
 	}
-	return Launch(ctx, *ps)
+	return Launch(ctx, reg, *ps)
 }
 
 // resolve returns either an in-process factory or a Spec to launch.
-func resolve(spec string, opts Options) (func() (sdk.Selector, error), *Spec, error) {
+func resolve[T any](reg *sdk.Registry[T], spec string, opts Options) (func() (T, error), *Spec, error) {
+	fam := reg.Family()
 	rest, outOfProcess := strings.CutPrefix(spec, "plugin:")
 	if !outOfProcess {
-		if f, ok := sdk.Selectors.Lookup(spec); ok {
+		if f, ok := reg.Lookup(spec); ok {
 			return f, nil, nil
 		}
-		return nil, nil, fmt.Errorf("selector %q: no such back-end (have %v, or plugin:NAME, plugin:PATH)", spec, sdk.Selectors.Names())
+		return nil, nil, fmt.Errorf("%s %q: no such back-end (have %v, or plugin:NAME, plugin:PATH)", fam, spec, reg.Names())
 	}
 	if rest == "" {
-		return nil, nil, fmt.Errorf("selector %q: plugin: needs a name or a path", spec)
+		return nil, nil, fmt.Errorf("%s %q: plugin: needs a name or a path", fam, spec)
 	}
 	ps := opts.Template
 	ps.Name, ps.Path = rest, ""
 	if strings.ContainsRune(rest, '/') {
 		ps.Name, ps.Path = "", rest
 		if fi, err := os.Stat(rest); err != nil {
-			return nil, nil, fmt.Errorf("selector %q: %w", spec, err)
+			return nil, nil, fmt.Errorf("%s %q: %w", fam, spec, err)
 		} else if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-			return nil, nil, fmt.Errorf("selector %q: %s is not an executable file", spec, rest)
+			return nil, nil, fmt.Errorf("%s %q: %s is not an executable file", fam, spec, rest)
 		}
-	} else if _, bundled := sdk.Selectors.Lookup(rest); !bundled {
+	} else if _, bundled := reg.Lookup(rest); !bundled {
 		dir := opts.PluginDir
 		if dir == "" {
 			dir = os.Getenv(PluginDirEnv)
 		}
-		path, err := findInDir(dir, rest)
+		path, err := findInDir(dir, rest, fam, reg.Names())
 		if err != nil {
-			return nil, nil, fmt.Errorf("selector %q: %w", spec, err)
+			return nil, nil, fmt.Errorf("%s %q: %w", fam, spec, err)
 		}
 		ps.Path = path
 	}
 	return nil, &ps, nil
 }
 
-func findInDir(dir, name string) (string, error) {
+func findInDir(dir, name, fam string, have []string) (string, error) {
 	if dir == "" {
-		return "", fmt.Errorf("no bundled back-end %q (have %v) and no plugin directory (%s)", name, sdk.Selectors.Names(), PluginDirEnv)
+		return "", fmt.Errorf("no bundled %s %q (have %v) and no plugin directory (%s)", fam, name, have, PluginDirEnv)
 	}
 	found, err := Discover(dir)
 	if err != nil {
@@ -137,5 +140,5 @@ func findInDir(dir, name string) (string, error) {
 			return s.Path, nil
 		}
 	}
-	return "", fmt.Errorf("no bundled back-end %q and no %s%s in %s: %w", name, executablePrefix, name, dir, os.ErrNotExist)
+	return "", fmt.Errorf("no bundled %s %q and no %s%s in %s: %w", fam, name, executablePrefix, name, dir, os.ErrNotExist)
 }

@@ -27,7 +27,7 @@ import (
 	pb "github.com/loopkernel/loopkernel/sdk/proto"
 )
 
-func launch(t testing.TB, spec Spec) *Selector {
+func launch(t testing.TB, spec Spec) *RemoteSelector {
 	t.Helper()
 	if _, bench := t.(*testing.B); bench && spec.Logger == nil {
 		spec.Logger = hclog.NewNullLogger()
@@ -35,10 +35,10 @@ func launch(t testing.TB, spec Spec) *Selector {
 	if spec.Logger == nil {
 		spec.Logger = testLogger(t)
 	}
-	sel, err := Launch(context.Background(), spec)
+	sel, err := Launch(context.Background(), sdk.Selectors, spec)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sel.Close() })
-	return sel
+	return sel.(*RemoteSelector)
 }
 
 // pipe returns a pipe's ends as descriptors, closed at cleanup.
@@ -305,11 +305,11 @@ func TestSHA256Pinning(t *testing.T) {
 	sel := launch(t, Spec{Name: "testpoll", SHA256: hex.EncodeToString(h.Sum(nil))})
 	require.NoError(t, sel.Close())
 
-	_, err = Launch(context.Background(), Spec{Name: "testpoll", SHA256: strings.Repeat("00", 32)})
+	_, err = Launch(context.Background(), sdk.Selectors, Spec{Name: "testpoll", SHA256: strings.Repeat("00", 32)})
 	require.ErrorIs(t, err, ErrChecksum)
 	assert.Contains(t, err.Error(), exe)
 
-	_, err = Launch(context.Background(), Spec{Name: "testpoll", SHA256: "not-hex"})
+	_, err = Launch(context.Background(), sdk.Selectors, Spec{Name: "testpoll", SHA256: "not-hex"})
 	assert.ErrorContains(t, err, "not a hex SHA-256")
 }
 
@@ -320,10 +320,10 @@ func TestConfigure(t *testing.T) {
 	assert.Equal(t, "renamed", sel.Capabilities().Name)
 	require.NoError(t, sel.Close())
 
-	_, err := Launch(context.Background(), Spec{Name: "testpoll", Config: map[string]string{"name": ""}})
+	_, err := Launch(context.Background(), sdk.Selectors, Spec{Name: "testpoll", Config: map[string]string{"name": ""}})
 	assert.ErrorContains(t, err, `setting name="": want name=NONEMPTY`)
 	// A selector that is not a Configurer takes no settings but the SDK's.
-	_, err = Launch(context.Background(), Spec{Name: "crashloop", Config: map[string]string{"frobnicate": "1"}})
+	_, err = Launch(context.Background(), sdk.Selectors, Spec{Name: "crashloop", Config: map[string]string{"frobnicate": "1"}})
 	assert.ErrorContains(t, err, `has no setting "frobnicate"`)
 }
 
@@ -337,7 +337,7 @@ func TestLaunchErrors(t *testing.T) {
 		{Spec{Path: "/nonexistent/plugin"}, "fork/exec /nonexistent/plugin: no such file"},
 		{Spec{Path: "/bin/true"}, "did not complete the go-plugin handshake"},
 	} {
-		_, err := Launch(context.Background(), c.spec)
+		_, err := Launch(context.Background(), sdk.Selectors, c.spec)
 		assert.ErrorContains(t, err, c.want, "%+v", c.spec)
 	}
 }
@@ -418,7 +418,7 @@ func buildPlugin(t *testing.T, build func() (string, error)) string {
 
 func TestBrokenPluginServes(t *testing.T) {
 	path := buildPlugin(t, brokenPlugin)
-	sel, err := Open(context.Background(), "plugin:"+path, Options{Template: Spec{Logger: testLogger(t)}})
+	sel, err := Open(context.Background(), sdk.Selectors, "plugin:"+path, Options{Template: Spec{Logger: testLogger(t)}})
 	require.NoError(t, err)
 	defer sel.Close()
 	assert.Equal(t, "broken", sel.Capabilities().Name)
@@ -435,7 +435,7 @@ func TestThirdPartyExample(t *testing.T) {
 
 	for _, spec := range []string{"plugin:" + path, "plugin:example"} {
 		t.Run(spec, func(t *testing.T) {
-			sel, err := Open(context.Background(), spec, Options{PluginDir: dir, Template: Spec{Logger: testLogger(t)}})
+			sel, err := Open(context.Background(), sdk.Selectors, spec, Options{PluginDir: dir, Template: Spec{Logger: testLogger(t)}})
 			require.NoError(t, err)
 			defer sel.Close()
 			assert.Equal(t, "example", sel.Capabilities().Name)
@@ -450,7 +450,7 @@ func TestThirdPartyExample(t *testing.T) {
 }
 
 func TestResolve(t *testing.T) {
-	f, err := Resolve("testpoll", Options{})
+	f, err := Resolve(sdk.Selectors, "testpoll", Options{})
 	require.NoError(t, err)
 	sel, err := f()
 	require.NoError(t, err)
@@ -458,11 +458,11 @@ func TestResolve(t *testing.T) {
 	assert.True(t, inproc, "a bare name is in-process")
 	require.NoError(t, sel.Close())
 
-	f, err = Resolve("plugin:testpoll", Options{Template: Spec{Logger: testLogger(t)}})
+	f, err = Resolve(sdk.Selectors, "plugin:testpoll", Options{Template: Spec{Logger: testLogger(t)}})
 	require.NoError(t, err)
 	sel, err = f()
 	require.NoError(t, err)
-	_, oop := sel.(*Selector)
+	_, oop := sel.(*RemoteSelector)
 	assert.True(t, oop, "plugin:NAME is out-of-process")
 	require.NoError(t, sel.Close())
 
@@ -472,10 +472,10 @@ func TestResolve(t *testing.T) {
 		"plugin:nosuch":     "no plugin directory",
 		"plugin:/nonexist/": "no such file",
 	} {
-		_, err := Resolve(spec, Options{})
+		_, err := Resolve(sdk.Selectors, spec, Options{})
 		assert.ErrorContains(t, err, want, spec)
 	}
-	_, err = Resolve("plugin:nosuch", Options{PluginDir: t.TempDir()})
+	_, err = Resolve(sdk.Selectors, "plugin:nosuch", Options{PluginDir: t.TempDir()})
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
 
@@ -518,9 +518,14 @@ func TestControlPlane(t *testing.T) {
 	assert.Positive(t, h.UptimeNs)
 
 	_, err = ctl.Handshake(ctx, &pb.HandshakeRequest{ControlVersion: controlVersion + 1, DataplaneVersion: dataplaneVersion})
-	assert.ErrorContains(t, err, "speaks control v1")
-	_, err = ctl.Handshake(ctx, &pb.HandshakeRequest{ControlVersion: controlVersion, DataplaneVersion: dataplaneVersion, PluginName: "other"})
+	assert.ErrorContains(t, err, "speaks control v2")
+	_, err = ctl.Handshake(ctx, &pb.HandshakeRequest{ControlVersion: controlVersion, DataplaneVersion: dataplaneVersion, PluginName: "other", Family: "selector"})
 	assert.ErrorContains(t, err, `launched plugin "other" but this binary serves "testpoll"`)
+	_, err = ctl.Handshake(ctx, &pb.HandshakeRequest{ControlVersion: controlVersion, DataplaneVersion: dataplaneVersion, PluginName: "testpoll", Family: "executor"})
+	assert.ErrorContains(t, err, `as a executor but this process serves a selector`)
+	hs, err := ctl.Handshake(ctx, &pb.HandshakeRequest{ControlVersion: controlVersion, DataplaneVersion: dataplaneVersion, PluginName: "testpoll", Family: "selector"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"selector"}, hs.Families, "a bundled plugin serves the one back-end it was started for")
 	_, err = ctl.Configure(ctx, &pb.ConfigureRequest{Settings: map[string]string{"log_level": "loud"}})
 	assert.ErrorContains(t, err, "log_level")
 
@@ -528,8 +533,8 @@ func TestControlPlane(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	// The plugin's own hclog lines arrive through go-plugin under its name.
-	assert.Contains(t, logs.String(), "host.testpoll: selector plugin serving")
-	assert.Contains(t, logs.String(), "plugin build: plugin=testpoll selector=testpoll")
+	assert.Contains(t, logs.String(), "host.testpoll: plugin serving: family=selector name=testpoll")
+	assert.Contains(t, logs.String(), "plugin build: family=selector plugin=testpoll backend=testpoll")
 }
 
 type lockedWriter struct {

@@ -63,7 +63,7 @@ func (t *startTrace) logArgs() []any {
 // handshake. ctx bounds the start: once it is done, the process is killed
 // (or never forked) and startProcess returns an error, at once rather than
 // after Spec.StartTimeout.
-func startProcess(ctx context.Context, s *Spec, name, path string, env []string) (_ *process, err error) {
+func startProcess(ctx context.Context, s *Spec, family, name, path string, env []string) (_ *process, err error) {
 	hostEnd, pluginEnd, err := dataplane.Socketpair()
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: data-plane socketpair: %w", name, err)
@@ -83,7 +83,7 @@ func startProcess(ctx context.Context, s *Spec, name, path string, env []string)
 	}
 	p.client = goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  handshake,
-		Plugins:          goplugin.PluginSet{pluginKey: &grpcPlugin{}},
+		Plugins:          hostPlugins,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           s.Logger,
 		StartTimeout:     startTimeout,
@@ -132,11 +132,11 @@ func startProcess(ctx context.Context, s *Spec, name, path string, env []string)
 		}
 		return nil, fmt.Errorf("plugin %q: starting %s: %w", name, path, err)
 	}
-	raw, err := rpc.Dispense(pluginKey)
+	raw, err := rpc.Dispense(family)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: %w", name, err)
 	}
-	p.control = raw.(pb.ControlClient)
+	p.control = raw.(familyClient).ControlClient
 	p.pid = p.run.pid
 	p.trace.dialed = time.Now()
 
@@ -146,6 +146,7 @@ func startProcess(ctx context.Context, s *Spec, name, path string, env []string)
 		ControlVersion:   controlVersion,
 		DataplaneVersion: dataplaneVersion,
 		PluginName:       s.Name, // empty: any
+		Family:           family,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: handshake: %w", name, err)

@@ -26,7 +26,11 @@ const (
 	// envDataPlaneFD holds the descriptor number of the plugin's end of the
 	// data-plane socketpair (always 3: the first exec.Cmd.ExtraFiles slot).
 	envDataPlaneFD = "LOOPKERNEL_DATAPLANE_FD"
-	// envBundled names the bundled back-end a re-executed host binary serves.
+	// envFamily names the family this process serves ("selector",
+	// "resolver", "executor"), and so which data plane fd 3 speaks.
+	envFamily = "LOOPKERNEL_PLUGIN_FAMILY"
+	// envBundled names the bundled back-end (of the family in envFamily) a
+	// re-executed host binary serves.
 	envBundled = "LOOPKERNEL_BUNDLED_PLUGIN"
 	// envLogLevel is the hclog level the plugin logs at (default info).
 	envLogLevel = "LOOPKERNEL_PLUGIN_LOG_LEVEL"
@@ -37,61 +41,112 @@ const (
 
 // Versions of the two planes. The control version is also go-plugin's
 // ProtocolVersion, so an incompatible plugin is refused before any RPC.
+// Control v2 added the family to the handshake; the data-plane version is
+// the selector plane's (dataplane.Version) and the call plane's
+// (dataplane.CallVersion), which are both 1.
 const (
-	controlVersion   = 1
+	controlVersion   = 2
 	dataplaneVersion = 1
 )
 
 // handshake is checked by go-plugin before anything else: a binary started
-// by hand (without the cookie) prints a friendly refusal and exits.
+// by hand (without the cookie) prints a friendly refusal and exits. It is
+// the same for every family; the family is the key in go-plugin's plugin
+// map, and the control Handshake confirms it.
 var handshake = goplugin.HandshakeConfig{
 	ProtocolVersion:  controlVersion,
-	MagicCookieKey:   "LOOPKERNEL_SELECTOR_PLUGIN",
-	MagicCookieValue: "d8b1c0c2-loopkernel-selector",
+	MagicCookieKey:   "LOOPKERNEL_PLUGIN",
+	MagicCookieValue: "d8b1c0c2-loopkernel-plugin",
 }
 
-// pluginKey is the one entry in go-plugin's plugin set.
-const pluginKey = "selector"
-
-// Configurer is implemented by a Selector that accepts settings sent with
-// the Configure control call (Spec.Config on the host). Settings the SDK
-// handles itself ("log_level") never reach it; a selector that does not
-// implement Configurer rejects every other key.
+// Configurer is implemented by a back-end (of any family) that accepts
+// settings sent with the Configure control call (Spec.Config on the host).
+// Settings the SDK handles itself ("log_level") never reach it; a back-end
+// that does not implement Configurer rejects every other key.
 type Configurer interface {
 	Configure(key, value string) error
 }
 
-// Serve runs a selector plugin: it is what a plugin's main calls, and it does
-// not return. It serves newSelector's selector on the data plane the host
-// passed in, answers control calls over go-plugin gRPC, and exits when the
-// host asks it to shut down, closes the data plane, or dies.
-//
-// name is the back-end's name; the host checks it matches the plugin it
-// meant to start. Logs go through hclog as JSON on stderr, which the host
-// forwards to its own logger under the plugin's name.
-func Serve(name string, newSelector func() (sdk.Selector, error)) {
-	os.Exit(serve(name, newSelector))
+// Backends is what a plugin binary serves: one factory per family it
+// offers, any of them nil. The host starts one process per back-end it
+// uses, and tells each which family to serve; the factory for that family
+// runs once in that process.
+type Backends struct {
+	// Name is the plugin's name: the host checks it is the plugin it meant
+	// to start (a third-party plugin is conventionally the executable
+	// loopkernel-plugin-NAME).
+	Name     string
+	Selector func() (sdk.Selector, error)
+	Resolver func() (sdk.Resolver, error)
+	Executor func() (sdk.Executor, error)
+}
+
+// families lists the families b serves, in a fixed order.
+func (b Backends) families() []string {
+	var fs []string
+	if b.Selector != nil {
+		fs = append(fs, sdk.Selectors.Family())
+	}
+	if b.Resolver != nil {
+		fs = append(fs, sdk.Resolvers.Family())
+	}
+	if b.Executor != nil {
+		fs = append(fs, sdk.Executors.Family())
+	}
+	return fs
+}
+
+// Serve runs a plugin: it is what a plugin's main calls, and it does not
+// return. It serves the back-end of the family the host asked for on the
+// data plane the host passed in (the selector plane or the call plane,
+// sdk/dataplane), answers control calls over go-plugin gRPC, and exits
+// when the host asks it to shut down, closes the data plane, or dies.
+// Logs go through hclog as JSON on stderr, which the host forwards to its
+// own logger under the plugin's name.
+func Serve(b Backends) {
+	os.Exit(serve(b))
 }
 
 // ServeBundled serves the bundled back-end named in the environment when the
 // process was started as a bundled plugin, and exits; otherwise it returns at
-// once. Put it first in main (and in TestMain), after the back-ends have been
-// registered with sdk.Register (init functions run before main).
+// once. Put it first in main (and in TestMain): the back-ends registered in
+// sdk.Selectors, sdk.Resolvers and sdk.Executors from init are what it can
+// serve (init functions run before main).
 func ServeBundled() {
 	name, ok := os.LookupEnv(envBundled)
 	if !ok {
 		return
 	}
-	f, found := sdk.Selectors.Lookup(name)
-	if !found {
-		fmt.Fprintf(os.Stderr, "loopkernel: no bundled selector %q (have %v)\n", name, sdk.Selectors.Names())
+	b, err := bundled(os.Getenv(envFamily), name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loopkernel: %v\n", err)
 		os.Exit(2)
 	}
-	Serve(name, f)
+	Serve(b)
+}
+
+// bundled finds the registered back-end name of family fam.
+func bundled(fam, name string) (Backends, error) {
+	b := Backends{Name: name}
+	var ok bool
+	switch fam {
+	case sdk.Selectors.Family():
+		b.Selector, ok = sdk.Selectors.Lookup(name)
+	case sdk.Resolvers.Family():
+		b.Resolver, ok = sdk.Resolvers.Lookup(name)
+	case sdk.Executors.Family():
+		b.Executor, ok = sdk.Executors.Lookup(name)
+	default:
+		return b, fmt.Errorf("%s=%q is not a back-end family that runs out of process", envFamily, fam)
+	}
+	if !ok {
+		return b, fmt.Errorf("no bundled %s %q", fam, name)
+	}
+	return b, nil
 }
 
 // serve is Serve without the exit, returning the exit status.
-func serve(name string, newSelector func() (sdk.Selector, error)) int {
+func serve(b Backends) int {
 	// Parent death arrives as SIGTERM (PR_SET_PDEATHSIG); an operator's
 	// SIGTERM or SIGHUP means the same: tidy up and go. This comes first:
 	// until it is in place a SIGTERM kills the process without cleanup.
@@ -119,40 +174,40 @@ func serve(name string, newSelector func() (sdk.Selector, error)) int {
 		logger.SetLevel(hclog.Info)
 	}
 	if os.Getenv(handshake.MagicCookieKey) != handshake.MagicCookieValue {
-		fmt.Fprintf(stderr, "%s is a loopkernel selector plugin; a loopkernel host starts it, not a person.\n", os.Args[0])
+		fmt.Fprintf(stderr, "%s is a loopkernel plugin; a loopkernel host starts it, not a person.\n", os.Args[0])
 		return 1
 	}
 
+	fam := os.Getenv(envFamily)
 	conn, err := dataPlaneFromEnv()
 	if err != nil {
 		logger.Error("no data plane", "error", err)
 		return 1
 	}
-
-	sel, err := newSelector()
+	be, err := newServed(b, fam, int(conn.Fd()))
 	if err != nil {
-		logger.Error("cannot create selector", "name", name, "error", err)
+		logger.Error("cannot create the back-end", "name", b.Name, "family", fam, "error", err)
 		return 1
 	}
-	ctrl := newControlServer(name, &countingSelector{Selector: sel, ownFD: int(conn.Fd())}, logger)
+	ctrl := newControlServer(b.Name, b.families(), be, logger)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dpDone := make(chan error, 1)
-	go func() { dpDone <- dataplane.Serve(ctx, conn, ctrl.sel, logger) }()
+	go func() { dpDone <- be.serve(ctx, conn, logger) }()
 
 	servedDone := make(chan struct{})
 	go func() {
 		defer close(servedDone)
 		goplugin.Serve(&goplugin.ServeConfig{
 			HandshakeConfig: handshake,
-			Plugins:         goplugin.PluginSet{pluginKey: &grpcPlugin{server: ctrl}},
+			Plugins:         pluginSet(ctrl, b.families()),
 			GRPCServer:      goplugin.DefaultGRPCServer,
 			Logger:          logger,
 		})
 	}()
 
-	logger.Debug("selector plugin serving", "name", name, "pid", os.Getpid())
+	logger.Debug("plugin serving", "name", b.Name, "family", fam, "pid", os.Getpid())
 	status := 0
 	var deadline time.Time
 	select {
@@ -173,8 +228,8 @@ func serve(name string, newSelector func() (sdk.Selector, error)) int {
 		// go-plugin's own controller shutdown (the host's client.Kill).
 	}
 
-	// Stop the data plane, then close the selector. A selector that hangs in
-	// Close must not keep the process alive past the host's deadline.
+	// Stop the data plane, then close the back-end. A back-end that hangs
+	// in Close must not keep the process alive past the host's deadline.
 	if deadline.IsZero() {
 		deadline = time.Now().Add(time.Second)
 	}
@@ -187,14 +242,14 @@ func serve(name string, newSelector func() (sdk.Selector, error)) int {
 		}
 	}
 	closed := make(chan error, 1)
-	go func() { closed <- ctrl.sel.Close() }()
+	go func() { closed <- be.close() }()
 	select {
 	case err := <-closed:
-		if err != nil && !errors.Is(err, sdk.ErrClosed) {
-			logger.Warn("closing selector", "error", err)
+		if err != nil && !errors.Is(err, sdk.ErrClosed) && !errors.Is(err, sdk.ErrExecutorClosed) {
+			logger.Warn("closing the back-end", "error", err)
 		}
 	case <-time.After(time.Until(deadline)):
-		logger.Warn("selector did not close before the shutdown deadline")
+		logger.Warn("the back-end did not close before the shutdown deadline")
 		status = 1
 	}
 	close(ctrl.stopped)
@@ -237,7 +292,7 @@ func dataPlaneFromEnv() (*os.File, error) {
 		return nil, fmt.Errorf("data-plane descriptor %d is not a socket", fd)
 	}
 	unix.CloseOnExec(fd)
-	for _, k := range []string{envDataPlaneFD, envBundled} {
+	for _, k := range []string{envDataPlaneFD, envBundled, envFamily} {
 		_ = os.Unsetenv(k)
 	}
 	return os.NewFile(uintptr(fd), "dataplane"), nil

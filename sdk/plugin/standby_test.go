@@ -16,7 +16,7 @@ import (
 
 // standbyReady waits until sel's standby process has started and returns
 // it.
-func standbyReady(t testing.TB, sel *Selector) *process {
+func standbyReady(t testing.TB, sel *RemoteSelector) *process {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

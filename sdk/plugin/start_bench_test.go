@@ -146,7 +146,7 @@ const envStartProbe = "LOOPKERNEL_PLUGIN_START_PROBE"
 
 func startProbe() int {
 	t0 := time.Now()
-	sel, err := Launch(context.Background(), Spec{Name: "testpoll"})
+	sel, err := launchSelector(context.Background(), Spec{Name: "testpoll"})
 	t1 := time.Now()
 	if err != nil {
 		fmt.Println("error:", err)
@@ -172,7 +172,7 @@ func benchLaunch(b *testing.B) {
 	var total, spawn, line, dial, handshake, hello, cpu []time.Duration
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		sel, err := Launch(context.Background(), Spec{Name: "testpoll"})
+		sel, err := launchSelector(context.Background(), Spec{Name: "testpoll"})
 		t1 := time.Now()
 		if err != nil {
 			b.Fatal(err)
@@ -205,7 +205,7 @@ func benchLaunch(b *testing.B) {
 }
 
 func benchRestart(b *testing.B, standby bool) {
-	sel, err := Launch(context.Background(), Spec{Name: "testpoll", RestartWindow: time.Nanosecond, Standby: standby})
+	sel, err := launchSelector(context.Background(), Spec{Name: "testpoll", RestartWindow: time.Nanosecond, Standby: standby})
 	if err != nil {
 		b.Fatal(err)
 	}

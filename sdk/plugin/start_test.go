@@ -21,7 +21,7 @@ func TestStartAbandonedWithItsContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(after, cancel)
 		t0 := time.Now()
-		sel, err := Launch(ctx, Spec{Name: "testpoll", StartTimeout: time.Minute, Logger: hclog.NewNullLogger()})
+		sel, err := launchSelector(ctx, Spec{Name: "testpoll", StartTimeout: time.Minute, Logger: hclog.NewNullLogger()})
 		took := time.Since(t0)
 		if err == nil {
 			// The start beat the cancel: fine, as long as it works.

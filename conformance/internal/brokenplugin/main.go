@@ -12,4 +12,4 @@ import (
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
-func main() { plugin.Serve(brokensel.Name, brokensel.New) }
+func main() { plugin.Serve(plugin.Backends{Name: brokensel.Name, Selector: brokensel.New}) }
