@@ -141,10 +141,11 @@ func (r *remoteCalls) do(ctx context.Context, call func(*dataplane.CallClient) e
 		switch {
 		case err == nil:
 			return nil
+		case r.life.Err() != nil:
+			// Close ran meanwhile: the plugin cancelled the call or died
+			// with it, and either way the reason is the Close.
+			return fmt.Errorf("%s plugin %q: closed with the call in flight: %w (%w)", r.family, r.name, r.closedErr, err)
 		case errors.Is(err, sdk.ErrBackendDied):
-			if r.life.Err() != nil {
-				return fmt.Errorf("%s plugin %q: closed with the call in flight: %w", r.family, r.name, r.closedErr)
-			}
 			return r.died(p, err)
 		case errors.Is(err, dataplane.ErrPeerGone):
 			continue // not sent
