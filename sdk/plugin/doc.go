@@ -1,29 +1,66 @@
-// Package plugin runs a Selector in its own process: Serve is what a plugin's
-// main calls, Launch is what a host calls, and the *Selector that Launch
-// returns supervises the plugin process and restarts it when it dies.
+// Package plugin runs a back-end of any family (selector, resolver,
+// executor) in its own process: Serve is what a plugin's main calls, Launch
+// (or Open, from a spec string) is what a host calls, and the back-end that
+// Launch returns (a *RemoteSelector, *RemoteResolver or *RemoteExecutor)
+// implements the family's sdk interface, supervises the plugin process and
+// restarts it when it dies.
 //
 // It lives beside package sdk rather than inside it because it needs the data
 // plane (sdk/dataplane), which itself implements sdk.Selector; a package sdk
-// that imported sdk/dataplane would be an import cycle.
+// that imported sdk/dataplane would be an import cycle. It must not import
+// the kernel or any back-end.
 //
 // # Two planes
 //
 // hashicorp/go-plugin over gRPC carries the control plane only: the service
 // in sdk/proto (handshake, capabilities, configuration, health, stats,
 // shutdown). Every call is a round trip costing about 150 µs, so none is made
-// per loop iteration. Readiness travels on the data plane, a SOCK_SEQPACKET
-// socketpair the host creates: the plugin's end is handed over as an extra
-// file (descriptor 3), announced in the environment variable
-// LOOPKERNEL_DATAPLANE_FD.
+// per loop iteration or per call. The traffic travels on a data plane, a
+// SOCK_SEQPACKET socketpair the host creates: the plugin's end is handed
+// over as an extra file (descriptor 3), announced in the environment
+// variable LOOPKERNEL_DATAPLANE_FD. A selector's plane carries registrations
+// and readiness in lock-step exchanges; a resolver's or executor's carries
+// calls, many in flight at once, matched to their results by call id
+// (sdk/dataplane/WIRE.md specifies both).
+//
+// # Families
+//
+// There is one handshake (go-plugin's cookie LOOPKERNEL_PLUGIN, control
+// protocol version 2) for every family. go-plugin's plugin map is keyed by
+// family name, and one plugin binary may serve several families (Backends);
+// the host starts one process per back-end it uses and names the family in
+// LOOPKERNEL_PLUGIN_FAMILY, which the control Handshake confirms.
+//
+// # Supervision
+//
+// One supervisor serves every family: it starts the process (checking
+// Spec.SHA256 first, restarts included), runs the family's health check
+// (a selector's Wait must be answered within its timeout plus
+// Spec.ReplyTimeout; a resolver or executor must answer a ping on the call
+// plane within Spec.ReplyTimeout), restarts a process that died or hung with
+// backoff, and gives up once Spec.MaxRestarts restarts fall within
+// Spec.RestartWindow, with an error wrapping sdk.ErrPluginFailed that names
+// the family, the plugin, its last exit status and the restart count. Each
+// family says what a restart means for its callers:
+//
+//   - a selector replays its registrations into the new process; the Wait
+//     that noticed returns 0, nil and the loop goes on, since readiness is
+//     level-triggered;
+//   - a resolver fails the lookups in flight, and an executor the calls in
+//     flight, with an error wrapping sdk.ErrBackendDied that says the worker
+//     died, its pid and how it ended (the call may or may not have run, so
+//     it is not retried); calls made after the death go to the new process.
 //
 // # Placement
 //
-// A back-end registered with sdk.Register can run in-process (call its
-// factory) or out-of-process without a separate binary: the host re-executes
-// its own executable with LOOPKERNEL_BUNDLED_PLUGIN=name, and ServeBundled,
-// called first thing in main, serves that back-end. Third-party plugins are
-// separate executables, conventionally named loopkernel-plugin-NAME and found
-// with Discover in a plugin directory (LOOPKERNEL_PLUGIN_DIR).
+// A back-end registered in its family's registry (sdk.Selectors,
+// sdk.Resolvers, sdk.Executors) can run in-process (call its factory) or
+// out-of-process without a separate binary: the host re-executes its own
+// executable with LOOPKERNEL_BUNDLED_PLUGIN=NAME and LOOPKERNEL_PLUGIN_FAMILY
+// set, and ServeBundled, called first thing in main, serves that back-end.
+// Third-party plugins are separate executables, conventionally named
+// loopkernel-plugin-NAME and found with Discover in a plugin directory
+// (LOOPKERNEL_PLUGIN_DIR).
 //
 // # Lifetime
 //
