@@ -142,7 +142,7 @@ func TestCallPlaneExecutor(t *testing.T) {
 	}()
 	_, err = NewCallClient(host, FamilyResolver, nil)
 	assert.ErrorIs(t, err, syscall.EPROTONOSUPPORT)
-	assert.ErrorContains(t, <-refused, "serves no resolver")
+	assert.ErrorContains(t, <-refused, "asked for a resolver, which this plugin does not serve")
 	plug.Close()
 }
 

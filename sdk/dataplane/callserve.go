@@ -140,7 +140,7 @@ func (sv *callServer) hello() error {
 		msg := fmt.Sprintf("this plugin serves no %s", sv.fam)
 		_ = sv.cc.send(encodeCallMsg(ctHelloRepl, m.kind, stError, 0,
 			le.AppendUint32(nil, uint32(unix.EPROTONOSUPPORT)), []byte(msg), nil, nil))
-		return errors.New("dataplane: host asked for a " + msg)
+		return fmt.Errorf("dataplane: the host asked for a %s, which this plugin does not serve", sv.fam)
 	}
 	return sv.cc.send(encodeCallMsg(ctHelloRepl, m.kind, stOK, 0, nil, clip(sv.h.Name, maxCallName), nil, nil))
 }

@@ -2,7 +2,9 @@ package dataplane_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,4 +48,67 @@ func Example() {
 	n, err := c.Wait(events, time.Second)
 	fmt.Println(n, err, events[0].Token, events[0].Events)
 	// Output: 1 <nil> 1.1 read
+}
+
+// wordCount is an executor back-end for the call-plane example: one
+// function, "words", that counts the words of its argument.
+type wordCount struct{}
+
+func (wordCount) Call(_ context.Context, fn string, arg []byte) ([]byte, error) {
+	if fn != "words" {
+		return nil, fmt.Errorf("call %q: %w", fn, sdk.ErrUnknownFunc)
+	}
+	return fmt.Appendf(nil, "%d", len(strings.Fields(string(arg)))), nil
+}
+
+func (wordCount) Close() error { return nil }
+
+// The two ends of a call plane in one process: ServeCalls answers with an
+// executor back-end (in a plugin it runs in the plugin process), and the
+// CallClient is the sdk.Executor the host calls; any number of calls may be
+// in flight on it at once.
+func ExampleServeCalls() {
+	host, plug, err := dataplane.Socketpair()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go dataplane.ServeCalls(ctx, plug, dataplane.CallHandlers{Name: "wc", Executor: wordCount{}}, nil)
+
+	c, err := dataplane.NewCallClient(host, dataplane.FamilyExecutor, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	res, err := c.Call(ctx, "words", []byte("one plane per plugin"))
+	fmt.Println(c.Name(), string(res), err)
+	_, err = c.Call(ctx, "lines", nil)
+	fmt.Println(errors.Is(err, sdk.ErrUnknownFunc))
+	// Output:
+	// wc 4 <nil>
+	// true
+}
+
+// NewCallClient says hello for one family; a plugin that does not serve it
+// refuses, and the host learns so before any call.
+func ExampleNewCallClient() {
+	host, plug, err := dataplane.Socketpair()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer plug.Close()
+	served := make(chan error, 1)
+	go func() {
+		served <- dataplane.ServeCalls(context.Background(), plug, dataplane.CallHandlers{Name: "wc", Executor: wordCount{}}, nil)
+	}()
+	_, err = dataplane.NewCallClient(host, dataplane.FamilyResolver, nil)
+	fmt.Println(errors.Is(err, unix.EPROTONOSUPPORT))
+	fmt.Println(<-served)
+	// Output:
+	// true
+	// dataplane: the host asked for a resolver, which this plugin does not serve
 }

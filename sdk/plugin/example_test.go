@@ -2,8 +2,12 @@ package plugin_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -59,4 +63,108 @@ func ExampleResolve() {
 	// testpoll testpoll false
 	// plugin:testpoll testpoll true
 	// true
+}
+
+// greet is registered in every process of this program (host and workers
+// alike, since a worker is this program re-executed), so an executor
+// plugin can run it by name.
+var greet = sdk.NewFunc("example.greet", func(_ context.Context, name string) (string, error) {
+	return "hello, " + name, nil
+})
+
+// One binary may serve back-ends of several families: the host starts a
+// process per back-end it uses and tells each which family to serve.
+func ExampleBackends() {
+	plugin.Serve(plugin.Backends{
+		Name:     "my-backends",
+		Selector: selector.NewPoll,
+		Resolver: func() (sdk.Resolver, error) { return myResolver{}, nil },
+	})
+}
+
+// myResolver stands in for a third-party resolver in ExampleBackends.
+type myResolver struct{ sdk.Resolver }
+
+// ServeBundled comes first in main: when this binary was re-executed to
+// serve one of its own registered back-ends, it serves it and exits.
+func ExampleServeBundled() {
+	plugin.ServeBundled()
+	// ... the program's real main follows.
+}
+
+// An executor in a process of its own: the function runs in the worker,
+// and its errors come back as the in-process executor's would.
+func ExampleLaunch_executor() {
+	ex, err := plugin.Launch(context.Background(), sdk.Executors, plugin.Spec{Name: "funcs"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ex.Close()
+	s, err := greet.Call(context.Background(), ex, "worker")
+	fmt.Println(s, err)
+	_, err = ex.Call(context.Background(), "no.such.func", nil)
+	fmt.Println(errors.Is(err, sdk.ErrUnknownFunc))
+	// Output:
+	// hello, worker <nil>
+	// true
+}
+
+// A resolver in a process of its own ("table" is a test back-end that
+// knows db.test).
+func ExampleLaunch_resolver() {
+	r, err := plugin.Launch(context.Background(), sdk.Resolvers, plugin.Spec{Name: "table"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer r.(*plugin.RemoteResolver).Close()
+	ais, err := r.Getaddrinfo(context.Background(), "db.test", "5432", sdk.AddrinfoHints{})
+	fmt.Println(len(ais), ais[0].Addr, err)
+	// Output: 2 127.0.0.1:5432 <nil>
+}
+
+// Open takes the same spec strings for every family.
+func ExampleOpen() {
+	ex, err := plugin.Open(context.Background(), sdk.Executors, "plugin:funcs", plugin.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ex.Close()
+	_, remote := ex.(*plugin.RemoteExecutor)
+	fmt.Println(remote)
+	// Output: true
+}
+
+// When a worker dies, the calls it was running fail with an error wrapping
+// sdk.ErrBackendDied that says so; the next call goes to a new worker.
+func ExampleRemoteExecutor() {
+	b, err := plugin.Launch(context.Background(), sdk.Executors, plugin.Spec{Name: "funcs"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ex := b.(*plugin.RemoteExecutor)
+	defer ex.Close()
+	failed := make(chan error, 1)
+	go func() {
+		_, err := ex.Call(context.Background(), "plugintest.block", []byte("{}"))
+		failed <- err
+	}()
+	for {
+		st, _ := ex.Stats(context.Background())
+		if st.InFlight == 1 {
+			syscall.Kill(st.Pid, syscall.SIGKILL)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err = <-failed
+	fmt.Println(errors.Is(err, sdk.ErrBackendDied), strings.Contains(err.Error(), "signal: killed"))
+	s, err := greet.Call(context.Background(), ex, "again")
+	fmt.Println(s, err)
+	// Output:
+	// true true
+	// hello, again <nil>
 }
