@@ -67,10 +67,6 @@ type Client struct {
 	rights  []int
 
 	yield yielder // see yieldEvery
-
-	// exchanges and frames count replies received and request frames sent;
-	// tests use them to prove the batching.
-	exchanges, frames uint64
 }
 
 type reg struct {
@@ -356,7 +352,6 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 		}
 		return 0, fmt.Errorf("dataplane: wait: %w", err)
 	}
-	c.exchanges++
 	if f.typ == tError {
 		errno := unix.Errno(f.errno)
 		if errno == unix.EPROTO || f.seq != c.seq {
@@ -437,7 +432,6 @@ func (c *Client) flush(timeout time.Duration, maxEvents int) error {
 		if err != nil {
 			return fmt.Errorf("dataplane: wait: send request: %w", err)
 		}
-		c.frames++
 		return nil
 	}
 	sent := false

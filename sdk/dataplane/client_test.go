@@ -72,6 +72,17 @@ func newClient(t *testing.T, sel *testEpoll) (*Client, *plugin) {
 	return c, p
 }
 
+// newTappedClient is newClient with a tap counting the frames.
+func newTappedClient(t *testing.T) (*Client, *tap) {
+	t.Helper()
+	host, _ := startPlugin(t, nil)
+	host, tp := tapped(t, host)
+	c, err := NewClient(host, hclog.NewNullLogger())
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c, tp
+}
+
 // pair returns a connected stream socket pair, closed at cleanup.
 func pair(t testing.TB) (a, b int) {
 	t.Helper()
@@ -137,7 +148,7 @@ func TestReadinessRoundTrip(t *testing.T) {
 }
 
 func TestBatchingOneExchangePerWait(t *testing.T) {
-	c, _ := newClient(t, nil)
+	c, tp := newTappedClient(t)
 	evs := make([]sdk.Event, 8)
 	var fds [4][2]int
 	for i := range fds {
@@ -156,8 +167,8 @@ func TestBatchingOneExchangePerWait(t *testing.T) {
 	n, err := c.Wait(evs, -1)
 	require.NoError(t, err)
 	require.Equal(t, map[sdk.Token]sdk.Events{t1: sdk.Read, t2: sdk.Read | sdk.Write}, tokens(evs[:n]))
-	require.Equal(t, uint64(1), c.exchanges)
-	require.Equal(t, uint64(1), c.frames)
+	require.Equal(t, uint64(1), tp.replies.Load())
+	require.Equal(t, uint64(1), tp.requests.Load())
 
 	// Changes to flushed registrations go out with the next Wait.
 	require.NoError(t, c.Modify(t1, sdk.Write))
@@ -168,16 +179,16 @@ func TestBatchingOneExchangePerWait(t *testing.T) {
 	n, err = c.Wait(evs, -1)
 	require.NoError(t, err)
 	require.Equal(t, map[sdk.Token]sdk.Events{t1: sdk.Write}, tokens(evs[:n]))
-	require.Equal(t, uint64(2), c.exchanges)
-	require.Equal(t, uint64(2), c.frames)
+	require.Equal(t, uint64(2), tp.replies.Load())
+	require.Equal(t, uint64(2), tp.requests.Load())
 
 	// An idle Wait is still exactly one exchange.
 	require.NoError(t, c.Modify(t1, 0))
 	n, err = c.Wait(evs, 0)
 	require.NoError(t, err)
 	require.Zero(t, n)
-	require.Equal(t, uint64(3), c.exchanges)
-	require.Equal(t, uint64(3), c.frames)
+	require.Equal(t, uint64(3), tp.replies.Load())
+	require.Equal(t, uint64(3), tp.requests.Load())
 }
 
 func TestQueuedRegisterOfClosedFDIsNotSent(t *testing.T) {
@@ -387,7 +398,7 @@ func TestPluginClosesCopies(t *testing.T) {
 }
 
 func TestBatchLargerThanOneFrame(t *testing.T) {
-	c, _ := newClient(t, nil)
+	c, tp := newTappedClient(t)
 	const n = maxFDsPerFrame + 50
 	for i := range n {
 		a, b := pair(t)
@@ -398,8 +409,8 @@ func TestBatchLargerThanOneFrame(t *testing.T) {
 	evs := make([]sdk.Event, n+10)
 	got, err := c.Wait(evs, -1)
 	require.NoError(t, err)
-	require.Equal(t, uint64(1), c.exchanges)
-	require.Equal(t, uint64(2), c.frames, "one frame per %d descriptors", maxFDsPerFrame)
+	require.Equal(t, uint64(1), tp.replies.Load())
+	require.Equal(t, uint64(2), tp.requests.Load(), "one frame per %d descriptors", maxFDsPerFrame)
 	seen := tokens(evs[:got])
 	for got < n { // epoll may report fewer than all ready at once
 		m, err := c.Wait(evs, -1)

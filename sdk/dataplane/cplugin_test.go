@@ -39,6 +39,7 @@ func TestCPluginFollowsWire(t *testing.T) {
 	pconn.Close()
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 
+	host, tp := tapped(t, host)
 	c, err := NewClient(host, hclog.NewNullLogger())
 	require.NoError(t, err)
 	watchdog(t, c)
@@ -56,7 +57,7 @@ func TestCPluginFollowsWire(t *testing.T) {
 	got, err := c.Wait(evs, 0)
 	require.NoError(t, err)
 	require.Zero(t, got)
-	require.Equal(t, uint64(2), c.frames)
+	require.Equal(t, uint64(2), tp.requests.Load())
 
 	_, err = unix.Write(peers[7], []byte("x"))
 	require.NoError(t, err)
