@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +46,10 @@ func (tableResolver) Getnameinfo(_ context.Context, a netip.AddrPort, flags int)
 // echoExecutor runs a few functions without the global registry.
 type echoExecutor struct{}
 
+// blocked counts the "block" calls running, so a test knows when they are
+// in flight.
+var blocked atomic.Int32
+
 func (echoExecutor) Call(ctx context.Context, fn string, arg []byte) ([]byte, error) {
 	switch fn {
 	case "echo":
@@ -52,6 +57,8 @@ func (echoExecutor) Call(ctx context.Context, fn string, arg []byte) ([]byte, er
 	case "fail":
 		return nil, &sdk.CallError{Func: fn, Message: "it failed"}
 	case "block":
+		blocked.Add(1)
+		defer blocked.Add(-1)
 		<-ctx.Done()
 		return nil, ctx.Err()
 	case "sleep":
@@ -177,6 +184,9 @@ func TestCallPlaneCancelAndDeath(t *testing.T) {
 	_, err := c.Call(ctx, "block", nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, c.Ping(context.Background()), "the plane carries on after a cancelled call")
+	for blocked.Load() != 0 {
+		time.Sleep(time.Millisecond) // the cancel reaches the function
+	}
 
 	// Calls in flight when the plugin's end goes away fail as died.
 	errs := make(chan error, 3)
@@ -186,7 +196,9 @@ func TestCallPlaneCancelAndDeath(t *testing.T) {
 			errs <- err
 		}()
 	}
-	time.Sleep(20 * time.Millisecond)
+	for blocked.Load() != 3 {
+		time.Sleep(time.Millisecond)
+	}
 	require.NoError(t, syscall.Shutdown(int(plug.Fd()), syscall.SHUT_RDWR))
 	for range 3 {
 		err := <-errs

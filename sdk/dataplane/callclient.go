@@ -174,9 +174,11 @@ func (c *CallClient) roundTrip(ctx context.Context, what string, build func(id u
 
 	if err := c.cc.send(build(id)); err != nil {
 		c.forget(id)
-		// A SOCK_SEQPACKET send is all or nothing, and a call is never
-		// split unless it is larger than a frame: if the first frame did
-		// not go, the plugin never saw the call.
+		// A failed send leaves the plane unusable (the peer is gone, or a
+		// message went out in part), so it stops here. A call whose
+		// frames did not all go is incomplete, and a plugin never runs an
+		// incomplete call: it was not sent.
+		c.stop(err)
 		return callMsg{}, fmt.Errorf("%s: not sent: %w", what, notSent(err))
 	}
 	select {
