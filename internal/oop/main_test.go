@@ -2,7 +2,8 @@
 // out-of-process placement: a kernel.Loop on a selector whose back-end runs
 // in a supervised plugin process, checked for what a program on that loop
 // sees when the plugin dies, and measured against the same back-end in
-// process. It has no code of its own; the test binary is its own plugin.
+// process; and the bundled resolver and executor served the same way. It
+// has no code of its own; the test binary is its own plugin.
 package oop_test
 
 import (
