@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -31,7 +30,6 @@ import (
 // the death fails with ErrPeerGone only: it never left this process, so it
 // is safe to send again elsewhere.
 type CallClient struct {
-	conn *os.File
 	cc   *callConn
 	fam  Family
 	name string
@@ -58,9 +56,13 @@ func NewCallClient(conn *os.File, fam Family, logger hclog.Logger) (*CallClient,
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	cc, err := newCallConn(conn)
+	conn.Close() // cc holds its own descriptor for the socket
+	if err != nil {
+		return nil, err
+	}
 	c := &CallClient{
-		conn:    conn,
-		cc:      newCallConn(int(conn.Fd())),
+		cc:      cc,
 		fam:     fam,
 		log:     logger,
 		pending: make(map[uint64]chan callMsg),
@@ -68,7 +70,7 @@ func NewCallClient(conn *os.File, fam Family, logger hclog.Logger) (*CallClient,
 		reader:  make(chan struct{}),
 	}
 	if err := c.hello(); err != nil {
-		conn.Close()
+		cc.close()
 		return nil, fmt.Errorf("dataplane: %s hello: %w", fam, err)
 	}
 	go c.read()
@@ -152,7 +154,7 @@ func (c *CallClient) stop(err error) {
 	c.pending = nil
 	close(c.done)
 	c.mu.Unlock()
-	unix.Shutdown(int(c.conn.Fd()), unix.SHUT_RDWR)
+	c.cc.shutdown()
 	for _, ch := range pending {
 		close(ch) // the waiter reads c.err
 	}
@@ -327,24 +329,20 @@ func (c *CallClient) Close() error {
 	if c.closed.Swap(true) {
 		return fmt.Errorf("dataplane: close: %w", errCallClosed)
 	}
+	// A dead plugin cannot hear goodbye, and a full socket need not wait
+	// for it: the shutdown that follows tells the plugin just as well.
+	c.cc.sendMu.Lock()
 	var bye [callHeaderLen]byte
 	putCallHeader(bye[:], ctGoodbye, 0, 0, 0, 0, 0, 0)
-	_ = sendWakeLike(int(c.conn.Fd()), bye[:])
+	_ = c.cc.rc.Control(func(fd uintptr) {
+		c.cc.out.fd = int(fd)
+		_ = c.cc.out.send(bye[:], nil, unix.MSG_DONTWAIT)
+	})
+	c.cc.sendMu.Unlock()
 	c.stop(errCallClosed)
-	select {
-	case <-c.reader:
-	case <-time.After(time.Second):
-		// Blocked in a send of a huge message the plugin stopped reading;
-		// shutdown has already released it, so this is belt and braces.
-	}
-	return c.conn.Close()
+	<-c.reader
+	return c.cc.close()
 }
 
 // errCallClosed is the reason recorded when the host closed the plane.
 var errCallClosed = fmt.Errorf("%w (closed by the host)", ErrPeerGone)
-
-// sendWakeLike sends a small frame without blocking, for goodbye.
-func sendWakeLike(fd int, frame []byte) error {
-	_, err := unix.SendmsgN(fd, frame, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-	return err
-}

@@ -1,8 +1,11 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,7 +14,16 @@ import (
 // into frames of at most maxFrame bytes (WIRE.md §8.2). Sends come from any
 // goroutine and are serialised, so the frames of one message are never
 // interleaved with another's; receives come from one reader goroutine.
+//
+// Unlike the selector plane, whose loop goroutine blocks in recvmsg by
+// design (it has nothing else to do), a call plane's reader and senders are
+// ordinary goroutines, so the socket is non-blocking and waits in the Go
+// runtime's poller: a reader waiting for results costs no parked OS thread,
+// and a result wakes its caller without a thread hand-off.
 type callConn struct {
+	file *os.File // a non-blocking duplicate, registered with the poller
+	rc   syscall.RawConn
+
 	sendMu  sync.Mutex
 	out     sock
 	scratch []byte // one continuation frame, under sendMu
@@ -20,17 +32,77 @@ type callConn struct {
 	buf []byte
 	oob []byte
 	fds []int
+
+	// The poller callbacks and their results, made once so that a frame
+	// allocates no closure: readFn runs on the reader goroutine only,
+	// writeFn under sendMu.
+	readFn          func(uintptr) bool
+	rn, roobn, rflg int
+	rerr            error
+	writeFn         func(uintptr) bool
+	wframe          []byte
+	werr            error
 }
 
-func newCallConn(fd int) *callConn {
-	return &callConn{
-		out:     sock{fd: fd},
-		in:      sock{fd: fd},
+// newCallConn makes a poller-driven duplicate of conn's socket; conn stays
+// the caller's to close.
+func newCallConn(conn *os.File) (*callConn, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	fd := -1
+	cerr := raw.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
+	if cerr != nil || err != nil {
+		return nil, fmt.Errorf("dataplane: dup: %w", errors.Join(cerr, err))
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	file := os.NewFile(uintptr(fd), conn.Name())
+	rc, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	c := &callConn{
+		file:    file,
+		rc:      rc,
 		scratch: make([]byte, maxFrame),
 		buf:     make([]byte, maxFrame+1),
 		oob:     make([]byte, unix.CmsgSpace(4*8)),
 	}
+	c.readFn = func(fd uintptr) bool {
+		c.in.fd = int(fd)
+		c.rn, c.roobn, c.rflg, c.rerr = c.in.recv(c.buf, c.oob, unix.MSG_DONTWAIT)
+		return c.rerr != errAgain
+	}
+	c.writeFn = func(fd uintptr) bool {
+		c.out.fd = int(fd)
+		c.werr = c.out.send(c.wframe, nil, unix.MSG_DONTWAIT)
+		return !errors.Is(c.werr, unix.EAGAIN)
+	}
+	return c, nil
 }
+
+// sendFrame sends one frame, waiting in the poller while the socket is full.
+func (c *callConn) sendFrame(p []byte) error {
+	c.wframe = p
+	werr := c.rc.Write(c.writeFn)
+	c.wframe = nil
+	if werr != nil {
+		return fmt.Errorf("dataplane: sendmsg: %w (%w)", ErrPeerGone, werr)
+	}
+	return c.werr
+}
+
+// shutdown ends both directions: the reader sees end-of-file, senders fail.
+func (c *callConn) shutdown() {
+	_ = c.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+}
+
+func (c *callConn) close() error { return c.file.Close() }
 
 // send sends one whole message: its first maxFrame bytes as one frame,
 // then the rest in continuation frames.
@@ -38,7 +110,7 @@ func (c *callConn) send(msg []byte) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	first := min(len(msg), maxFrame)
-	if err := c.out.send(msg[:first], nil, 0); err != nil {
+	if err := c.sendFrame(msg[:first]); err != nil {
 		return err
 	}
 	id := le.Uint64(msg[8:])
@@ -46,7 +118,7 @@ func (c *callConn) send(msg []byte) error {
 		n := min(len(rest), maxFrame-contHeaderLen)
 		putContHeader(c.scratch, id)
 		copy(c.scratch[contHeaderLen:], rest[:n])
-		if err := c.out.send(c.scratch[:contHeaderLen+n], nil, 0); err != nil {
+		if err := c.sendFrame(c.scratch[:contHeaderLen+n]); err != nil {
 			return err
 		}
 		rest = rest[n:]
@@ -106,12 +178,16 @@ func checkCont(f []byte, id uint64, want int) error {
 	return nil
 }
 
-// recvFrame receives one frame into c.buf. No descriptors travel on the
-// call plane: any that arrive are closed and the frame is a violation.
+// recvFrame receives one frame into c.buf, waiting in the poller. No
+// descriptors travel on the call plane: any that arrive are closed and the
+// frame is a violation.
 func (c *callConn) recvFrame() (int, error) {
-	n, oobn, mflags, err := c.in.recv(c.buf, c.oob, 0)
-	if err != nil {
-		return 0, err
+	if rerr := c.rc.Read(c.readFn); rerr != nil {
+		return 0, fmt.Errorf("dataplane: recvmsg: %w (%w)", ErrPeerGone, rerr)
+	}
+	n, oobn, mflags := c.rn, c.roobn, c.rflg
+	if c.rerr != nil {
+		return 0, c.rerr
 	}
 	if oobn > 0 {
 		c.fds, _ = parseRights(c.oob[:oobn], c.fds[:0])

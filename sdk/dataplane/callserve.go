@@ -41,11 +41,15 @@ func ServeCalls(ctx context.Context, conn *os.File, h CallHandlers, logger hclog
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	fd := int(conn.Fd())
-	stop := context.AfterFunc(ctx, func() { unix.Shutdown(fd, unix.SHUT_RD) })
+	cc, err := newCallConn(conn)
+	if err != nil {
+		return err
+	}
+	defer cc.close()
+	stop := context.AfterFunc(ctx, cc.shutdown)
 	defer stop()
-	sv := &callServer{h: h, cc: newCallConn(fd), log: logger, inflight: make(map[uint64]context.CancelFunc)}
-	err := sv.run(ctx)
+	sv := &callServer{h: h, cc: cc, log: logger, inflight: make(map[uint64]context.CancelFunc)}
+	err = sv.run(ctx)
 	sv.mu.Lock()
 	for _, cancel := range sv.inflight {
 		cancel()
