@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,6 +75,15 @@ func TestRemoteResolver(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, sdk.NameInfo{Host: "db.test", Service: "5432"}, ni)
 	assert.EqualValues(t, 3, statsOf(t, r).Calls)
+
+	// Configuration and pinning are the supervisor's, the same for every
+	// family.
+	_, err = Launch(ctx, sdk.Resolvers, Spec{Name: "table", Config: map[string]string{"ndots": "2"}})
+	assert.ErrorContains(t, err, `has no setting "ndots"`)
+	_, err = Launch(ctx, sdk.Resolvers, Spec{Name: "table", SHA256: strings.Repeat("00", 32)})
+	assert.ErrorIs(t, err, ErrChecksum)
+	_, err = Launch(ctx, sdk.Resolvers, Spec{Name: "nosuch"})
+	assert.ErrorContains(t, err, `no bundled resolver "nosuch"`)
 }
 
 func TestRemoteExecutor(t *testing.T) {
