@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/loopkernel/loopkernel/kernel"
 	_ "github.com/loopkernel/loopkernel/plugins/executor"
 	_ "github.com/loopkernel/loopkernel/plugins/resolver"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -44,4 +46,56 @@ func TestBundledCallFamiliesOutOfProcess(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, pid, st.Pid)
 	assert.EqualValues(t, 1, st.Calls)
+}
+
+// blockFunc runs until its call is cancelled.
+var blockFunc = sdk.NewFunc("oop.block", func(ctx context.Context, _ struct{}) (struct{}, error) {
+	<-ctx.Done()
+	return struct{}{}, ctx.Err()
+})
+
+// A loop's CallFunc futures on an executor plugin whose worker is
+// SIGKILLed mid-call: each fails with an error wrapping sdk.ErrBackendDied,
+// and the loop's next call runs on the restarted worker.
+func TestLoopCallFuncSurvivesWorkerSIGKILL(t *testing.T) {
+	ctx := context.Background()
+	ex, err := plugin.Open(ctx, sdk.Executors, "plugin:"+sdk.DefaultExecutor, plugin.Options{Template: plugin.Spec{Logger: testLogger(t)}})
+	require.NoError(t, err)
+	remote := ex.(*plugin.RemoteExecutor)
+	sel, err := sdk.Selectors.New("epoll")
+	require.NoError(t, err)
+	l := kernel.New(sel, kernel.WithLogger(testLogger(t)), kernel.WithFuncExecutor(ex))
+	defer l.Close()
+
+	f1, err := kernel.CallFunc(l, blockFunc, struct{}{})
+	require.NoError(t, err)
+	f2, err := kernel.CallFunc(l, blockFunc, struct{}{})
+	require.NoError(t, err)
+	killed := make(chan int, 1)
+	go func() {
+		for {
+			st, err := remote.Stats(ctx)
+			if err == nil && st.InFlight == 2 {
+				killed <- st.Pid
+				_ = killErr(st.Pid)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	for _, f := range []*kernel.Future[struct{}]{f1, f2} {
+		err := l.RunUntilComplete(f) // the future's error
+		require.ErrorIs(t, err, sdk.ErrBackendDied)
+		assert.Contains(t, err.Error(), "died during the call (signal: killed)")
+		_, err = f.Result()
+		assert.ErrorIs(t, err, sdk.ErrBackendDied)
+	}
+	old := <-killed
+
+	f3, err := kernel.CallFunc(l, workerPid, struct{}{})
+	require.NoError(t, err)
+	require.NoError(t, l.RunUntilComplete(f3))
+	pid, err := f3.Result()
+	require.NoError(t, err)
+	assert.NotEqual(t, old, pid, "the next call ran on a new worker")
 }
