@@ -4,6 +4,7 @@ package plugin
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,4 +65,37 @@ func workerCPU(b *testing.B, ex *RemoteExecutor) time.Duration {
 		b.Fatal(err)
 	}
 	return st.CPUUser + st.CPUSys
+}
+
+// BenchmarkCallRestart measures how long an executor plugin is away after
+// its worker is SIGKILLed: from the kill to the first call that succeeds on
+// the restarted worker (detection, restart, new call plane). Compare
+// BenchmarkRestart, the same for a selector.
+func BenchmarkCallRestart(b *testing.B) {
+	be, err := Launch(context.Background(), sdk.Executors, Spec{Name: "funcs", RestartWindow: time.Nanosecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ex := be.(*RemoteExecutor)
+	defer ex.Close()
+	ctx := context.Background()
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		st, err := ex.Stats(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		_ = syscall.Kill(st.Pid, syscall.SIGKILL)
+		for {
+			got, err := pid.Call(ctx, ex, struct{}{})
+			if err == nil && got != st.Pid {
+				break
+			}
+		}
+		total += time.Since(t0)
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/restart")
 }
