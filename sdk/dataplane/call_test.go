@@ -285,3 +285,28 @@ func FuzzDecodeAddrinfos(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCallPlane is one small executor call through the call plane,
+// both ends in this process: the plane's own cost, without a process
+// boundary or the supervisor.
+func BenchmarkCallPlane(b *testing.B) {
+	host, plug, err := Socketpair()
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ServeCalls(ctx, plug, CallHandlers{Name: "echo", Executor: echoExecutor{}}, nil) }()
+	c, err := NewCallClient(host, FamilyExecutor, nil)
+	require.NoError(b, err)
+	arg := []byte("0123456789abcdef")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Call(ctx, "echo", arg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	cancel()
+	c.Close()
+	<-served
+	plug.Close()
+}
