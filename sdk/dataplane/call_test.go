@@ -310,3 +310,16 @@ func BenchmarkCallPlane(b *testing.B) {
 	<-served
 	plug.Close()
 }
+
+// A plugin that never answers hello fails the client's start, in time.
+func TestCallHelloTimesOut(t *testing.T) {
+	defer func(d time.Duration) { helloTimeout = d }(helloTimeout)
+	helloTimeout = 50 * time.Millisecond
+	host, plug, err := Socketpair()
+	require.NoError(t, err)
+	defer plug.Close()
+	start := time.Now()
+	_, err = NewCallClient(host, FamilyExecutor, nil)
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	assert.Less(t, time.Since(start), 5*time.Second)
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -77,7 +78,13 @@ func NewCallClient(conn *os.File, fam Family, logger hclog.Logger) (*CallClient,
 	return c, nil
 }
 
+// helloTimeout bounds the hello exchange, so that a plugin that started
+// but never serves its call plane fails its start instead of hanging it.
+var helloTimeout = 10 * time.Second
+
 func (c *CallClient) hello() error {
+	_ = c.cc.file.SetDeadline(time.Now().Add(helloTimeout))
+	defer c.cc.file.SetDeadline(time.Time{})
 	if err := c.cc.send(encodeCallMsg(ctHello, uint8(c.fam), 0, 0, nil, nil, nil, nil)); err != nil {
 		return err
 	}
