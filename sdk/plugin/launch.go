@@ -85,6 +85,12 @@ const firstBackoff = 10 * time.Millisecond
 // calls and registrations of the back-end is the family's business
 // (RemoteSelector, RemoteResolver, RemoteExecutor): it passes an attach
 // function that adopts the new process's data plane.
+//
+// The restart policy (budget, backoff) lives in restart alone, the health
+// deadline in each family's check, and what follows a give-up in each
+// family's failure path, so that a budget measured in time, a deadline
+// that follows the measured exchange time, or a fall-back to the
+// in-process twin each changes one place.
 type supervisor struct {
 	spec   Spec
 	family string
