@@ -73,9 +73,13 @@ func ExampleServeCalls() {
 		fmt.Println(err)
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go dataplane.ServeCalls(ctx, plug, dataplane.CallHandlers{Name: "wc", Executor: wordCount{}}, nil)
+	defer plug.Close()
+	ctx := context.Background()
+	served := make(chan error, 1)
+	go func() {
+		served <- dataplane.ServeCalls(ctx, plug, dataplane.CallHandlers{Name: "wc", Executor: wordCount{}}, nil)
+	}()
+	defer func() { <-served }() // goodbye (c.Close) ends it
 
 	c, err := dataplane.NewCallClient(host, dataplane.FamilyExecutor, nil)
 	if err != nil {

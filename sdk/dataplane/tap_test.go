@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -26,8 +27,18 @@ func tapped(t testing.TB, host *os.File) (*os.File, *tap) {
 	client, inner, err := Socketpair()
 	require.NoError(t, err)
 	tp := &tap{}
-	go tp.forward(inner, host, &tp.requests, tRequest)
-	go tp.forward(host, inner, &tp.replies, tEvents, tError)
+	var wg sync.WaitGroup
+	wg.Go(func() { tp.forward(inner, host, &tp.requests, tRequest) })
+	wg.Go(func() { tp.forward(host, inner, &tp.replies, tEvents, tError) })
+	// Runs after the Client's cleanup (registered later) has closed client,
+	// which ends both directions; closing here rather than by finalizer
+	// keeps descriptor counts in later tests exact.
+	t.Cleanup(func() {
+		unix.Shutdown(int(inner.Fd()), unix.SHUT_RDWR)
+		wg.Wait()
+		inner.Close()
+		host.Close()
+	})
 	return client, tp
 }
 
