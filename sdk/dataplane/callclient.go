@@ -167,8 +167,20 @@ func (c *CallClient) stop(err error) {
 	}
 }
 
-// roundTrip sends one message built by build(id) and waits for its answer.
-func (c *CallClient) roundTrip(ctx context.Context, what string, build func(id uint64) []byte) (callMsg, error) {
+// callOp names a call in error messages. It is formatted only when an
+// error is, so a call that succeeds spends nothing on its name.
+type callOp struct{ verb, subject string }
+
+func (o callOp) String() string {
+	if o.subject == "" {
+		return o.verb
+	}
+	return fmt.Sprintf("%s %q", o.verb, o.subject)
+}
+
+// roundTrip sends msg (its id field is filled in here) and waits for the
+// answer.
+func (c *CallClient) roundTrip(ctx context.Context, what callOp, msg []byte) (callMsg, error) {
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -181,7 +193,8 @@ func (c *CallClient) roundTrip(ctx context.Context, what string, build func(id u
 	c.pending[id] = ch
 	c.mu.Unlock()
 
-	if err := c.cc.send(build(id)); err != nil {
+	le.PutUint64(msg[8:], id)
+	if err := c.cc.send(msg); err != nil {
 		c.forget(id)
 		// A failed send leaves the plane unusable (the peer is gone, or a
 		// message went out in part), so it stops here. A call whose
@@ -227,15 +240,13 @@ func (c *CallClient) forget(id uint64) bool {
 // without running any back-end code: a health check that a long call does
 // not hold up.
 func (c *CallClient) Ping(ctx context.Context) error {
-	_, err := c.roundTrip(ctx, "ping", func(id uint64) []byte {
-		return encodeCallMsg(ctPing, 0, 0, id, nil, nil, nil, nil)
-	})
+	_, err := c.roundTrip(ctx, callOp{verb: "ping"}, encodeCallMsg(ctPing, 0, 0, 0, nil, nil, nil, nil))
 	return err
 }
 
 // Getaddrinfo sends a getaddrinfo call (sdk.Resolver).
 func (c *CallClient) Getaddrinfo(ctx context.Context, host, port string, hints sdk.AddrinfoHints) ([]sdk.Addrinfo, error) {
-	what := fmt.Sprintf("getaddrinfo %q", host)
+	what := callOp{"getaddrinfo", host}
 	if len(host) > maxCallHost || len(port) > maxCallServ {
 		return nil, &net.DNSError{Err: "name too long", Name: host, IsNotFound: true}
 	}
@@ -244,9 +255,7 @@ func (c *CallClient) Getaddrinfo(ctx context.Context, host, port string, hints s
 	le.PutUint32(fixed[4:], uint32(int32(hints.SockType)))
 	le.PutUint32(fixed[8:], uint32(int32(hints.Protocol)))
 	le.PutUint32(fixed[12:], uint32(int32(hints.Flags)))
-	m, err := c.roundTrip(ctx, what, func(id uint64) []byte {
-		return encodeCallMsg(ctCall, kGetaddrinfo, 0, id, fixed[:], []byte(host), []byte(port), nil)
-	})
+	m, err := c.roundTrip(ctx, what, encodeCallMsg(ctCall, kGetaddrinfo, 0, 0, fixed[:], []byte(host), []byte(port), nil))
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +267,7 @@ func (c *CallClient) Getaddrinfo(ctx context.Context, host, port string, hints s
 
 // Getnameinfo sends a getnameinfo call (sdk.Resolver).
 func (c *CallClient) Getnameinfo(ctx context.Context, addr netip.AddrPort, flags int) (sdk.NameInfo, error) {
-	what := fmt.Sprintf("getnameinfo %s", addr)
+	what := callOp{"getnameinfo", addr.String()}
 	var fixed [24]byte
 	l, zone := putAddr(fixed[:16], addr.Addr())
 	fixed[16] = l
@@ -267,9 +276,7 @@ func (c *CallClient) Getnameinfo(ctx context.Context, addr netip.AddrPort, flags
 	if len(zone) > maxCallZone {
 		return sdk.NameInfo{}, fmt.Errorf("%s: zone too long", what)
 	}
-	m, err := c.roundTrip(ctx, what, func(id uint64) []byte {
-		return encodeCallMsg(ctCall, kGetnameinfo, 0, id, fixed[:], []byte(zone), nil, nil)
-	})
+	m, err := c.roundTrip(ctx, what, encodeCallMsg(ctCall, kGetnameinfo, 0, 0, fixed[:], []byte(zone), nil, nil))
 	if err != nil {
 		return sdk.NameInfo{}, err
 	}
@@ -282,16 +289,14 @@ func (c *CallClient) Getnameinfo(ctx context.Context, addr netip.AddrPort, flags
 // Call sends an executor call (sdk.Executor): the function's name and its
 // encoded argument; the result comes back as the plugin's RunFunc left it.
 func (c *CallClient) Call(ctx context.Context, fn string, arg []byte) ([]byte, error) {
-	what := fmt.Sprintf("call %q", fn)
+	what := callOp{"call", fn}
 	if len(fn) > maxCallFunc {
 		return nil, fmt.Errorf("%s: name longer than %d bytes: %w", what, maxCallFunc, sdk.ErrUnknownFunc)
 	}
 	if len(arg) > maxCallMessage-callHeaderLen-len(fn) {
 		return nil, fmt.Errorf("%s: argument of %d bytes is over the call plane's %d", what, len(arg), maxCallMessage)
 	}
-	m, err := c.roundTrip(ctx, what, func(id uint64) []byte {
-		return encodeCallMsg(ctCall, kFunc, 0, id, nil, []byte(fn), arg, nil)
-	})
+	m, err := c.roundTrip(ctx, what, encodeCallMsg(ctCall, kFunc, 0, 0, nil, []byte(fn), arg, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +311,7 @@ func (c *CallClient) Call(ctx context.Context, fn string, arg []byte) ([]byte, e
 
 // resultErr turns a result that is not a success into the error the
 // in-process back-end would have returned, as near as a wire allows.
-func (c *CallClient) resultErr(what string, kind uint8, m callMsg) error {
+func (c *CallClient) resultErr(what callOp, kind uint8, m callMsg) error {
 	if m.typ != ctResult || m.kind != kind {
 		err := fmt.Errorf("%w: %s answered with type %#02x kind %d", ErrProtocol, what, m.typ, m.kind)
 		c.stop(err)
