@@ -323,3 +323,50 @@ func TestCallHelloTimesOut(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	assert.Less(t, time.Since(start), 5*time.Second)
 }
+
+// Close is prompt even while a send is blocked on a plugin that stopped
+// reading (a hung plugin), and the blocked call fails.
+func TestCallCloseReleasesABlockedSend(t *testing.T) {
+	host, plug, err := Socketpair()
+	require.NoError(t, err)
+	defer plug.Close()
+	// Answer the hello by hand, then never read again.
+	go func() {
+		c := newCallConnT(t, plug)
+		_, _ = c.recv()
+		_ = c.send(encodeCallMsg(ctHelloRepl, uint8(FamilyExecutor), stOK, 0, nil, []byte("mute"), nil, nil))
+	}()
+	c, err := NewCallClient(host, FamilyExecutor, nil)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), "echo", make([]byte, 60<<20)) // more than the socket queue holds
+		done <- err
+	}()
+	for c.cc.sendMu.TryLock() { // until the call's send holds the plane
+		c.cc.sendMu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // and has filled the socket
+	select {
+	case err := <-done:
+		t.Fatalf("the call ended before Close: %v", err)
+	default:
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung behind a blocked send")
+	}
+	assert.ErrorIs(t, <-done, ErrPeerGone)
+}
+
+func newCallConnT(t *testing.T, f *os.File) *callConn {
+	c, err := newCallConn(f)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.close() })
+	return c
+}

@@ -341,16 +341,19 @@ func (c *CallClient) Close() error {
 	if c.closed.Swap(true) {
 		return fmt.Errorf("dataplane: close: %w", errCallClosed)
 	}
-	// A dead plugin cannot hear goodbye, and a full socket need not wait
-	// for it: the shutdown that follows tells the plugin just as well.
-	c.cc.sendMu.Lock()
-	var bye [callHeaderLen]byte
-	putCallHeader(bye[:], ctGoodbye, 0, 0, 0, 0, 0, 0)
-	_ = c.cc.rc.Control(func(fd uintptr) {
-		c.cc.out.fd = int(fd)
-		_ = c.cc.out.send(bye[:], nil, unix.MSG_DONTWAIT)
-	})
-	c.cc.sendMu.Unlock()
+	// A dead plugin cannot hear goodbye, and a full socket or a send in
+	// progress (a hung plugin leaves one blocked) need not wait for it: the
+	// shutdown that follows tells the plugin just as well, and releases
+	// that send.
+	if c.cc.sendMu.TryLock() {
+		var bye [callHeaderLen]byte
+		putCallHeader(bye[:], ctGoodbye, 0, 0, 0, 0, 0, 0)
+		_ = c.cc.rc.Control(func(fd uintptr) {
+			c.cc.out.fd = int(fd)
+			_ = c.cc.out.send(bye[:], nil, unix.MSG_DONTWAIT)
+		})
+		c.cc.sendMu.Unlock()
+	}
 	c.stop(errCallClosed)
 	<-c.reader
 	return c.cc.close()
