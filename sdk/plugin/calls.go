@@ -81,10 +81,7 @@ func (r *remoteCalls) monitor() {
 		case <-r.life.Done():
 			return
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(r.life, r.spec.ReplyTimeout)
-			err := cc.Ping(ctx)
-			cancel()
-			if errors.Is(err, context.DeadlineExceeded) {
+			if !r.answers(cc) {
 				r.hung.Store(true)
 				r.killHung("a ping")
 			}
@@ -103,6 +100,24 @@ func (r *remoteCalls) monitor() {
 			r.mu.Unlock()
 			return
 		}
+	}
+}
+
+// answers pings the plugin through cc and reports whether it answered
+// within Spec.ReplyTimeout (or the plane ended some other way, which the
+// monitor notices by itself). The ping runs on a goroutine of its own: a
+// plugin that stopped reading can leave it waiting to send behind a large
+// call, and the deadline must hold all the same.
+func (r *remoteCalls) answers(cc *dataplane.CallClient) bool {
+	ctx, cancel := context.WithTimeout(r.life, r.spec.ReplyTimeout)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- cc.Ping(ctx) }()
+	select {
+	case err := <-res:
+		return !errors.Is(err, context.DeadlineExceeded)
+	case <-ctx.Done():
+		return r.life.Err() != nil // stopping is not hanging
 	}
 }
 

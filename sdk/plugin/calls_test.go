@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -216,6 +217,24 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	_, err := upper.Call(context.Background(), ex, "x")
 	require.NoError(t, err)
 	assert.NotEqual(t, before.Pid, statsOf(t, ex).Pid)
+}
+
+// A worker that stops reading while a large call is being sent to it: the
+// health check still fires (its ping must not wait behind that send), the
+// worker is replaced, and the call, never delivered whole, goes to the new
+// worker.
+func TestHungWorkerBehindALargeCall(t *testing.T) {
+	ex := launchCalls(t, sdk.Executors, Spec{Name: "funcs", ReplyTimeout: 300 * time.Millisecond})
+	before := statsOf(t, ex)
+	require.NoError(t, syscall.Kill(before.Pid, syscall.SIGSTOP))
+	arg := append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 20<<20)...), `"}`...)
+	start := time.Now()
+	res, err := ex.Call(context.Background(), "plugintest.pid", arg)
+	require.NoError(t, err)
+	got, err := pid.Decode(res)
+	require.NoError(t, err)
+	assert.NotEqual(t, before.Pid, got, "ran on the replacement")
+	assert.Less(t, time.Since(start), 10*time.Second)
 }
 
 // When the supervisor gives up, calls fail with its error, which wraps
