@@ -236,6 +236,12 @@ func (c *CallClient) forget(id uint64) bool {
 	return ok
 }
 
+// LastMoved is when a frame last went to or came from the plugin. A health
+// check that pings reads it too: behind a large message a ping waits its
+// turn in both directions, and frames still moving mean the plugin is busy,
+// not hung.
+func (c *CallClient) LastMoved() time.Time { return c.cc.lastMoved() }
+
 // Ping is a round trip through the plugin's reader, which answers it
 // without running any back-end code: a health check that a long call does
 // not hold up.

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +44,18 @@ type callConn struct {
 	writeFn         func(uintptr) bool
 	wframe          []byte
 	werr            error
+
+	// born and moved time the last frame that went either way (moved is
+	// nanoseconds since born), so a health check can tell a plane that is
+	// busy with a large message from one that has stopped.
+	born  time.Time
+	moved atomic.Int64
 }
+
+// lastMoved is when a frame last went either way.
+func (c *callConn) lastMoved() time.Time { return c.born.Add(time.Duration(c.moved.Load())) }
+
+func (c *callConn) touch() { c.moved.Store(int64(time.Since(c.born))) }
 
 // newCallConn makes a poller-driven duplicate of conn's socket; conn stays
 // the caller's to close.
@@ -67,6 +80,7 @@ func newCallConn(conn *os.File) (*callConn, error) {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
 	c := &callConn{
+		born:    time.Now(),
 		file:    file,
 		rc:      rc,
 		scratch: make([]byte, maxFrame),
@@ -93,6 +107,9 @@ func (c *callConn) sendFrame(p []byte) error {
 	c.wframe = nil
 	if werr != nil {
 		return fmt.Errorf("dataplane: sendmsg: %w (%w)", ErrPeerGone, werr)
+	}
+	if c.werr == nil {
+		c.touch()
 	}
 	return c.werr
 }
@@ -189,6 +206,7 @@ func (c *callConn) recvFrame() (int, error) {
 	if c.rerr != nil {
 		return 0, c.rerr
 	}
+	c.touch()
 	if oobn > 0 {
 		c.fds, _ = parseRights(c.oob[:oobn], c.fds[:0])
 		closeAll(c.fds)

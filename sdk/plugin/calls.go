@@ -103,21 +103,32 @@ func (r *remoteCalls) monitor() {
 	}
 }
 
-// answers pings the plugin through cc and reports whether it answered
-// within Spec.ReplyTimeout (or the plane ended some other way, which the
-// monitor notices by itself). The ping runs on a goroutine of its own: a
-// plugin that stopped reading can leave it waiting to send behind a large
-// call, and the deadline must hold all the same.
+// answers pings the plugin through cc and reports whether it is alive: it
+// answered, or frames kept moving on the plane (a large call or result
+// ahead of the ping in either direction) until it did, with no gap of
+// Spec.ReplyTimeout. The ping runs on a goroutine of its own, since it may
+// wait to be sent behind such a call; the verdict must not wait with it.
 func (r *remoteCalls) answers(cc *dataplane.CallClient) bool {
-	ctx, cancel := context.WithTimeout(r.life, r.spec.ReplyTimeout)
+	ctx, cancel := context.WithCancel(r.life)
 	defer cancel()
 	res := make(chan error, 1)
 	go func() { res <- cc.Ping(ctx) }()
-	select {
-	case err := <-res:
-		return !errors.Is(err, context.DeadlineExceeded)
-	case <-ctx.Done():
-		return r.life.Err() != nil // stopping is not hanging
+	limit := r.spec.ReplyTimeout
+	wait := time.NewTimer(limit)
+	defer wait.Stop()
+	for {
+		select {
+		case <-res:
+			return true // answered, or the plane ended, which the monitor sees
+		case <-r.life.Done():
+			return true // stopping is not hanging
+		case <-wait.C:
+			idle := time.Since(cc.LastMoved())
+			if idle >= limit {
+				return false
+			}
+			wait.Reset(limit - idle)
+		}
 	}
 }
 
