@@ -116,3 +116,29 @@ func ExampleNewCallClient() {
 	// true
 	// dataplane: the host asked for a resolver, which this plugin does not serve
 }
+
+// Ping and LastMoved are a health check's two signs of life: an answer, or
+// frames still moving (a ping waits its turn behind a large call).
+func ExampleCallClient_LastMoved() {
+	host, plug, err := dataplane.Socketpair()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer plug.Close()
+	served := make(chan error, 1)
+	go func() {
+		served <- dataplane.ServeCalls(context.Background(), plug, dataplane.CallHandlers{Name: "wc", Executor: wordCount{}}, nil)
+	}()
+	defer func() { <-served }()
+	c, err := dataplane.NewCallClient(host, dataplane.FamilyExecutor, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	before := c.LastMoved()
+	err = c.Ping(context.Background())
+	fmt.Println(err, c.LastMoved().After(before))
+	// Output: <nil> true
+}
