@@ -37,11 +37,12 @@
 // Spec.SHA256 first, restarts included), runs the family's health check
 // (a selector's Wait must be answered within its timeout plus
 // Spec.ReplyTimeout; a resolver or executor must answer a ping on the call
-// plane within Spec.ReplyTimeout), restarts a process that died or hung with
-// backoff, and gives up once Spec.MaxRestarts restarts fall within
-// Spec.RestartWindow, with an error wrapping sdk.ErrPluginFailed that names
-// the family, the plugin, its last exit status and the restart count. Each
-// family says what a restart means for its callers:
+// plane, or keep frames moving on it, with no gap of Spec.ReplyTimeout),
+// restarts a process that died or hung with backoff, and gives up once
+// Spec.MaxRestarts restarts fall within Spec.RestartWindow, with an error
+// wrapping sdk.ErrPluginFailed that names the family, the plugin, its last
+// exit status and the restart count. Each family says what a restart means
+// for its callers:
 //
 //   - a selector replays its registrations into the new process; the Wait
 //     that noticed returns 0, nil and the loop goes on, since readiness is

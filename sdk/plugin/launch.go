@@ -50,9 +50,9 @@ type Spec struct {
 	// ReplyTimeout is how long the plugin may leave the health check of its
 	// family unanswered before it is deemed hung and restarted: for a
 	// selector, how long past its own timeout a Wait may go unanswered; for
-	// a resolver or executor, a ping on the call plane (sent every
+	// a resolver or executor, how long a ping on the call plane (sent every
 	// second, answered by the plugin's reader whatever its calls are
-	// doing). Default 5s.
+	// doing) may go unanswered with no frame moving either way. Default 5s.
 	ReplyTimeout time.Duration
 	// MaxRestarts is how many restarts RestartWindow may hold; the failure
 	// after that is final. Default 5; negative means never restart.
