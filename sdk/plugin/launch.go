@@ -63,8 +63,9 @@ type Spec struct {
 	// the first failure in the window, then 10ms, doubling. Default 1s.
 	MaxBackoff time.Duration
 	// Standby keeps a second plugin process started and idle, so that a
-	// restart adopts it (a data-plane hello and the replay of the
-	// registrations) instead of starting a process while the loop waits.
+	// restart adopts it (a data-plane hello, and for a selector the replay
+	// of the registrations) instead of starting a process while the loop or
+	// the callers wait. It works the same for every family.
 	// The price is that second process, started again after every
 	// restart, and with each such start the window the package
 	// documentation describes (a host that dies while a plugin is still
