@@ -274,3 +274,23 @@ func TestCloseFailsCallsInFlight(t *testing.T) {
 	assert.ErrorIs(t, ex.Close(), sdk.ErrExecutorClosed)
 	assert.False(t, alive(st.Pid))
 }
+
+// The standby is the supervisor's, so a call family has it too: a worker
+// killed with Spec.Standby is replaced by the process already started.
+func TestExecutorRestartAdoptsStandby(t *testing.T) {
+	ex := launchCalls(t, sdk.Executors, Spec{Name: "funcs", Standby: true}).(*RemoteExecutor)
+	spare := standbyReady(t, ex.supervisor)
+	first := statsOf(t, ex)
+	require.NoError(t, syscall.Kill(first.Pid, syscall.SIGKILL))
+	var worker int
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if worker, err = pid.Call(context.Background(), ex, struct{}{}); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	assert.Equal(t, spare.pid, worker, "the standby became the worker")
+	assert.NotEqual(t, spare.pid, standbyReady(t, ex.supervisor).pid, "and a new standby was started")
+}

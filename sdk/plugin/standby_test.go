@@ -16,7 +16,7 @@ import (
 
 // standbyReady waits until sel's standby process has started and returns
 // it.
-func standbyReady(t testing.TB, sel *RemoteSelector) *process {
+func standbyReady(t testing.TB, sel *supervisor) *process {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -40,7 +40,7 @@ func TestRestartAdoptsStandby(t *testing.T) {
 	t.Setenv("TMPDIR", tmp) // go-plugin makes the socket directories here
 	sel := launch(t, Spec{Name: "testpoll", Standby: true, Logger: hclog.NewNullLogger()})
 	first := sel.proc
-	spare := standbyReady(t, sel)
+	spare := standbyReady(t, sel.supervisor)
 	require.NotEqual(t, first.pid, spare.pid)
 
 	var p [2]int
@@ -59,7 +59,7 @@ func TestRestartAdoptsStandby(t *testing.T) {
 	}
 	assert.Equal(t, spare.pid, sel.proc.pid, "the restart adopted the standby")
 	assert.Equal(t, sdk.MakeToken(1, 1), evs[0].Token, "registrations replayed to it")
-	next := standbyReady(t, sel)
+	next := standbyReady(t, sel.supervisor)
 	assert.NotEqual(t, spare.pid, next.pid, "a new standby is started")
 
 	require.NoError(t, sel.Close())

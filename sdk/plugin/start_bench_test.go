@@ -228,7 +228,7 @@ func benchRestart(b *testing.B, standby bool) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		if standby {
-			standbyReady(b, sel)
+			standbyReady(b, sel.supervisor)
 		}
 		sel.mu.Lock()
 		old := sel.proc
