@@ -41,17 +41,18 @@ func init() {
 	})
 }
 
-// openSelector opens the selector a spec names (see Policy.Selector): a
-// back-end registered with sdk.Register in-process, or through sdk/plugin a
-// bundled back-end or a plugin executable out of process. Plugin
-// executables named by NAME are looked up in $LOOPKERNEL_PLUGIN_DIR.
+// openBackend opens the back-end of a family that a spec names (see
+// Policy.Selector): a back-end registered in the family's registry, in
+// process; or through sdk/plugin a bundled back-end or a plugin executable
+// out of process, supervised. Plugin executables named by NAME are looked up
+// in $LOOPKERNEL_PLUGIN_DIR.
 //
 // Plugin supervision events (a plugin that crashed or hung and was
 // restarted, or given up on) are logged at warning level on stderr: they
-// are rare, and a loop that silently lost and regained its selector would
-// be a puzzle for whoever watches it.
-func openSelector(ctx context.Context, spec string) (sdk.Selector, error) {
-	return plugin.Open(ctx, sdk.Selectors, spec, plugin.Options{Template: plugin.Spec{Logger: pluginLogger()}})
+// are rare, and a loop that silently lost and regained a back-end would be a
+// puzzle for whoever watches it.
+func openBackend[T any](ctx context.Context, reg *sdk.Registry[T], spec string) (T, error) {
+	return plugin.Open(ctx, reg, spec, plugin.Options{Template: plugin.Spec{Logger: pluginLogger()}})
 }
 
 var pluginLogger = sync.OnceValue(func() hclog.Logger {

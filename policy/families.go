@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -89,16 +88,4 @@ func (p *Policy) Backends() (selector, resolver, executor string) {
 		executor = sdk.DefaultExecutor
 	}
 	return p.Selector, resolver, executor
-}
-
-// openResolver opens the resolver a spec names: a back-end registered in
-// sdk.Resolvers, in process.
-func openResolver(_ context.Context, spec string) (sdk.Resolver, error) {
-	return sdk.Resolvers.New(spec)
-}
-
-// openExecutor opens the function executor a spec names: a back-end
-// registered in sdk.Executors, in process.
-func openExecutor(_ context.Context, spec string) (sdk.Executor, error) {
-	return sdk.Executors.New(spec)
 }

@@ -39,6 +39,7 @@ import (
 	"sync"
 
 	"github.com/loopkernel/loopkernel/kernel"
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 const (
@@ -113,7 +114,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 	}()
 	opts := make([]kernel.Option, 0, len(p.Options)+3)
 	if p.Resolver != "" {
-		r, err := openResolver(ctx, p.Resolver)
+		r, err := openBackend(ctx, sdk.Resolvers, p.Resolver)
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +124,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 		opts = append(opts, kernel.WithResolver(r))
 	}
 	if p.Executor != "" {
-		ex, err := openExecutor(ctx, p.Executor)
+		ex, err := openBackend(ctx, sdk.Executors, p.Executor)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +134,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 	if p.DefaultExecutor != nil {
 		opts = append(opts, kernel.WithExecutor(p.DefaultExecutor()))
 	}
-	sel, err := openSelector(ctx, p.Selector)
+	sel, err := openBackend(ctx, sdk.Selectors, p.Selector)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,47 @@ func TestPluginPoliciesRunTheSelectorOutOfProcess(t *testing.T) {
 			assert.Positive(t, st.Waits, "the plugin counted the loop's waits")
 		})
 	}
+}
+
+var policyTestTriple = sdk.NewFunc("policy-test.triple", func(_ context.Context, x int) (int, error) { return 3 * x, nil })
+
+// The resolver and executor families go out of process by the same spec
+// forms as the selector: --resolver plugin:go and --executor
+// plugin:goroutine put Go's resolver and the goroutine executor in plugin
+// processes (this test binary re-executed), and the loop's lookups and
+// registered functions travel there.
+func TestResolverAndExecutorPlugins(t *testing.T) {
+	for _, v := range []string{EnvVar, SelectorEnv, ResolverEnv, ExecutorEnv} {
+		t.Setenv(v, "")
+	}
+	p, err := Choose(Flags{Resolver: "plugin:" + sdk.DefaultResolver, Executor: "plugin:" + sdk.DefaultExecutor})
+	require.NoError(t, err)
+	l, err := p.NewEventLoop()
+	require.NoError(t, err)
+	defer l.Close()
+	assert.IsType(t, &plugin.RemoteResolver{}, l.Resolver())
+	assert.IsType(t, &plugin.RemoteExecutor{}, l.FuncExecutor())
+
+	task, err := kernel.CreateTask(l, func(co *kernel.Co) (string, error) {
+		ai, err := l.Getaddrinfo("localhost", "80", sdk.AddrinfoHints{Family: unix.AF_INET, SockType: unix.SOCK_STREAM})
+		if err != nil {
+			return "", err
+		}
+		addrs, err := ai.Await(co)
+		if err != nil {
+			return "", err
+		}
+		f, err := kernel.CallFunc(l, policyTestTriple, 14)
+		if err != nil {
+			return "", err
+		}
+		n, err := f.Await(co)
+		return fmt.Sprintf("%v %d", addrs[0].Addr, n), err
+	})
+	require.NoError(t, err)
+	require.NoError(t, l.RunUntilComplete(task))
+	got, _ := task.Result()
+	assert.Equal(t, "127.0.0.1:80 42", got)
 }
 
 // TestPluginPolicySurvivesItsPluginBeingKilled: the supervisor restarts a

@@ -99,7 +99,7 @@ func resolve[T any](reg *sdk.Registry[T], spec string, opts Options) (func() (T,
 		if f, ok := reg.Lookup(spec); ok {
 			return f, nil, nil
 		}
-		return nil, nil, fmt.Errorf("%s %q: no such back-end (have %v, or plugin:NAME, plugin:PATH)", fam, spec, reg.Names())
+		return nil, nil, fmt.Errorf("%s %q: %w (have %v, or plugin:NAME, plugin:PATH)", fam, spec, sdk.ErrUnknownBackend, reg.Names())
 	}
 	if rest == "" {
 		return nil, nil, fmt.Errorf("%s %q: plugin: needs a name or a path", fam, spec)

@@ -467,7 +467,7 @@ func TestResolve(t *testing.T) {
 	require.NoError(t, sel.Close())
 
 	for spec, want := range map[string]string{
-		"nosuch":            "no such back-end",
+		"nosuch":            "unknown back-end",
 		"plugin:":           "needs a name or a path",
 		"plugin:nosuch":     "no plugin directory",
 		"plugin:/nonexist/": "no such file",
