@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -31,13 +32,14 @@ var pluginsOpts struct {
 
 var pluginsCmd = &command{
 	name:    "plugins",
-	summary: "list the selector back-ends: compiled in, and plugin executables in the plugin directory",
+	summary: "list the back-ends of every family compiled in, and plugin executables in the plugin directory",
 	help: `
-Bundled back-ends are compiled into this binary: NAME runs one in this process,
-plugin:NAME in a plugin process (this binary re-executed). Third-party plugins
-are executables named loopkernel-plugin-NAME in the plugin directory
-(--plugin-dir, default $` + plugin.PluginDirEnv + `); select one with
-plugin:NAME or plugin:PATH.
+Bundled back-ends of every family (selector, resolver, executor) are compiled
+into this binary: NAME runs one in this process, plugin:NAME in a plugin
+process (this binary re-executed). Third-party plugins are executables named
+loopkernel-plugin-NAME in the plugin directory (--plugin-dir, default
+$` + plugin.PluginDirEnv + `), listed as selectors; select one with
+plugin:NAME or plugin:PATH (--selector, --resolver, --executor or --policy).
 
 Every back-end is started once, briefly, to ask for its capabilities and to
 show that it starts; --no-start lists without starting anything. The exit
@@ -52,7 +54,7 @@ status is 1 if a back-end failed to start.`,
 
 // probe is what starting a back-end for a moment found out.
 type probe struct {
-	caps sdk.Capabilities
+	what string // what the started back-end said of itself
 	took time.Duration
 	err  error
 }
@@ -61,7 +63,47 @@ func (p probe) String() string {
 	if p.err != nil {
 		return "failed: " + p.err.Error()
 	}
-	return fmt.Sprintf("%s (started in %s)", capsString(p.caps), fmtDuration(p.took))
+	return fmt.Sprintf("%s (started in %s)", p.what, fmtDuration(p.took))
+}
+
+// probeBackend opens the back-end spec names, asks check what it serves
+// (one real call through whichever placement answers), and closes it.
+func probeBackend[T any](timeout time.Duration, reg *sdk.Registry[T], spec string, opts plugin.Options,
+	check func(context.Context, T) (string, error)) probe {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	t0 := time.Now()
+	b, err := plugin.Open(ctx, reg, spec, opts)
+	if err != nil {
+		return probe{err: err}
+	}
+	p := probe{took: time.Since(t0)}
+	p.what, p.err = check(ctx, b)
+	if c, ok := any(b).(io.Closer); ok {
+		if err := c.Close(); err != nil && p.err == nil {
+			p.err = fmt.Errorf("close: %w", err)
+		}
+	}
+	return p
+}
+
+// checkResolver asks a resolver a question that needs no network.
+func checkResolver(ctx context.Context, r sdk.Resolver) (string, error) {
+	ni, err := r.Getnameinfo(ctx, netip.MustParseAddrPort("127.0.0.1:80"), sdk.NINumericHost|sdk.NINumericServ)
+	if err != nil {
+		return "", fmt.Errorf("getnameinfo: %w", err)
+	}
+	return fmt.Sprintf("answers getnameinfo (127.0.0.1:80 -> %s %s)", ni.Host, ni.Service), nil
+}
+
+// checkExecutor makes a call round trip that needs no registered function:
+// the executor must answer it with sdk.ErrUnknownFunc.
+func checkExecutor(ctx context.Context, ex sdk.Executor) (string, error) {
+	_, err := ex.Call(ctx, "loopkernel.plugins.probe-unregistered", nil)
+	if !errors.Is(err, sdk.ErrUnknownFunc) {
+		return "", fmt.Errorf("a call of an unregistered function answered %v, not %v", err, sdk.ErrUnknownFunc)
+	}
+	return fmt.Sprintf("runs registered functions (%d registered)", len(sdk.FuncNames())), nil
 }
 
 func runPlugins(e *env, args []string) error {
@@ -71,22 +113,15 @@ func runPlugins(e *env, args []string) error {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: e.stderr, Level: hclog.Warn})
 	opts := plugin.Options{PluginDir: o.pluginDir, Template: plugin.Spec{Logger: logger, StartTimeout: o.startTimeout}}
+	// start opens a selector by spec for a moment and reports what it
+	// serves; third-party plugins are listed as selectors.
 	start := func(spec string) probe {
 		if o.noStart {
 			return probe{err: errNotStarted}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), o.startTimeout)
-		defer cancel()
-		t0 := time.Now()
-		sel, err := plugin.Open(ctx, sdk.Selectors, spec, opts)
-		if err != nil {
-			return probe{err: err}
-		}
-		p := probe{caps: sel.Capabilities(), took: time.Since(t0)}
-		if err := sel.Close(); err != nil {
-			p.err = fmt.Errorf("close: %w", err)
-		}
-		return p
+		return probeBackend(o.startTimeout, sdk.Selectors, spec, opts, func(_ context.Context, s sdk.Selector) (string, error) {
+			return capsString(s.Capabilities()), nil
+		})
 	}
 	failed := 0
 	show := func(p probe) string {
@@ -99,12 +134,31 @@ func runPlugins(e *env, args []string) error {
 		return p.String()
 	}
 
-	fmt.Fprintln(e.stdout, "Bundled back-ends (compiled into this binary):")
+	fmt.Fprintln(e.stdout, "Bundled back-ends (compiled into this binary), each family in both placements:")
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  SELECTOR\tPLACEMENT\tCAPABILITIES")
+	fmt.Fprintln(tw, "  FAMILY\tSPEC\tPLACEMENT\tCAPABILITIES")
+	row := func(family, name string, probeOf func(spec string) probe) {
+		fmt.Fprintf(tw, "  %s\t%s\tin-process\t%s\n", family, name, show(probeOf(name)))
+		fmt.Fprintf(tw, "  %s\tplugin:%s\tout-of-process (this binary re-executed)\t%s\n", family, name, show(probeOf("plugin:"+name)))
+	}
 	for _, name := range sdk.Selectors.Names() {
-		fmt.Fprintf(tw, "  %s\tin-process\t%s\n", name, show(start(name)))
-		fmt.Fprintf(tw, "  plugin:%s\tout-of-process (this binary re-executed)\t%s\n", name, show(start("plugin:"+name)))
+		row(sdk.Selectors.Family(), name, start)
+	}
+	for _, name := range sdk.Resolvers.Names() {
+		row(sdk.Resolvers.Family(), name, func(spec string) probe {
+			if o.noStart {
+				return probe{err: errNotStarted}
+			}
+			return probeBackend(o.startTimeout, sdk.Resolvers, spec, opts, checkResolver)
+		})
+	}
+	for _, name := range sdk.Executors.Names() {
+		row(sdk.Executors.Family(), name, func(spec string) probe {
+			if o.noStart {
+				return probe{err: errNotStarted}
+			}
+			return probeBackend(o.startTimeout, sdk.Executors, spec, opts, checkExecutor)
+		})
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -28,10 +28,20 @@ func TestPluginsListsAndStartsEveryBackEnd(t *testing.T) {
 	// Both placements of each bundled back-end, with the capabilities the
 	// started back-end reported.
 	for _, re := range []string{
-		`(?m)^  epoll\s+in-process\s+serves "epoll", max-fds unlimited, regular-files no \(started in \S+\)$`,
-		`(?m)^  plugin:epoll\s+out-of-process \(this binary re-executed\)\s+serves "epoll", max-fds unlimited, regular-files no \(started in \S+\)$`,
-		`(?m)^  poll\s+in-process\s+serves "poll", max-fds unlimited, regular-files yes \(started in \S+\)$`,
-		`(?m)^  plugin:poll\s+out-of-process \(this binary re-executed\)\s+serves "poll", max-fds unlimited, regular-files yes \(started in \S+\)$`,
+		`(?m)^  selector\s+epoll\s+in-process\s+serves "epoll", max-fds unlimited, regular-files no \(started in \S+\)$`,
+		`(?m)^  selector\s+plugin:epoll\s+out-of-process \(this binary re-executed\)\s+serves "epoll", max-fds unlimited, regular-files no \(started in \S+\)$`,
+		`(?m)^  selector\s+poll\s+in-process\s+serves "poll", max-fds unlimited, regular-files yes \(started in \S+\)$`,
+		`(?m)^  selector\s+plugin:poll\s+out-of-process \(this binary re-executed\)\s+serves "poll", max-fds unlimited, regular-files yes \(started in \S+\)$`,
+	} {
+		assert.Regexp(t, re, r.stdout)
+	}
+	// The resolver and executor families, each answering one real call in
+	// both placements.
+	for _, re := range []string{
+		`(?m)^  resolver\s+go\s+in-process\s+answers getnameinfo \(127.0.0.1:80 -> 127.0.0.1 80\) \(started in \S+\)$`,
+		`(?m)^  resolver\s+plugin:go\s+out-of-process \(this binary re-executed\)\s+answers getnameinfo \(127.0.0.1:80 -> 127.0.0.1 80\) \(started in \S+\)$`,
+		`(?m)^  executor\s+goroutine\s+in-process\s+runs registered functions \(\d+ registered\) \(started in \S+\)$`,
+		`(?m)^  executor\s+plugin:goroutine\s+out-of-process \(this binary re-executed\)\s+runs registered functions \(\d+ registered\) \(started in \S+\)$`,
 	} {
 		assert.Regexp(t, re, r.stdout)
 	}
@@ -49,9 +59,11 @@ func TestPluginsNoStart(t *testing.T) {
 	dir := pluginDir(t)
 	r := loopkernel(t, nil, "plugins", "--plugin-dir", dir, "--no-start")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
-	assert.Regexp(t, `(?m)^  plugin:epoll\s+out-of-process \(this binary re-executed\)\s+not started$`, r.stdout)
+	assert.Regexp(t, `(?m)^  selector\s+plugin:epoll\s+out-of-process \(this binary re-executed\)\s+not started$`, r.stdout)
+	assert.Regexp(t, `(?m)^  executor\s+plugin:goroutine\s+out-of-process \(this binary re-executed\)\s+not started$`, r.stdout)
 	assert.Regexp(t, `(?m)^  plugin:example\s+\S+\s+not started$`, r.stdout)
 	assert.NotContains(t, r.stdout, "serves")
+	assert.NotContains(t, r.stdout, "answers")
 }
 
 func TestPluginsReportsAPluginThatDoesNotStart(t *testing.T) {
