@@ -531,16 +531,16 @@ func caseClosedSelector(c *C) {
 	require.NoError(c, s.Register(a, tok, sdk.Read), msgRegister)
 	require.NoError(c, s.Close(), "rule: Close succeeds once")
 	const rule = "rule: every call after Close fails with ErrClosed"
-	require.ErrorIs(c, s.Register(b, sdk.MakeToken(23, 1), sdk.Read), sdk.ErrClosed, rule+" (Register)")
-	require.ErrorIs(c, s.Modify(tok, sdk.Write), sdk.ErrClosed, rule+" (Modify)")
-	require.ErrorIs(c, s.Unregister(tok), sdk.ErrClosed, rule+" (Unregister)")
+	require.ErrorIs(c, s.Register(b, sdk.MakeToken(23, 1), sdk.Read), sdk.ErrSelectorClosed, rule+" (Register)")
+	require.ErrorIs(c, s.Modify(tok, sdk.Write), sdk.ErrSelectorClosed, rule+" (Modify)")
+	require.ErrorIs(c, s.Unregister(tok), sdk.ErrSelectorClosed, rule+" (Unregister)")
 	_, err := s.Wait(make([]sdk.Event, 8), 0)
-	require.ErrorIs(c, err, sdk.ErrClosed, rule+" (Wait)")
-	require.ErrorIs(c, s.Wake(), sdk.ErrClosed, rule+" (Wake)")
+	require.ErrorIs(c, err, sdk.ErrSelectorClosed, rule+" (Wait)")
+	require.ErrorIs(c, s.Wake(), sdk.ErrSelectorClosed, rule+" (Wake)")
 	errc := make(chan error, 1)
 	go func() { errc <- s.Wake() }()
-	require.ErrorIs(c, <-errc, sdk.ErrClosed, rule+" (Wake from another goroutine)")
-	require.ErrorIs(c, s.Close(), sdk.ErrClosed, rule+" (Close)")
+	require.ErrorIs(c, <-errc, sdk.ErrSelectorClosed, rule+" (Wake from another goroutine)")
+	require.ErrorIs(c, s.Close(), sdk.ErrSelectorClosed, rule+" (Close)")
 }
 
 func caseRegularFile(c *C) {

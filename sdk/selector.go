@@ -137,14 +137,14 @@ type Selector interface {
 	// Capabilities reports what this selector supports.
 	Capabilities() Capabilities
 	// Close releases the selector's own resources (never the registered
-	// descriptors). Every later call fails with ErrClosed.
+	// descriptors). Every later call fails with ErrSelectorClosed.
 	Close() error
 }
 
 // Errors a Selector returns; implementations wrap them with context so that
 // errors.Is works across both placements.
 var (
-	ErrExists        = errors.New("already registered")
-	ErrNotRegistered = errors.New("not registered")
-	ErrClosed        = errors.New("selector closed")
+	ErrExists         = errors.New("already registered")
+	ErrNotRegistered  = errors.New("not registered")
+	ErrSelectorClosed = errors.New("selector closed")
 )

@@ -66,7 +66,7 @@ func (d *Driver) Selector() sdk.Selector { return d.sel }
 // Open implements sdk.Driver.
 func (d *Driver) Open(fd int) (sdk.FD, error) {
 	if d.closed {
-		return nil, fmt.Errorf("open fd %d: %w", fd, sdk.ErrClosed)
+		return nil, fmt.Errorf("open fd %d: %w", fd, sdk.ErrSelectorClosed)
 	}
 	if fd < 0 {
 		return nil, fmt.Errorf("open fd %d: %w", fd, unix.EBADF)
@@ -83,7 +83,7 @@ func (d *Driver) Open(fd int) (sdk.FD, error) {
 // do, so the operation discovers the condition through its own system call.
 func (d *Driver) Poll(ready []func(), timeout time.Duration) (int, error) {
 	if d.closed {
-		return 0, sdk.ErrClosed
+		return 0, sdk.ErrSelectorClosed
 	}
 	n := 0
 	if len(d.deferred) > 0 {

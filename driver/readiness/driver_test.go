@@ -238,7 +238,7 @@ func TestClosePendingOpsCancelled(t *testing.T) {
 	step(t, d, 10*time.Millisecond)
 	require.Equal(t, 1, writes)
 	require.Zero(t, reads, "a stopped read gets no callback")
-	require.ErrorIs(t, f.ReadStart(nil, nil), sdk.ErrClosed)
+	require.ErrorIs(t, f.ReadStart(nil, nil), sdk.ErrSelectorClosed)
 	_, err = d.Open(a)
 	require.NoError(t, err, "a closed descriptor can be opened again")
 }
@@ -339,5 +339,5 @@ func TestCapabilities(t *testing.T) {
 	require.False(t, c.Has(sdk.CapProvidedBuffers))
 	require.NoError(t, d.Close())
 	_, err := d.Open(0)
-	require.True(t, errors.Is(err, sdk.ErrClosed))
+	require.True(t, errors.Is(err, sdk.ErrSelectorClosed))
 }

@@ -113,7 +113,7 @@ func (f *file) disarm(ev sdk.Events) {
 
 func (f *file) check(what string) error {
 	if !f.open {
-		return fmt.Errorf("%s: %w", what, sdk.ErrClosed)
+		return fmt.Errorf("%s: %w", what, sdk.ErrSelectorClosed)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func (s *pollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return sdk.ErrClosed
+		return sdk.ErrSelectorClosed
 	}
 	if _, dup := s.regs[tok]; dup {
 		return fmt.Errorf("register %v: %w", tok, sdk.ErrExists)
@@ -98,7 +98,7 @@ func (s *pollSelector) Wait(events []sdk.Event, timeout time.Duration) (int, err
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return 0, sdk.ErrClosed
+		return 0, sdk.ErrSelectorClosed
 	}
 	s.fds = append(s.fds[:0], unix.PollFd{Fd: int32(s.wake[0]), Events: unix.POLLIN})
 	s.toks = append(s.toks[:0], 0)
@@ -164,7 +164,7 @@ func (s *pollSelector) Wake() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return sdk.ErrClosed
+		return sdk.ErrSelectorClosed
 	}
 	// A full pipe already means "wake": EAGAIN is success.
 	if _, err := unix.Write(s.wake[1], []byte{1}); err != nil && err != unix.EAGAIN {
@@ -181,7 +181,7 @@ func (s *pollSelector) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return sdk.ErrClosed
+		return sdk.ErrSelectorClosed
 	}
 	s.closed = true
 	unix.Close(s.wake[0])

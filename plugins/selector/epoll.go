@@ -119,7 +119,7 @@ func (s *epollSelector) ctl(op, fd int, tok sdk.Token, interest sdk.Events) erro
 
 func (s *epollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) error {
 	if s.w.isClosed() {
-		return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, sdk.ErrClosed)
+		return fmt.Errorf("epoll: register fd %d as %v: %w", fd, tok, sdk.ErrSelectorClosed)
 	}
 	if tok == wakeToken {
 		return fmt.Errorf("epoll: register fd %d as %v: token reserved for the wake-up: %w", fd, tok, unix.EINVAL)
@@ -150,7 +150,7 @@ func (s *epollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) err
 
 func (s *epollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 	if s.w.isClosed() {
-		return fmt.Errorf("epoll: modify %v: %w", tok, sdk.ErrClosed)
+		return fmt.Errorf("epoll: modify %v: %w", tok, sdk.ErrSelectorClosed)
 	}
 	r, ok := s.regs.get(tok)
 	if !ok {
@@ -184,7 +184,7 @@ func (s *epollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 // of the epoll set.
 func (s *epollSelector) Unregister(tok sdk.Token) error {
 	if s.w.isClosed() {
-		return fmt.Errorf("epoll: unregister %v: %w", tok, sdk.ErrClosed)
+		return fmt.Errorf("epoll: unregister %v: %w", tok, sdk.ErrSelectorClosed)
 	}
 	r, ok := s.regs.get(tok)
 	if !ok {
@@ -204,7 +204,7 @@ func (s *epollSelector) Unregister(tok sdk.Token) error {
 
 func (s *epollSelector) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	if s.w.isClosed() {
-		return 0, fmt.Errorf("epoll: wait: %w", sdk.ErrClosed)
+		return 0, fmt.Errorf("epoll: wait: %w", sdk.ErrSelectorClosed)
 	}
 	// Never ask the kernel for more events than the caller can take: epoll
 	// moves every event it returns to the back of its ready list, so an
@@ -252,7 +252,7 @@ func (s *epollSelector) Capabilities() sdk.Capabilities {
 func (s *epollSelector) Close() error {
 	first, err := s.w.close()
 	if !first {
-		return fmt.Errorf("epoll: close: %w", sdk.ErrClosed)
+		return fmt.Errorf("epoll: close: %w", sdk.ErrSelectorClosed)
 	}
 	s.regs = epollTable{}
 	if cerr := unix.Close(s.epfd); cerr != nil && err == nil {

@@ -93,7 +93,7 @@ func pollFd(fd int, interest sdk.Events) unix.PollFd {
 
 func (s *pollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) error {
 	if s.w.isClosed() {
-		return fmt.Errorf("poll: register fd %d as %v: %w", fd, tok, sdk.ErrClosed)
+		return fmt.Errorf("poll: register fd %d as %v: %w", fd, tok, sdk.ErrSelectorClosed)
 	}
 	if _, ok := s.byTok[tok]; ok {
 		return fmt.Errorf("poll: register fd %d as %v: token %w", fd, tok, sdk.ErrExists)
@@ -115,7 +115,7 @@ func (s *pollSelector) Register(fd int, tok sdk.Token, interest sdk.Events) erro
 
 func (s *pollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 	if s.w.isClosed() {
-		return fmt.Errorf("poll: modify %v: %w", tok, sdk.ErrClosed)
+		return fmt.Errorf("poll: modify %v: %w", tok, sdk.ErrSelectorClosed)
 	}
 	i, ok := s.byTok[tok]
 	if !ok {
@@ -128,7 +128,7 @@ func (s *pollSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 
 func (s *pollSelector) Unregister(tok sdk.Token) error {
 	if s.w.isClosed() {
-		return fmt.Errorf("poll: unregister %v: %w", tok, sdk.ErrClosed)
+		return fmt.Errorf("poll: unregister %v: %w", tok, sdk.ErrSelectorClosed)
 	}
 	i, ok := s.byTok[tok]
 	if !ok {
@@ -154,7 +154,7 @@ func (s *pollSelector) Unregister(tok sdk.Token) error {
 
 func (s *pollSelector) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	if s.w.isClosed() {
-		return 0, fmt.Errorf("poll: wait: %w", sdk.ErrClosed)
+		return 0, fmt.Errorf("poll: wait: %w", sdk.ErrSelectorClosed)
 	}
 	var ts *unix.Timespec
 	if timeout >= 0 {
@@ -206,7 +206,7 @@ func (s *pollSelector) Capabilities() sdk.Capabilities {
 func (s *pollSelector) Close() error {
 	first, err := s.w.close()
 	if !first {
-		return fmt.Errorf("poll: close: %w", sdk.ErrClosed)
+		return fmt.Errorf("poll: close: %w", sdk.ErrSelectorClosed)
 	}
 	s.pfds, s.regs, s.byTok, s.byFd = nil, nil, nil, nil
 	if err != nil {

@@ -48,7 +48,7 @@ func (w *waker) open() error {
 // wake implements Selector.Wake for the owning selector called name.
 func (w *waker) wake(name string) error {
 	if w.closed.Load() {
-		return fmt.Errorf("%s: wake: %w", name, sdk.ErrClosed)
+		return fmt.Errorf("%s: wake: %w", name, sdk.ErrSelectorClosed)
 	}
 	if !w.pending.CompareAndSwap(false, true) {
 		return nil // a wake-up is already on its way; coalesce
@@ -56,7 +56,7 @@ func (w *waker) wake(name string) error {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed.Load() {
-		return fmt.Errorf("%s: wake: %w", name, sdk.ErrClosed)
+		return fmt.Errorf("%s: wake: %w", name, sdk.ErrSelectorClosed)
 	}
 	for {
 		_, err := unix.Write(w.fd, w.one[:])

@@ -197,7 +197,7 @@ func (c *Client) Capabilities() sdk.Capabilities { return c.caps }
 // its own copy through SCM_RIGHTS; fd stays the caller's).
 func (c *Client) Register(fd int, tok sdk.Token, interest sdk.Events) error {
 	if c.closed.Load() {
-		return fmt.Errorf("dataplane: register %v: %w", tok, sdk.ErrClosed)
+		return fmt.Errorf("dataplane: register %v: %w", tok, sdk.ErrSelectorClosed)
 	}
 	if tok == reservedToken {
 		return fmt.Errorf("dataplane: register %v: token reserved for the data plane: %w", tok, unix.EINVAL)
@@ -230,7 +230,7 @@ func (c *Client) Register(fd int, tok sdk.Token, interest sdk.Events) error {
 // queued Register or Modify for the same token when one is pending.
 func (c *Client) Modify(tok sdk.Token, interest sdk.Events) error {
 	if c.closed.Load() {
-		return fmt.Errorf("dataplane: modify %v: %w", tok, sdk.ErrClosed)
+		return fmt.Errorf("dataplane: modify %v: %w", tok, sdk.ErrSelectorClosed)
 	}
 	r, ok := c.regs[tok]
 	if !ok {
@@ -257,7 +257,7 @@ func (c *Client) Modify(tok sdk.Token, interest sdk.Events) error {
 // may close it as soon as Unregister returns.
 func (c *Client) Unregister(tok sdk.Token) error {
 	if c.closed.Load() {
-		return fmt.Errorf("dataplane: unregister %v: %w", tok, sdk.ErrClosed)
+		return fmt.Errorf("dataplane: unregister %v: %w", tok, sdk.ErrSelectorClosed)
 	}
 	r, ok := c.regs[tok]
 	if !ok {
@@ -286,7 +286,7 @@ func (c *Client) Unregister(tok sdk.Token) error {
 // frame: only the first Wake after a Wait started sends.
 func (c *Client) Wake() error {
 	if c.closed.Load() {
-		return fmt.Errorf("dataplane: wake: %w", sdk.ErrClosed)
+		return fmt.Errorf("dataplane: wake: %w", sdk.ErrSelectorClosed)
 	}
 	if !c.wakeSent.CompareAndSwap(false, true) {
 		return nil
@@ -310,13 +310,13 @@ func (c *Client) Wake() error {
 // logged warning.
 func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	if c.closed.Load() {
-		return 0, fmt.Errorf("dataplane: wait: %w", sdk.ErrClosed)
+		return 0, fmt.Errorf("dataplane: wait: %w", sdk.ErrSelectorClosed)
 	}
 	c.loopMu.Lock()
 	defer c.loopMu.Unlock()
 	if c.conn == nil {
 		if c.closed.Load() {
-			return 0, fmt.Errorf("dataplane: wait: %w", sdk.ErrClosed)
+			return 0, fmt.Errorf("dataplane: wait: %w", sdk.ErrSelectorClosed)
 		}
 		return 0, fmt.Errorf("dataplane: wait: %w (no connection)", ErrPeerGone)
 	}
@@ -348,7 +348,7 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	c.wakeSent.Store(false)
 	if err != nil {
 		if c.closed.Load() {
-			return 0, fmt.Errorf("dataplane: wait: %w (closed during wait: %w)", sdk.ErrClosed, err)
+			return 0, fmt.Errorf("dataplane: wait: %w (closed during wait: %w)", sdk.ErrSelectorClosed, err)
 		}
 		return 0, fmt.Errorf("dataplane: wait: %w", err)
 	}
@@ -516,7 +516,7 @@ func (c *Client) abandon(err error, partial bool) error {
 func (c *Client) Replace(conn *os.File) error {
 	if c.closed.Load() {
 		conn.Close()
-		return fmt.Errorf("dataplane: replace: %w", sdk.ErrClosed)
+		return fmt.Errorf("dataplane: replace: %w", sdk.ErrSelectorClosed)
 	}
 	c.loopMu.Lock()
 	defer c.loopMu.Unlock()
@@ -541,7 +541,7 @@ func (c *Client) Replace(conn *os.File) error {
 // another goroutine is released with an error.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
-		return fmt.Errorf("dataplane: close: %w", sdk.ErrClosed)
+		return fmt.Errorf("dataplane: close: %w", sdk.ErrSelectorClosed)
 	}
 	c.connMu.RLock()
 	if c.conn != nil {

@@ -359,13 +359,13 @@ func TestCloseReleasesBlockedWait(t *testing.T) {
 	}()
 	time.Sleep(10 * time.Millisecond) // let Wait block (either order passes)
 	require.NoError(t, c.Close())
-	require.ErrorIs(t, <-errc, sdk.ErrClosed)
+	require.ErrorIs(t, <-errc, sdk.ErrSelectorClosed)
 	require.NoError(t, p.wait(t), "Serve ends cleanly on goodbye")
-	require.ErrorIs(t, c.Close(), sdk.ErrClosed)
-	require.ErrorIs(t, c.Wake(), sdk.ErrClosed)
-	require.ErrorIs(t, c.Register(0, 1, sdk.Read), sdk.ErrClosed)
+	require.ErrorIs(t, c.Close(), sdk.ErrSelectorClosed)
+	require.ErrorIs(t, c.Wake(), sdk.ErrSelectorClosed)
+	require.ErrorIs(t, c.Register(0, 1, sdk.Read), sdk.ErrSelectorClosed)
 	_, err := c.Wait(nil, 0)
-	require.ErrorIs(t, err, sdk.ErrClosed)
+	require.ErrorIs(t, err, sdk.ErrSelectorClosed)
 }
 
 func TestPluginClosesCopies(t *testing.T) {

@@ -57,7 +57,7 @@ func (e *testEpoll) ctl(op, fd int, tok sdk.Token, in sdk.Events) error {
 
 func (e *testEpoll) Register(fd int, tok sdk.Token, in sdk.Events) error {
 	if e.closed.Load() {
-		return sdk.ErrClosed
+		return sdk.ErrSelectorClosed
 	}
 	if _, ok := e.regs[tok]; ok {
 		return sdk.ErrExists
@@ -91,7 +91,7 @@ func (e *testEpoll) Unregister(tok sdk.Token) error {
 
 func (e *testEpoll) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 	if e.closed.Load() {
-		return 0, sdk.ErrClosed
+		return 0, sdk.ErrSelectorClosed
 	}
 	ms := -1
 	if timeout >= 0 {
@@ -153,7 +153,7 @@ func (e *testEpoll) Capabilities() sdk.Capabilities {
 
 func (e *testEpoll) Close() error {
 	if e.closed.Swap(true) {
-		return sdk.ErrClosed
+		return sdk.ErrSelectorClosed
 	}
 	unix.Close(e.evfd)
 	return unix.Close(e.epfd)

@@ -260,7 +260,7 @@ func errnoOf(err error) unix.Errno {
 		return unix.EEXIST
 	case errors.Is(err, sdk.ErrNotRegistered):
 		return unix.ENOENT
-	case errors.Is(err, sdk.ErrClosed):
+	case errors.Is(err, sdk.ErrSelectorClosed):
 		return unix.EBADF
 	}
 	return unix.EIO
@@ -350,7 +350,7 @@ func (sv *server) waitAndReply(f hostFrame) error {
 	n, err := sv.sel.Wait(sv.events[:want], timeout)
 	if err != nil {
 		sv.sendError(f.seq, fmt.Errorf("real selector wait: %w", err))
-		if errors.Is(err, sdk.ErrClosed) {
+		if errors.Is(err, sdk.ErrSelectorClosed) {
 			return fmt.Errorf("dataplane: real selector: %w", err)
 		}
 		return nil

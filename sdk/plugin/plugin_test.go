@@ -205,7 +205,7 @@ func TestCloseEndsARestartInProgress(t *testing.T) {
 	require.NoError(t, sel.Close())
 	select {
 	case err := <-done:
-		assert.ErrorIs(t, err, sdk.ErrClosed)
+		assert.ErrorIs(t, err, sdk.ErrSelectorClosed)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not end the restart loop")
 	}
@@ -256,9 +256,9 @@ func TestCloseIsGraceful(t *testing.T) {
 	assert.Equal(t, 0, p.run.state.ExitCode(), "exited by itself after Shutdown")
 	_, err = os.Stat(dir)
 	assert.ErrorIs(t, err, os.ErrNotExist, "socket directory removed")
-	assert.ErrorIs(t, sel.Close(), sdk.ErrClosed)
+	assert.ErrorIs(t, sel.Close(), sdk.ErrSelectorClosed)
 	_, err = sel.Wait(make([]sdk.Event, 1), 0)
-	assert.ErrorIs(t, err, sdk.ErrClosed)
+	assert.ErrorIs(t, err, sdk.ErrSelectorClosed)
 }
 
 func TestCloseReleasesABlockedWait(t *testing.T) {
@@ -272,7 +272,7 @@ func TestCloseReleasesABlockedWait(t *testing.T) {
 	require.NoError(t, sel.Close())
 	select {
 	case err := <-done:
-		assert.ErrorIs(t, err, sdk.ErrClosed)
+		assert.ErrorIs(t, err, sdk.ErrSelectorClosed)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not end the Wait")
 	}

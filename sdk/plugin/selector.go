@@ -61,21 +61,21 @@ func launchSelector(ctx context.Context, spec Spec) (*RemoteSelector, error) {
 // table (the source of truth a restart re-sends); they never talk to the
 // plugin, so a dead plugin cannot make them fail.
 func (s *RemoteSelector) Register(fd int, tok sdk.Token, interest sdk.Events) error {
-	if err := s.usable(sdk.ErrClosed); err != nil {
+	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return err
 	}
 	return s.dp.Register(fd, tok, interest)
 }
 
 func (s *RemoteSelector) Modify(tok sdk.Token, interest sdk.Events) error {
-	if err := s.usable(sdk.ErrClosed); err != nil {
+	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return err
 	}
 	return s.dp.Modify(tok, interest)
 }
 
 func (s *RemoteSelector) Unregister(tok sdk.Token) error {
-	if err := s.usable(sdk.ErrClosed); err != nil {
+	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return err
 	}
 	return s.dp.Unregister(tok)
@@ -84,7 +84,7 @@ func (s *RemoteSelector) Unregister(tok sdk.Token) error {
 // Wait waits on the plugin. A failed plugin is replaced here, on the loop
 // goroutine, and the Wait returns 0, nil so the loop iterates again.
 func (s *RemoteSelector) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
-	if err := s.usable(sdk.ErrClosed); err != nil {
+	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return 0, err
 	}
 	var deadline time.Time
@@ -104,7 +104,7 @@ func (s *RemoteSelector) Wait(events []sdk.Event, timeout time.Duration) (int, e
 			return 0, s.replace(errNoAnswer)
 		}
 		if err != nil {
-			if errors.Is(err, sdk.ErrClosed) {
+			if errors.Is(err, sdk.ErrSelectorClosed) {
 				return 0, err
 			}
 			return 0, s.replace(err)
@@ -123,7 +123,7 @@ func (s *RemoteSelector) Wait(events []sdk.Event, timeout time.Duration) (int, e
 // replace restarts the plugin and replays every live registration into the
 // new one (dataplane.Client.Replace queues them for the next Wait).
 func (s *RemoteSelector) replace(cause error) error {
-	return s.restart(cause, sdk.ErrClosed, func(p *process) error { return s.dp.Replace(p.conn) })
+	return s.restart(cause, sdk.ErrSelectorClosed, func(p *process) error { return s.dp.Replace(p.conn) })
 }
 
 // Wake is safe from any goroutine. While the plugin is being replaced the
@@ -131,7 +131,7 @@ func (s *RemoteSelector) replace(cause error) error {
 // because the Wait doing the replacing returns 0 anyway.
 func (s *RemoteSelector) Wake() error {
 	s.woken.Store(true)
-	if err := s.dp.Wake(); err != nil && errors.Is(err, sdk.ErrClosed) {
+	if err := s.dp.Wake(); err != nil && errors.Is(err, sdk.ErrSelectorClosed) {
 		return err
 	}
 	return nil
@@ -144,12 +144,12 @@ func (s *RemoteSelector) Capabilities() sdk.Capabilities { return s.dp.Capabilit
 // exited within Spec.StopTimeout. It never closes registered descriptors.
 // It may be called from another goroutine than the loop's: a Wait blocked
 // there, or replacing a failed plugin, returns an error wrapping
-// sdk.ErrClosed.
+// sdk.ErrSelectorClosed.
 func (s *RemoteSelector) Close() error {
 	if !s.stop() {
-		return fmt.Errorf("selector plugin %q: %w", s.name, sdk.ErrClosed)
+		return fmt.Errorf("selector plugin %q: %w", s.name, sdk.ErrSelectorClosed)
 	}
-	if err := s.dp.Close(); err != nil && !errors.Is(err, sdk.ErrClosed) {
+	if err := s.dp.Close(); err != nil && !errors.Is(err, sdk.ErrSelectorClosed) {
 		return fmt.Errorf("selector plugin %q: %w", s.name, err)
 	}
 	return nil

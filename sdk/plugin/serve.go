@@ -245,7 +245,7 @@ func serve(b Backends) int {
 	go func() { closed <- be.close() }()
 	select {
 	case err := <-closed:
-		if err != nil && !errors.Is(err, sdk.ErrClosed) && !errors.Is(err, sdk.ErrExecutorClosed) {
+		if err != nil && !errors.Is(err, sdk.ErrSelectorClosed) && !errors.Is(err, sdk.ErrExecutorClosed) {
 			logger.Warn("closing the back-end", "error", err)
 		}
 	case <-time.After(time.Until(deadline)):

@@ -63,7 +63,7 @@ func (b *broken) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 // two advertised rules break).
 func (b *broken) Wake() error {
 	if b.closed.Load() {
-		return fmt.Errorf("brokensel: wake: %w", sdk.ErrClosed)
+		return fmt.Errorf("brokensel: wake: %w", sdk.ErrSelectorClosed)
 	}
 	return nil
 }
