@@ -66,7 +66,7 @@ type Client struct {
 	recvOOB []byte
 	rights  []int
 
-	yield yielder // see yieldEvery
+	yield yielder // see yielder (yield.go)
 }
 
 type reg struct {
@@ -333,7 +333,7 @@ func (c *Client) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
 		timeout, c.wakeNext = 0, false
 	}
 	// The loop goroutine calling Wait blocks only in system calls, like the
-	// plugin's (see yieldEvery).
+	// plugin's (see yielder, yield.go).
 	c.yield.tick()
 	c.seq++
 	if err := c.flush(timeout, len(events)); err != nil {

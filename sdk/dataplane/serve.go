@@ -76,7 +76,7 @@ type server struct {
 	fds         map[sdk.Token]int
 	selfWatched bool
 	wakePending bool
-	yield       yielder // see yieldEvery
+	yield       yielder // see yielder (yield.go)
 	// errs are error records not yet delivered (a reply has room for
 	// maxReplyRecords; the rest wait for the next one).
 	errs    []errRecord
