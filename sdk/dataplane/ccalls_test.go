@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -21,16 +20,7 @@ import (
 // per family: hello, calls and every result status, a ping, messages
 // larger than a frame in both directions, and goodbye.
 func TestCCallPluginFollowsWire(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles C and starts a process")
-	}
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler")
-	}
-	bin := filepath.Join(t.TempDir(), "ccalls")
-	out, err := exec.Command(cc, "-O1", "-Wall", "-o", bin, "testdata/cplugin/ccalls.c").CombinedOutput()
-	require.NoError(t, err, "cc: %s", out)
+	bin := buildCPlugin(t, "ccalls")
 	start := func(fam Family) (*CallClient, *exec.Cmd) {
 		host, pconn, err := Socketpair()
 		require.NoError(t, err)

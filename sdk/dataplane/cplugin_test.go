@@ -19,16 +19,7 @@ import (
 // across frames, readiness, modify, wake, unregister and goodbye. It checks
 // the document, not just this package's agreement with itself.
 func TestCPluginFollowsWire(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles C and starts a process")
-	}
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler")
-	}
-	bin := filepath.Join(t.TempDir(), "cplugin")
-	out, err := exec.Command(cc, "-O1", "-Wall", "-o", bin, "testdata/cplugin/cplugin.c").CombinedOutput()
-	require.NoError(t, err, "cc: %s", out)
+	bin := buildCPlugin(t, "cplugin")
 
 	host, pconn, err := Socketpair()
 	require.NoError(t, err)
@@ -82,4 +73,22 @@ func TestCPluginFollowsWire(t *testing.T) {
 
 	require.NoError(t, c.Close())
 	require.NoError(t, cmd.Wait(), "the C plugin exits 0 on goodbye")
+}
+
+// buildCPlugin compiles testdata/cplugin/NAME.c, a plugin written in C from
+// WIRE.md alone, and returns the executable's path; it skips the test in
+// -short mode or without a C compiler.
+func buildCPlugin(t *testing.T, name string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("compiles C and starts a process")
+	}
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler")
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command(cc, "-O1", "-Wall", "-o", bin, "testdata/cplugin/"+name+".c").CombinedOutput()
+	require.NoError(t, err, "cc: %s", out)
+	return bin
 }
