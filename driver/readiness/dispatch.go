@@ -93,11 +93,7 @@ func (f *file) writable() {
 		if err == unix.EAGAIN {
 			return
 		}
-		done := f.doneN
-		f.clearWrite()
-		f.inWrite = true
-		defer f.endWrite()
-		done(n, err)
+		f.finishN(n, err)
 	case opSendTo:
 		// Keep sending while the socket takes datagrams and the completion
 		// submits the next one, as the kernel did before the seam: one
@@ -143,11 +139,7 @@ func (f *file) writable() {
 		if err == unix.EAGAIN {
 			return
 		}
-		done := f.doneN
-		f.clearWrite()
-		f.inWrite = true
-		defer f.endWrite()
-		done(n, err)
+		f.finishN(n, err)
 	case opWatchWrite:
 		f.watchW()
 	}
@@ -162,4 +154,15 @@ func (f *file) endWrite() {
 	if f.open && f.wop == opNone {
 		f.disarm(sdk.Write)
 	}
+}
+
+// finishN ends the pending byte-counting write-side operation (Write,
+// Sendfile) and runs its completion; a resubmission from inside it keeps
+// the descriptor armed (endWrite decides once the completion returns).
+func (f *file) finishN(n int, err error) {
+	done := f.doneN
+	f.clearWrite()
+	f.inWrite = true
+	defer f.endWrite()
+	done(n, err)
 }
