@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
@@ -193,13 +194,4 @@ func tcpPair(t testing.TB) (a, b int) {
 }
 
 // testLogger sends host and forwarded plugin logs to the test log.
-func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "oop", Level: hclog.Info, Output: testWriter{t}})
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t testing.TB) hclog.Logger { return testkit.Logger(t, "oop", hclog.Info) }

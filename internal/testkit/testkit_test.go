@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -238,4 +239,20 @@ func TestUntil(t *testing.T) {
 	})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not reached within 5ms")
+}
+
+// A logger handed to a goroutine that outlives its test writes nothing to
+// the finished test (under -race, a write there is a reported race).
+func TestLoggerOutlivesItsTest(t *testing.T) {
+	var logger hclog.Logger
+	t.Run("short", func(t *testing.T) {
+		logger = testkit.Logger(t, "short", hclog.Debug)
+		logger.Info("while the test runs")
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		logger.Debug("after the test: dropped")
+	}()
+	<-done
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 )
@@ -196,14 +197,4 @@ var (
 )
 
 // testLogger sends host and forwarded plugin logs to the test log.
-func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: testWriter{t}})
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t testing.TB) hclog.Logger { return testkit.Logger(t, t.Name(), hclog.Debug) }
