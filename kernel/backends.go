@@ -44,8 +44,10 @@ func WithFuncExecutor(ex sdk.Executor) Option {
 
 // SetResolver makes the loop resolve names through r (a back-end placed
 // in-process or behind a plugin), which stays the caller's; nil restores the
-// default. Lookups already under way finish on the resolver they started
-// with.
+// default. Lookups already under way stay on the resolver they started with;
+// if the loop owned that one (the default, or one given by WithResolver) it
+// is closed now, and a lookup still waiting on a resolver that must close to
+// end (a plugin) fails.
 func (l *Loop) SetResolver(r sdk.Resolver) {
 	l.be.closeResolver()
 	l.be.resolver, l.be.ownResolver = r, false
@@ -70,7 +72,8 @@ func (l *Loop) resolverOrErr() (sdk.Resolver, error) {
 }
 
 // SetFuncExecutor makes the loop run registered functions on ex, which
-// stays the caller's; nil restores the default.
+// stays the caller's; nil restores the default. An executor the loop owned
+// is closed now, failing the calls still in flight on it.
 func (l *Loop) SetFuncExecutor(ex sdk.Executor) {
 	l.be.closeExec()
 	l.be.exec, l.be.ownExec = ex, false

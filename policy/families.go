@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/loopkernel/loopkernel/sdk"
@@ -55,7 +56,7 @@ func Choose(f Flags) (*Policy, error) {
 		if spec == "" {
 			continue
 		}
-		if !strings.HasPrefix(spec, pluginPrefix) && !contains(o.names(), spec) {
+		if !strings.HasPrefix(spec, pluginPrefix) && !slices.Contains(o.names(), spec) {
 			return nil, fmt.Errorf("%s %q: %w (have %v, or %sNAME, %sPATH)", from, spec, sdk.ErrUnknownBackend,
 				o.names(), pluginPrefix, pluginPrefix)
 		}
@@ -66,15 +67,6 @@ func Choose(f Flags) (*Policy, error) {
 		p.Description += " [" + strings.Join(overridden, ", ") + "]"
 	}
 	return p, nil
-}
-
-func contains(names []string, name string) bool {
-	for _, n := range names {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }
 
 // Backends names the back-end each family of p's loops gets, with the
