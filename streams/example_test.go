@@ -1,6 +1,7 @@
 package streams_test
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"strconv"
@@ -52,4 +53,33 @@ func Example() {
 	reply, _ := main.Result()
 	fmt.Print(reply)
 	// Output: HELLO, STREAMS
+}
+
+// Go's io idioms over a stream: a bufio.Scanner reads lines through
+// IOReader from inside a task.
+func ExampleReader_IOReader() {
+	sel, err := selector.NewEpoll()
+	if err != nil {
+		panic(err)
+	}
+	loop := kernel.New(sel)
+	defer loop.Close()
+	r := streams.NewReader(0)
+	r.FeedData([]byte("one\ntwo\n"))
+	r.FeedEOF()
+	task, _ := kernel.CreateTask(loop, func(co *kernel.Co) (int, error) {
+		sc := bufio.NewScanner(r.IOReader(co))
+		n := 0
+		for sc.Scan() {
+			fmt.Println(sc.Text())
+			n++
+		}
+		return n, sc.Err()
+	})
+	loop.RunUntilComplete(task)
+	fmt.Println(task.Result())
+	// Output:
+	// one
+	// two
+	// 2 <nil>
 }

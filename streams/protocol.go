@@ -1,7 +1,9 @@
 package streams
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"syscall"
 
 	"github.com/loopkernel/loopkernel/kernel"
@@ -10,8 +12,10 @@ import (
 // ClientConnected is StartServer's per-connection coroutine (asyncio's
 // client_connected_cb). It runs as a task of its own; if it returns an
 // error (other than a cancellation), the connection is closed and the error
-// goes to the loop's exception handler. Returning nil leaves the connection
-// as it is: close the Writer to end it.
+// goes to the loop's exception handler. An error that is io.EOF (or wraps
+// it) is the peer having finished, the ordinary end of a Go read loop: the
+// connection is closed and nothing is reported. Returning nil leaves the
+// connection as it is: close the Writer to end it.
 type ClientConnected func(co *kernel.Co, r *Reader, w *Writer) error
 
 // protocol connects a transport to a Reader (asyncio.StreamReaderProtocol
@@ -67,6 +71,9 @@ func (p *protocol) ConnectionMade(t kernel.BaseTransport) {
 			return
 		}
 		tr.Close()
+		if errors.Is(err, io.EOF) {
+			return
+		}
 		p.loop.CallExceptionHandler(kernel.ErrorContext{
 			Message:   "Unhandled error in client_connected_cb",
 			Err:       err,

@@ -35,6 +35,7 @@ func TestLayers(t *testing.T) {
 		{[]string{module + "sdk/..."}, module + "kernel", "sdk is what back-end authors import; it cannot depend on the kernel"},
 		{[]string{module + "driver/..."}, module + "kernel", "a driver adapts a back-end family to the seam, below the kernel"},
 		{[]string{module + "driver/..."}, module + "plugins/", "a driver is handed its back-end, whichever placement it runs in"},
+		{[]string{module + "gonet", module + "streams"}, module + "plugins/", "adapters above the kernel serve whatever loop they are given"},
 	} {
 		for _, d := range deps(t, rule.pkgs...) {
 			if d == strings.TrimSuffix(rule.forbidden, "/") || strings.HasPrefix(d, rule.forbidden) {
