@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/loopkernel/loopkernel/internal/echobench"
 	"github.com/loopkernel/loopkernel/internal/serve"
@@ -20,6 +21,32 @@ var serveOpts struct {
 	root     string
 	loops    int
 	profile  string
+	limits   serve.Limits
+	idle     kindDefault // --idle-timeout: its default depends on the server
+}
+
+// kindDefault is a duration flag whose default depends on the server being
+// run; unset, it prints no "(default ...)" of its own, since its usage text
+// gives the defaults.
+type kindDefault struct {
+	d   time.Duration
+	set bool
+}
+
+func (k *kindDefault) String() string {
+	if k == nil || !k.set {
+		return ""
+	}
+	return k.d.String()
+}
+
+func (k *kindDefault) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	k.d, k.set = d, true
+	return nil
 }
 
 var serveCmd = &command{
@@ -37,12 +64,38 @@ var serveCmd = &command{
 --addr is host:port or unix:PATH (unix:@NAME for an abstract name). Once
 listening, each bound address is printed as "LISTENING ADDR". SIGINT or
 SIGTERM shuts down gracefully: no new connections, buffered data flushed,
-stragglers aborted after 5 s.`,
+stragglers aborted after 5 s.
+
+Limits (0 disables each): a connection that trickles its request head, sits
+idle, announces a body over the limit or framed ambiguously (Content-Length
+with Transfer-Encoding, conflicting lengths), or asks for a file through a
+symlink leaving --root is answered (408, 413, 400, 431, 403) or closed, and
+the event is logged with the peer's address (at most 20 lines a second per
+loop; the rest are counted). See docs/serve.md.`,
 	flags: func(fs *flag.FlagSet) {
 		fs.StringVar(&serveOpts.addr, "addr", "127.0.0.1:8000", "listen `ADDR`: host:port or unix:PATH")
 		fs.StringVar(&serveOpts.upstream, "upstream", "", "proxy: forward to `ADDR` (host:port or unix:PATH)")
 		fs.StringVar(&serveOpts.root, "root", "", "http: serve files below `DIR` at /static/")
 		fs.IntVar(&serveOpts.loops, "loops", 1, "run `N` loops (one per core) sharing the port with SO_REUSEPORT")
+		lim := &serveOpts.limits
+		serveOpts.idle = kindDefault{}
+		fs.DurationVar(&lim.HeaderTimeout, "header-timeout", serve.DefaultHeaderTimeout,
+			"http: the whole request head must arrive within `D` (from its first byte; from the accept for the first request), else 408 and close")
+		fs.Var(&serveOpts.idle, "idle-timeout",
+			"close a connection idle for `D`: http between requests (default "+serve.DefaultHTTPIdleTimeout.String()+
+				"), echo and proxy with no data either way (default "+serve.DefaultStreamIdleTimeout.String()+")")
+		fs.DurationVar(&lim.BodyTimeout, "body-timeout", serve.DefaultBodyTimeout,
+			"http: the whole request body must arrive within `D` of its head")
+		fs.Int64Var(&lim.MaxBodyBytes, "max-body", serve.DefaultMaxBodyBytes,
+			"http: answer 413 to a request announcing a body over `BYTES`, before reading it")
+		fs.IntVar(&lim.MaxHeaderBytes, "max-header-bytes", serve.DefaultMaxHeaderBytes,
+			"http: answer 431 to a request head (request line and fields) over `BYTES`")
+		fs.IntVar(&lim.MaxHeaders, "max-headers", serve.DefaultMaxHeaders,
+			"http: answer 431 to a request with more than `N` header fields")
+		fs.BoolVar(&lim.FollowSymlinks, "follow-symlinks", false,
+			"http: serve files through symlinks that leave --root (by default such a request is answered 403)")
+		fs.DurationVar(&lim.ConnectTimeout, "connect-timeout", serve.DefaultConnectTimeout,
+			"proxy: give up on the upstream connection after `D` and close the client")
 		fs.StringVar(&serveOpts.profile, "cpuprofile", "", "write a Go CPU profile of the server to `FILE` when it shuts down (for bench echo's analysis)")
 	},
 	run: runServe,
@@ -82,6 +135,11 @@ func runServe(e *env, args []string) error {
 	// the moments before they are running.
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
+	limits := serveOpts.limits
+	limits.IdleTimeout = serve.DefaultLimits(args[0]).IdleTimeout
+	if serveOpts.idle.set {
+		limits.IdleTimeout = serveOpts.idle.d
+	}
 	return serve.Run(ctx, serve.Config{
 		Kind:      args[0],
 		Addr:      serveOpts.addr,
@@ -90,5 +148,6 @@ func runServe(e *env, args []string) error {
 		Loops:     serveOpts.loops,
 		NewLoop:   p.NewEventLoop,
 		Listening: listening,
+		Limits:    &limits,
 	})
 }

@@ -10,13 +10,22 @@ import (
 // side towards the target. Each side writes what it receives to the other,
 // half-closes are passed on, and back-pressure crosses over: when one side's
 // write buffer is full, the other side stops reading.
+//
+// One deadline covers the pair: the connect timeout while the upstream is
+// being reached, then the idle timeout, pushed back by data in either
+// direction.
 type proxyConn struct {
 	loop     *kernel.Loop
 	upstream string // host:port, or unix:PATH
+	lim      *Limits
+	sw       *sweep
+	dl       deadline
 	t        kernel.Transport
 	up       kernel.Transport
-	eofIn    bool // the client half-closed
-	eofUp    bool // the upstream half-closed
+	connect  *kernel.Task[struct{}] // while connecting
+	timedOut bool                   // the connect timeout cancelled connect
+	eofIn    bool                   // the client half-closed
+	eofUp    bool                   // the upstream half-closed
 	lost     bool
 }
 
@@ -28,7 +37,9 @@ type upstreamConn struct {
 func (c *proxyConn) ConnectionMade(t kernel.BaseTransport) {
 	c.t = t.(kernel.Transport)
 	c.t.PauseReading() // until the upstream is connected
-	_, err := kernel.CreateTask(c.loop, func(co *kernel.Co) (struct{}, error) {
+	c.sw.join(&c.dl, c)
+	c.dl.arm(c.lim.ConnectTimeout)
+	task, err := kernel.CreateTask(c.loop, func(co *kernel.Co) (struct{}, error) {
 		factory := func() *upstreamConn { return &upstreamConn{c: c} }
 		var up kernel.Transport
 		var err error
@@ -38,8 +49,12 @@ func (c *proxyConn) ConnectionMade(t kernel.BaseTransport) {
 			host, port := splitHostPort(c.upstream)
 			up, _, err = kernel.CreateConnection(co, factory, host, port, nil)
 		}
+		c.connect = nil
 		if err != nil {
-			c.loop.Logger().Warn("proxy: upstream connection failed", "upstream", c.upstream, "error", err)
+			if !c.timedOut && !c.lost {
+				c.sw.log.event(c.sw.now, true, "serve proxy: upstream connection failed", peerOf(c.t),
+					"upstream", c.upstream, "error", err)
+			}
 			c.t.Close()
 			return struct{}{}, nil
 		}
@@ -48,15 +63,42 @@ func (c *proxyConn) ConnectionMade(t kernel.BaseTransport) {
 			return struct{}{}, nil
 		}
 		c.up = up
+		c.dl.arm(c.lim.IdleTimeout)
 		c.t.ResumeReading()
 		return struct{}{}, nil
 	})
 	if err != nil {
 		c.t.Abort()
+		return
+	}
+	if !task.Done() {
+		c.connect = task
 	}
 }
 
-func (c *proxyConn) DataReceived(b []byte) { c.up.Write(b) }
+// expire is the connect timeout or the idle timeout.
+func (c *proxyConn) expire() {
+	if c.lost {
+		return
+	}
+	if c.connect != nil {
+		c.timedOut = true
+		c.sw.log.event(c.sw.now, true, "serve proxy: upstream connect timeout, closing", peerOf(c.t),
+			"upstream", c.upstream, "connect_timeout", c.lim.ConnectTimeout)
+		c.connect.Cancel() // the task closes the client side
+		return
+	}
+	c.sw.log.event(c.sw.now, false, "serve proxy: idle timeout, closing", peerOf(c.t), "idle_timeout", c.lim.IdleTimeout)
+	if c.up != nil {
+		closeExpired(c.up)
+	}
+	closeExpired(c.t)
+}
+
+func (c *proxyConn) DataReceived(b []byte) {
+	c.dl.arm(c.lim.IdleTimeout)
+	c.up.Write(b)
+}
 
 func (c *proxyConn) EOFReceived() bool {
 	c.eofIn = true
@@ -70,6 +112,10 @@ func (c *proxyConn) EOFReceived() bool {
 
 func (c *proxyConn) ConnectionLost(error) {
 	c.lost = true
+	c.dl.leave()
+	if c.connect != nil {
+		c.connect.Cancel()
+	}
 	if c.up != nil {
 		c.up.Close()
 	}
@@ -79,7 +125,10 @@ func (c *proxyConn) PauseWriting()  { c.up.PauseReading() }
 func (c *proxyConn) ResumeWriting() { c.up.ResumeReading() }
 
 func (u *upstreamConn) ConnectionMade(t kernel.BaseTransport) { u.t = t.(kernel.Transport) }
-func (u *upstreamConn) DataReceived(b []byte)                 { u.c.t.Write(b) }
+func (u *upstreamConn) DataReceived(b []byte) {
+	u.c.dl.arm(u.c.lim.IdleTimeout)
+	u.c.t.Write(b)
+}
 
 func (u *upstreamConn) EOFReceived() bool {
 	u.c.eofUp = true

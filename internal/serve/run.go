@@ -37,6 +37,8 @@ type Config struct {
 	// ShutdownGrace is how long connections get to finish after a shutdown
 	// signal before they are aborted; 0 means 5 s.
 	ShutdownGrace time.Duration
+	// Limits bounds each connection; nil means DefaultLimits(Kind).
+	Limits *Limits
 }
 
 // Run serves until ctx is done or the process gets SIGINT or SIGTERM, then
@@ -58,6 +60,23 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if !validKind(cfg.Kind) {
 		return fmt.Errorf("serve: unknown server %q (known: %s)", cfg.Kind, strings.Join(Kinds, ", "))
+	}
+	if cfg.Limits == nil {
+		l := DefaultLimits(cfg.Kind)
+		cfg.Limits = &l
+	}
+	if err := cfg.Limits.validate(); err != nil {
+		return err
+	}
+	// The root is opened once, before any loop, and shared: a --root that
+	// is missing fails the command at start, not the first request.
+	var root *staticRoot
+	if cfg.Kind == "http" && cfg.Root != "" {
+		var err error
+		if root, err = openStaticRoot(cfg.Root, cfg.Limits.FollowSymlinks); err != nil {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		defer root.Close()
 	}
 
 	// Each loop gets a stop function that other goroutines may call.
@@ -89,7 +108,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			errs[i] = serveLoop(cfg, i, host, port, unixPath, isUnix, func(l *kernel.Loop, stop func(), a []net.Addr) {
+			errs[i] = serveLoop(cfg, root, i, host, port, unixPath, isUnix, func(l *kernel.Loop, stop func(), a []net.Addr) {
 				mu.Lock()
 				members = append(members, member{l, stop})
 				if i == 0 {
@@ -131,7 +150,7 @@ func validKind(k string) bool {
 }
 
 // serveLoop runs one loop: bind, report, serve until stopped, shut down.
-func serveLoop(cfg Config, i int, host, port, unixPath string, isUnix bool,
+func serveLoop(cfg Config, root *staticRoot, i int, host, port, unixPath string, isUnix bool,
 	joined func(*kernel.Loop, func(), []net.Addr), bound chan<- error, stopAll func()) error {
 	loop, err := cfg.NewLoop()
 	if err != nil {
@@ -156,8 +175,10 @@ func serveLoop(cfg Config, i int, host, port, unixPath string, isUnix bool,
 		}
 	}
 	reported := false
+	sw := newSweep(loop, *cfg.Limits)
+	defer sw.stop()
 	main, err := kernel.CreateTask(loop, func(co *kernel.Co) (struct{}, error) {
-		factory := protocolFactory(cfg, loop)
+		factory := protocolFactory(cfg, loop, root, sw)
 		opts := &kernel.ServerOptions{ReusePort: cfg.Loops > 1, Backlog: 1024}
 		var srv *kernel.Server
 		var err error
@@ -201,14 +222,20 @@ func serveLoop(cfg Config, i int, host, port, unixPath string, isUnix bool,
 	return err
 }
 
-func protocolFactory(cfg Config, loop *kernel.Loop) func() kernel.BaseProtocol {
+// protocolFactory makes the connections of one loop, which share its sweep.
+func protocolFactory(cfg Config, loop *kernel.Loop, root *staticRoot, sw *sweep) func() kernel.BaseProtocol {
+	lim := cfg.Limits
 	switch cfg.Kind {
 	case "http":
-		return func() kernel.BaseProtocol { return &httpConn{loop: loop, root: cfg.Root} }
+		s := &httpServer{loop: loop, root: root, lim: lim, sw: sw,
+			head: headLimits{maxBytes: lim.MaxHeaderBytes, maxFields: lim.MaxHeaders}}
+		return func() kernel.BaseProtocol { return &httpConn{s: s} }
 	case "proxy":
-		return func() kernel.BaseProtocol { return &proxyConn{loop: loop, upstream: cfg.Upstream} }
+		return func() kernel.BaseProtocol {
+			return &proxyConn{loop: loop, upstream: cfg.Upstream, lim: lim, sw: sw}
+		}
 	default:
-		return func() kernel.BaseProtocol { return &echoConn{} }
+		return func() kernel.BaseProtocol { return &echoConn{lim: lim, sw: sw} }
 	}
 }
 
