@@ -68,7 +68,13 @@ func (c ErrorContext) logArgs() []any {
 		args = append(args, "transport", fmt.Sprintf("%T", c.Transport))
 	}
 	if c.Socket != nil {
-		args = append(args, "socket", fmt.Sprintf("%T", c.Socket))
+		// A *Socket says its descriptor and addresses; a bare type name
+		// would not tell an operator which listener ran out of descriptors.
+		if st, ok := c.Socket.(fmt.Stringer); ok {
+			args = append(args, "socket", st.String())
+		} else {
+			args = append(args, "socket", fmt.Sprintf("%T", c.Socket))
+		}
 	}
 	if c.Context != nil {
 		args = append(args, "context", c.Context.Message)

@@ -378,7 +378,7 @@ func (s *Server) accepted(ls *Socket, i int, fd int, peer *sdk.SockAddr, err err
 		err = &net.OpError{Op: "accept", Net: netName(ls.Family(), unix.SOCK_STREAM), Addr: ls.LocalAddr(), Err: os.NewSyscallError("accept4", err)}
 		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
 			s.loop.CallExceptionHandler(ErrorContext{
-				Message: fmt.Sprintf("accept out of system resource; pausing accepts for %v", s.retryDelay),
+				Message: fmt.Sprintf("accept on %v out of system resource; pausing accepts for %v", ls.LocalAddr(), s.retryDelay),
 				Err:     err,
 				Socket:  ls,
 			})
