@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -215,18 +216,24 @@ func (c *httpConn) respond(r *request) {
 		c.reply(r, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n")
 		return
 	}
-	target, _, _ := strings.Cut(string(r.target), "?")
+	// The target stays bytes: comparing string(b) to a constant does not
+	// allocate, so the greeting costs no allocation per request.
+	target := r.target
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	hello := string(target) == "/" || string(target) == "/hello"
 	switch {
-	case (target == "/" || target == "/hello") && !head && r.keepAlive:
+	case hello && !head && r.keepAlive:
 		c.t.Write(helloKeepAlive)
-	case (target == "/" || target == "/hello") && !head:
+	case hello && !head:
 		c.t.Write(helloClose)
 		c.close()
-	case target == "/" || target == "/hello":
+	case hello:
 		c.header(r, 200, "OK", "text/plain; charset=utf-8", int64(len(helloBody)), "")
 		c.closeUnlessKeepAlive(r)
-	case strings.HasPrefix(target, "/static/") && c.s.root != nil:
-		c.static(r, strings.TrimPrefix(target, "/static/"), head)
+	case bytes.HasPrefix(target, []byte("/static/")) && c.s.root != nil:
+		c.static(r, string(target[len("/static/"):]), head)
 	default:
 		c.reply(r, 404, "Not Found", "")
 	}
