@@ -34,6 +34,7 @@ func (e *statusError) Error() string { return fmt.Sprintf("%d %s: %s", e.code, e
 
 var (
 	errBadRequest     = &statusError{400, "Bad Request", "malformed request"}
+	errBareLF         = &statusError{400, "Bad Request", "bare CR, LF or NUL in the request head"}
 	errBadLength      = &statusError{400, "Bad Request", "invalid Content-Length"}
 	errLengthConflict = &statusError{400, "Bad Request", "conflicting Content-Length values"}
 	errTEWithLength   = &statusError{400, "Bad Request", "Transfer-Encoding with Content-Length"}
@@ -78,6 +79,14 @@ func parseRequest(b []byte, r *request, lim headLimits) (int, error) {
 		return 0, errHeadTooLarge
 	}
 	head := b[:end+2] // every line, each ending in CRLF
+	// A bare CR or LF, or a NUL, anywhere in the head is refused (RFC 9110
+	// §5.5, RFC 9112 §2.2): a server or proxy that took a bare LF for a
+	// line end would see header fields this parser does not, which is how
+	// requests are smuggled past one of them.
+	if bytes.IndexByte(head, 0) >= 0 || bytes.Count(head, []byte("\n")) != bytes.Count(head, []byte("\r\n")) ||
+		bytes.Count(head, []byte("\r")) != bytes.Count(head, []byte("\r\n")) {
+		return 0, errBareLF
+	}
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 {
