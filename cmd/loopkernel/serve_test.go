@@ -49,7 +49,13 @@ func startServeLogged(t *testing.T, args ...string) (string, *syncBuffer) {
 
 func startServeTo(t *testing.T, stderr io.Writer, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	return startServeCmd(t, exec.Command(binary, append([]string{"serve"}, args...)...), stderr, args...)
+}
+
+// startServeCmd is startServeTo for a command made by the caller (a shell
+// that sets a limit first, say); args are for messages.
+func startServeCmd(t *testing.T, cmd *exec.Cmd, stderr io.Writer, args ...string) string {
+	t.Helper()
 	cmd.Env = cleanEnv()
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
@@ -598,4 +604,54 @@ func stalledListener(t *testing.T) string {
 	}
 	t.Skip("could not fill a listener's accept queue on loopback")
 	return ""
+}
+
+// TestServeEchoEMFILE: with a descriptor limit of 64 and 150 clients the
+// echo server pauses accepting, says which listener ran out, keeps the
+// connections it has, and accepts again once clients leave; it never exits
+// (startServe's cleanup requires a clean exit on SIGTERM).
+func TestServeEchoEMFILE(t *testing.T) {
+	sh := needTool(t, "sh", "dash")
+	log := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve log:\n%s", log.String())
+		}
+	})
+	args := []string{"echo", "--addr", "127.0.0.1:0"}
+	cmd := exec.Command(sh, append([]string{"-c", `ulimit -n 64 && exec "$0" serve "$@"`, binary}, args...)...)
+	addr := startServeCmd(t, cmd, log, args...)
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 150; i++ {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		require.NoError(t, err, "the listen backlog takes the connection even when accept cannot")
+		conns = append(conns, c)
+	}
+	waitLog(t, log, "accept on "+addr+" out of system resource", "pausing accepts", "laddr="+addr)
+	// The first connections were accepted before the limit and still echo.
+	conns[0].SetDeadline(time.Now().Add(5 * time.Second))
+	_, err := conns[0].Write([]byte("still here"))
+	require.NoError(t, err)
+	buf := make([]byte, 10)
+	_, err = io.ReadFull(conns[0], buf)
+	require.NoError(t, err)
+	require.Equal(t, "still here", string(buf))
+	// Free descriptors: the server resumes accepting and serves a
+	// latecomer from the backlog.
+	for _, c := range conns[1:100] {
+		c.Close()
+	}
+	last := conns[len(conns)-1]
+	last.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = last.Write([]byte("late"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(last, buf[:4])
+	require.NoError(t, err, "a client that waited in the backlog is served once accepting resumes")
+	require.Equal(t, "late", string(buf[:4]))
 }
