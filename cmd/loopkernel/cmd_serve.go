@@ -86,6 +86,8 @@ loop; the rest are counted). See docs/serve.md.`,
 				"), echo and proxy with no data either way (default "+serve.DefaultStreamIdleTimeout.String()+")")
 		fs.DurationVar(&lim.BodyTimeout, "body-timeout", serve.DefaultBodyTimeout,
 			"http: the whole request body must arrive within `D` of its head")
+		fs.DurationVar(&lim.SendTimeout, "send-timeout", serve.DefaultSendTimeout,
+			"http: close a connection whose client takes longer than `D` to accept each 256 KiB of a static file")
 		fs.Int64Var(&lim.MaxBodyBytes, "max-body", serve.DefaultMaxBodyBytes,
 			"http: answer 413 to a request announcing a body over `BYTES`, before reading it")
 		fs.IntVar(&lim.MaxHeaderBytes, "max-header-bytes", serve.DefaultMaxHeaderBytes,

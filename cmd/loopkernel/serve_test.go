@@ -285,7 +285,8 @@ def exchange(host, port, steps, wait):
     except ConnectionResetError:
         out["reset"] = True
     out["elapsed"] = time.monotonic() - t0
-    out["resp"] = got.decode("latin1")
+    out["resp"] = got[:65536].decode("latin1")
+    out["len"] = len(got)
     print(json.dumps(out))
 
 def slowloris(host, port, n, timeout):
@@ -353,7 +354,8 @@ type step struct {
 }
 
 type exchangeResult struct {
-	Resp      string   `json:"resp"`
+	Resp      string   `json:"resp"`   // the first 64 KiB
+	Len       int      `json:"len"`    // bytes received in all
 	Closed    bool     `json:"closed"` // the server closed (EOF), as opposed to the wait passing
 	Reset     bool     `json:"reset"`
 	SendError string   `json:"send_error"`
@@ -404,7 +406,11 @@ func TestServeHTTPLimits(t *testing.T) {
 	require.NoError(t, os.Symlink("../"+filepath.Base(outside)+"/secret.txt", filepath.Join(root, "rel-out")))
 	require.NoError(t, os.Symlink(outside, filepath.Join(root, "dir-out")))
 	require.NoError(t, unix.Mkfifo(filepath.Join(root, "fifo"), 0o644))
-	limits := []string{"--header-timeout", "1s", "--idle-timeout", "1s", "--body-timeout", "1s",
+	huge, err := os.Create(filepath.Join(root, "huge.bin"))
+	require.NoError(t, err)
+	require.NoError(t, huge.Truncate(64<<20)) // more than loopback's socket buffers can hold
+	require.NoError(t, huge.Close())
+	limits := []string{"--header-timeout", "1s", "--idle-timeout", "1s", "--body-timeout", "1s", "--send-timeout", "1s",
 		"--max-body", "1000", "--max-headers", "10", "--max-header-bytes", "1024"}
 	addr, log := startServeLogged(t, append([]string{"http", "--addr", "127.0.0.1:0", "--root", root}, limits...)...)
 	follow := startServe(t, "http", "--addr", "127.0.0.1:0", "--root", root, "--follow-symlinks")
@@ -444,6 +450,22 @@ func TestServeHTTPLimits(t *testing.T) {
 		require.GreaterOrEqual(t, r.Elapsed, 1.0)
 		require.Less(t, r.Elapsed, 1.25+slack)
 		waitLog(t, log, "body timeout", "peer=127.0.0.1:", "body_bytes_missing=490")
+	})
+	t.Run("send timeout", func(t *testing.T) {
+		t.Parallel()
+		// The client asks for 64 MiB and reads nothing for 4 s: the server
+		// gives up on it after the send timeout.
+		r := exchange(t, addr, 5*time.Second, step{data: "GET /static/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n", pause: 4 * time.Second})
+		require.True(t, r.Closed || r.Reset, "%+v", r.Len)
+		require.Less(t, r.Len, 64<<20, "the client did not get the whole file")
+		waitLog(t, log, "send timeout", "peer=127.0.0.1:")
+		// The send is cancelled before the connection is aborted; aborting
+		// under an in-flight sendfile used to leave the server resetting
+		// every connection it accepted afterwards.
+		for i := 0; i < 5; i++ {
+			r := exchange(t, addr, time.Second, step{data: okHead})
+			require.Equal(t, 200, r.status(), "the server still answers after a send timeout: %+v", r)
+		}
 	})
 	t.Run("slow head after a first request", func(t *testing.T) {
 		t.Parallel()

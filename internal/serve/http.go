@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"mime"
 	"net/url"
@@ -49,7 +50,7 @@ const (
 	phaseIdle         // between requests: the idle timeout
 	phaseHead         // part of a request head is in: the header timeout
 	phaseBody         // discarding a body: the body timeout
-	phaseBusy         // sending a file: no deadline
+	phaseSend         // sending a file: the send timeout per chunk
 	phaseLinger       // refused, write side shut, draining input: lingerTimeout
 )
 
@@ -66,7 +67,9 @@ type httpConn struct {
 	scratch []byte
 	discard int64 // body bytes still to skip
 	sending bool  // a static file is on its way; hold further requests
-	done    bool  // the connection is closing; ignore further input
+	// sendTask sends the static file; the send timeout cancels it.
+	sendTask *kernel.Task[struct{}]
+	done     bool // the connection is closing; ignore further input
 }
 
 func (c *httpConn) ConnectionMade(t kernel.BaseTransport) {
@@ -131,7 +134,7 @@ func (c *httpConn) settle() {
 	var d time.Duration
 	switch {
 	case c.sending:
-		p = phaseBusy
+		p, d = phaseSend, c.s.lim.SendTimeout
 	case c.discard > 0:
 		p, d = phaseBody, c.s.lim.BodyTimeout
 	case len(c.buf) > 0:
@@ -166,6 +169,19 @@ func (c *httpConn) expire() {
 	case phaseBody:
 		log.event(now, true, "serve http: body timeout, closing", peer,
 			"body_timeout", c.s.lim.BodyTimeout, "body_bytes_missing", c.discard)
+	case phaseSend:
+		log.event(now, true, "serve http: send timeout, the client is not reading the file; closing", peer,
+			"send_timeout", c.s.lim.SendTimeout, "chunk_bytes", sendChunk)
+		c.done = true
+		// The transport must not be aborted under a sendfile in flight
+		// (its socket would close while the send still waits on the
+		// descriptor); cancelling the send lets the task abort it after.
+		if c.sendTask != nil {
+			c.sendTask.Cancel()
+		} else {
+			c.t.Abort()
+		}
+		return
 	case phaseLinger:
 		c.t.Abort()
 		return
@@ -271,16 +287,30 @@ func (c *httpConn) static(r *request, rel string, head bool) {
 		c.closeUnlessKeepAlive(r)
 		return
 	}
-	// Hold further requests and input until the file is out.
+	// Hold further requests and input until the file is out. The file
+	// goes in chunks, each of which the client must take within the send
+	// timeout: a client that stops reading is closed, one that reads
+	// slowly is not.
 	c.sending = true
 	c.t.PauseReading()
 	keepAlive := r.keepAlive
-	_, err = kernel.CreateTask(c.s.loop, func(co *kernel.Co) (struct{}, error) {
+	size := st.Size()
+	c.sendTask, err = kernel.CreateTask(c.s.loop, func(co *kernel.Co) (struct{}, error) {
 		defer f.Close()
-		_, err := kernel.Sendfile(co, c.t, f, 0, st.Size(), true)
+		defer func() { c.sendTask = nil }()
+		var err error
+		for off := int64(0); off < size && err == nil && !c.done; {
+			c.dl.arm(c.s.lim.SendTimeout)
+			var n int64
+			n, err = kernel.Sendfile(co, c.t, f, off, min(sendChunk, size-off), true)
+			off += n
+			if n == 0 && err == nil {
+				err = io.ErrUnexpectedEOF // the file shrank under us
+			}
+		}
 		c.sending = false
 		switch {
-		case err != nil:
+		case err != nil || c.done:
 			c.done = true
 			c.t.Abort()
 		case !keepAlive:
@@ -289,7 +319,9 @@ func (c *httpConn) static(r *request, rel string, head bool) {
 			c.t.ResumeReading()
 			c.drainBuffered()
 		}
-		return struct{}{}, err
+		// A failed send is handled here (the connection is aborted);
+		// returning it would only report it again as the task's.
+		return struct{}{}, nil
 	})
 	if err != nil {
 		f.Close()
@@ -297,6 +329,10 @@ func (c *httpConn) static(r *request, rel string, head bool) {
 		c.t.Abort()
 	}
 }
+
+// sendChunk is how much of a static file one Sendfile call sends; the send
+// timeout is per chunk. 256 KiB takes 26 s at 10 KB/s, inside the default.
+const sendChunk = 256 << 10
 
 // header writes a response head.
 func (c *httpConn) header(r *request, code int, reason, ctype string, length int64, extra string) {

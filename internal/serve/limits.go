@@ -21,6 +21,10 @@ type Limits struct {
 	// BodyTimeout (http) bounds the whole request body, counted from the
 	// end of its head.
 	BodyTimeout time.Duration
+	// SendTimeout (http) closes a connection whose client takes longer
+	// than this to accept each sendChunk of a static file: a client that
+	// stops reading mid-file.
+	SendTimeout time.Duration
 	// MaxBodyBytes (http) answers a request announcing a longer body 413
 	// before reading any of it.
 	MaxBodyBytes int64
@@ -46,6 +50,7 @@ const (
 	DefaultHTTPIdleTimeout   = 60 * time.Second
 	DefaultStreamIdleTimeout = 5 * time.Minute // echo and proxy
 	DefaultBodyTimeout       = 60 * time.Second
+	DefaultSendTimeout       = 60 * time.Second
 	DefaultMaxBodyBytes      = 1 << 20
 	DefaultMaxHeaderBytes    = defaultMaxHeaderBytes
 	DefaultMaxHeaders        = defaultMaxHeaders
@@ -58,6 +63,7 @@ func DefaultLimits(kind string) Limits {
 		HeaderTimeout:  DefaultHeaderTimeout,
 		IdleTimeout:    DefaultStreamIdleTimeout,
 		BodyTimeout:    DefaultBodyTimeout,
+		SendTimeout:    DefaultSendTimeout,
 		MaxBodyBytes:   DefaultMaxBodyBytes,
 		MaxHeaderBytes: DefaultMaxHeaderBytes,
 		MaxHeaders:     DefaultMaxHeaders,
@@ -70,7 +76,7 @@ func DefaultLimits(kind string) Limits {
 }
 
 func (l Limits) validate() error {
-	if l.HeaderTimeout < 0 || l.IdleTimeout < 0 || l.BodyTimeout < 0 || l.ConnectTimeout < 0 {
+	if l.HeaderTimeout < 0 || l.IdleTimeout < 0 || l.BodyTimeout < 0 || l.SendTimeout < 0 || l.ConnectTimeout < 0 {
 		return errors.New("serve: a timeout cannot be negative (0 disables it)")
 	}
 	if l.MaxBodyBytes < 0 || l.MaxHeaderBytes < 0 || l.MaxHeaders < 0 {
@@ -82,7 +88,7 @@ func (l Limits) validate() error {
 // timeouts lists the positive timeouts, for the sweep's tick.
 func (l Limits) timeouts() []time.Duration {
 	var ds []time.Duration
-	for _, d := range []time.Duration{l.HeaderTimeout, l.IdleTimeout, l.BodyTimeout, l.ConnectTimeout, lingerTimeout} {
+	for _, d := range []time.Duration{l.HeaderTimeout, l.IdleTimeout, l.BodyTimeout, l.SendTimeout, l.ConnectTimeout, lingerTimeout} {
 		if d > 0 {
 			ds = append(ds, d)
 		}
