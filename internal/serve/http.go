@@ -85,6 +85,12 @@ func (c *httpConn) ConnectionMade(t kernel.BaseTransport) {
 func (c *httpConn) ConnectionLost(error) {
 	c.done = true
 	c.dl.leave()
+	if c.sendTask != nil {
+		// Lost under a sendfile (a shutdown's AbortClients, say): the send
+		// would otherwise wait on the closed descriptor for good, holding
+		// the file open.
+		c.sendTask.Cancel()
+	}
 }
 
 func (c *httpConn) EOFReceived() bool { return false }
