@@ -537,8 +537,14 @@ func TestServeHTTPLimits(t *testing.T) {
 // are each closed by the server within the header timeout, while a normal
 // request made during the attack is answered.
 func TestServeHTTPSlowloris(t *testing.T) {
+	for _, pol := range []string{"epoll", "epoll-plugin"} {
+		t.Run(pol, func(t *testing.T) { slowloris(t, pol) })
+	}
+}
+
+func slowloris(t *testing.T, policy string) {
 	py := needPython(t)
-	addr, log := startServeLogged(t, "http", "--addr", "127.0.0.1:0", "--header-timeout", "2s")
+	addr, log := startServeLogged(t, "http", "--addr", "127.0.0.1:0", "--header-timeout", "2s", "--policy", policy)
 	host, port, _ := net.SplitHostPort(addr)
 	out := runTool(t, "", py, "-c", pyPeer, "slowloris", host, port, "50", "2")
 	var r struct {
