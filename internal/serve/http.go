@@ -167,7 +167,9 @@ func (c *httpConn) expire() {
 	case phaseIdle:
 		log.event(now, false, "serve http: idle keep-alive timeout, closing", peer, "idle_timeout", c.s.lim.IdleTimeout)
 	case phaseHead:
-		log.event(now, true, "serve http: header timeout, closing", peer,
+		// A connection that sent nothing at all is most often a browser's
+		// preconnect, not an attack: info, not warning.
+		log.event(now, len(c.buf) > 0, "serve http: header timeout, closing", peer,
 			"header_timeout", c.s.lim.HeaderTimeout, "head_bytes_received", len(c.buf))
 		if len(c.buf) > 0 && c.t.GetWriteBufferSize() == 0 {
 			c.t.Write(timeout408)
