@@ -26,6 +26,11 @@ type ioRef struct {
 	users          int
 	reader, writer bool // AddReader / AddWriter hold it
 	embedded       bool // lives inside its first user (a transport), not pooled
+	// closeLast closes the descriptor itself once the last hold is gone:
+	// set when its owner (a transport) let go while sock_* operations
+	// still held it, so the number is never closed, and reused by the next
+	// accept, while the driver still knows it.
+	closeLast func() error
 }
 
 func (t *ioTable) reset() { t.m, t.free = nil, nil }
@@ -84,6 +89,12 @@ func (l *Loop) releaseIO(r *ioRef) {
 	}
 	if err := f.Close(); err != nil && !l.closed.Load() {
 		l.logger.Warn("closing a descriptor in the I/O driver failed", "fd", r.fd, "error", err)
+	}
+	if closeLast := r.closeLast; closeLast != nil {
+		r.closeLast = nil
+		if err := closeLast(); err != nil {
+			l.logger.Warn("closing a descriptor its owner had let go of failed", "fd", r.fd, "error", err)
+		}
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+
+	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // transportOwner is what transportCore needs of the transport embedding
@@ -38,6 +40,9 @@ type transportCore struct {
 	connLost bool // ConnectionLost is scheduled or done (asyncio: _conn_lost)
 	lostDone bool
 	lostErr  error
+	// sockHandedOver: releaseIO left closing the socket to the sock_*
+	// operation that held the descriptor last.
+	sockHandedOver bool
 
 	writePaused bool // PauseWriting was called
 	high, low   int
@@ -149,11 +154,32 @@ func (c *transportCore) stopReading() {
 
 // releaseIO closes the descriptor in the driver, cancelling an operation
 // still in flight; the transport does no more I/O after it.
+// releaseIO drops the transport's hold on its descriptor in the driver.
+// When sock_* operations still hold it (a Sendfile over this transport,
+// whose socket is the transport's), their write-side operation is
+// cancelled, so they end with an error instead of waiting on a socket
+// nobody serves, and closing the socket is handed to the last of them to
+// let go: closed now, its number could be reused by the next accept while
+// the driver still knows the old registration.
 func (c *transportCore) releaseIO() {
 	c.reading = false
-	if c.io != nil {
-		c.loop.releaseIO(c.io)
-		c.io = nil
+	r := c.io
+	if r == nil {
+		return
+	}
+	c.io = nil
+	if r.users > 1 {
+		r.f.Cancel(sdk.Write)
+		r.closeLast = c.sock.Close
+		c.sockHandedOver = true
+	}
+	c.loop.releaseIO(r)
+}
+
+// closeSocket closes the socket, unless releaseIO handed that over.
+func (c *transportCore) closeSocket() {
+	if !c.sockHandedOver {
+		c.sock.Close()
 	}
 }
 
@@ -250,7 +276,7 @@ func (c *transportCore) tellConnectionLost() (told bool) {
 	told = true
 	defer func() {
 		c.releaseIO()
-		c.sock.Close()
+		c.closeSocket()
 	}()
 	defer func() {
 		if r := recover(); r != nil {
