@@ -57,6 +57,7 @@ func NetSuite(cfg NetConfig) Suite {
 		netDatagramCases,
 		netSockCases,
 		netSendfileCases,
+		netTLSCases,
 	} {
 		for _, nc := range group {
 			cases = append(cases, Case{Name: nc.name, Needs: nc.needs, Alone: nc.alone, Run: func(c *C) {

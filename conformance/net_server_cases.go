@@ -287,7 +287,7 @@ func nServerSockAndAccepted(n *nt) {
 		n.fixture("accept", err)
 		as, err := kernel.SocketFromFD(nfd)
 		n.fixture("SocketFromFD", err)
-		atr, ap, err := kernel.ConnectAcceptedSocket(co, newEcho, as)
+		atr, ap, err := kernel.ConnectAcceptedSocket(co, newEcho, as, nil)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,21 @@ type ConnOptions struct {
 	// HappyEyeballsDelay set it defaults to 1; otherwise 0 keeps the
 	// resolver's order.
 	Interleave int
+
+	// SSL makes the connection TLS over TCP (or Unix) with this
+	// configuration (asyncio: ssl); certificates and the server's name are
+	// verified unless the config says otherwise. crypto/tls does the work,
+	// layered over the transport (kernel/tls_protocol.go).
+	SSL *tls.Config
+	// ServerHostname is the name the server's certificate must match
+	// (asyncio: server_hostname): nil means tls.Config.ServerName if set,
+	// else the host connected to; a pointer to "" turns name matching off,
+	// which the config must allow (InsecureSkipVerify). Only with SSL.
+	ServerHostname *string
+	// SSLHandshakeTimeout bounds the TLS handshake (0: 60 s), and
+	// SSLShutdownTimeout the wait for the peer's close_notify after Close
+	// (0: 30 s). Only with SSL.
+	SSLHandshakeTimeout, SSLShutdownTimeout time.Duration
 }
 
 // ConnectError is what CreateConnection returns when every address failed:
@@ -78,6 +94,10 @@ func CreateConnection[P BaseProtocol](co *Co, factory func() P, host, port strin
 	if factory == nil {
 		return nil, zero, fmt.Errorf("create connection: nil protocol factory: %w", ErrInvalidArgument)
 	}
+	setup, err := clientTLS(o.SSL, host, o.ServerHostname, o.SSLHandshakeTimeout, o.SSLShutdownTimeout)
+	if err != nil {
+		return nil, zero, fmt.Errorf("create connection: %w", err)
+	}
 	if o.Sock != nil {
 		if host != "" || port != "" || o.LocalAddr != "" || o.Family != 0 || o.Proto != 0 || o.Flags != 0 {
 			return nil, zero, fmt.Errorf("create connection: host, port, LocalAddr, Family, Proto and Flags cannot be combined with Sock: %w", ErrInvalidArgument)
@@ -85,7 +105,7 @@ func CreateConnection[P BaseProtocol](co *Co, factory func() P, host, port strin
 		if o.Sock.Type() != unix.SOCK_STREAM {
 			return nil, zero, fmt.Errorf("create connection: a stream socket is required, got %s: %w", typeName(o.Sock.Type()), ErrInvalidArgument)
 		}
-		return startTransport(co, factory, o.Sock)
+		return startConn(co, factory, o.Sock, setup)
 	}
 	if host == "" && port == "" {
 		return nil, zero, fmt.Errorf("create connection: host and port were not specified and no Sock given: %w", ErrInvalidArgument)
@@ -126,7 +146,7 @@ func CreateConnection[P BaseProtocol](co *Co, factory func() P, host, port strin
 	if err != nil {
 		return nil, zero, err
 	}
-	return startTransport(co, factory, sock)
+	return startConn(co, factory, sock, setup)
 }
 
 // CreateUnixConnection connects to the Unix stream socket at path ("@name"
@@ -142,7 +162,11 @@ func CreateUnixConnection[P BaseProtocol](co *Co, factory func() P, path string,
 		return nil, zero, fmt.Errorf("create unix connection: nil protocol factory: %w", ErrInvalidArgument)
 	}
 	if o.LocalAddr != "" || o.Family != 0 || o.Proto != 0 || o.Flags != 0 || o.HappyEyeballsDelay != 0 || o.Interleave != 0 {
-		return nil, zero, fmt.Errorf("create unix connection: only Sock applies to Unix connections: %w", ErrInvalidArgument)
+		return nil, zero, fmt.Errorf("create unix connection: only Sock and the TLS options apply to Unix connections: %w", ErrInvalidArgument)
+	}
+	setup, err := clientTLS(o.SSL, "", o.ServerHostname, o.SSLHandshakeTimeout, o.SSLShutdownTimeout)
+	if err != nil {
+		return nil, zero, fmt.Errorf("create unix connection: %w", err)
 	}
 	if o.Sock != nil {
 		if path != "" {
@@ -151,7 +175,7 @@ func CreateUnixConnection[P BaseProtocol](co *Co, factory func() P, path string,
 		if o.Sock.Family() != unix.AF_UNIX || o.Sock.Type() != unix.SOCK_STREAM {
 			return nil, zero, fmt.Errorf("create unix connection: an AF_UNIX SOCK_STREAM socket is required: %w", ErrInvalidArgument)
 		}
-		return startTransport(co, factory, o.Sock)
+		return startConn(co, factory, o.Sock, setup)
 	}
 	if path == "" {
 		return nil, zero, fmt.Errorf("create unix connection: path or Sock is required: %w", ErrInvalidArgument)
@@ -165,7 +189,7 @@ func CreateUnixConnection[P BaseProtocol](co *Co, factory func() P, path string,
 	if err != nil {
 		return nil, zero, err
 	}
-	return startTransport(co, factory, sock)
+	return startConn(co, factory, sock, setup)
 }
 
 // resolve is the one place the networking code asks for addresses: the

@@ -26,10 +26,11 @@ const (
 // netState is the per-loop scratch space the transports share. It lives on
 // the loop (one field) so that it is freed with it.
 type netState struct {
-	rbuf   []byte
-	one    [1][]byte // a single buffer offered to TryWrite without a slice literal
-	chunks [][]byte  // free write chunks, each of capacity writeChunkSize
-	waits  *sockWait // free sock_* waits (kernel/sockwait.go)
+	rbuf     []byte
+	one      [1][]byte // a single buffer offered to TryWrite without a slice literal
+	chunks   [][]byte  // free write chunks, each of capacity writeChunkSize
+	waits    *sockWait // free sock_* waits (kernel/sockwait.go)
+	tlsPlain []byte    // decrypted bytes for plain Protocols (kernel/tls_protocol.go)
 }
 
 // recvBuf returns the loop's shared receive buffer.

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -54,6 +55,17 @@ type ServerOptions struct {
 	// the server closes; by default Close removes it if it is still the
 	// one the server bound (asyncio 3.13: cleanup_socket).
 	KeepUnixSocketFile bool
+
+	// SSL serves TLS with this configuration, which must carry a
+	// certificate (Certificates, GetCertificate or GetConfigForClient)
+	// (asyncio: ssl). Each connection's protocol hears ConnectionMade once
+	// its handshake has succeeded; a failed handshake is the peer's
+	// business and is logged at debug level only.
+	SSL *tls.Config
+	// SSLHandshakeTimeout bounds each handshake (0: 60 s), and
+	// SSLShutdownTimeout the wait for the peer's close_notify after Close
+	// (0: 30 s). Only with SSL.
+	SSLHandshakeTimeout, SSLShutdownTimeout time.Duration
 }
 
 // Server is a listening server (asyncio.Server): one or more listening
@@ -81,10 +93,12 @@ type Server struct {
 
 	unixPath string // the file a Unix server created, removed on Close
 	unixIno  uint64
+
+	tls *tlsSetup // nil: plain connections
 }
 
-func newServer(l *Loop, factory func() BaseProtocol, socks []*Socket, opts *ServerOptions) *Server {
-	s := &Server{loop: l, factory: factory, socks: socks, backlog: opts.Backlog, retryDelay: opts.AcceptRetryDelay}
+func newServer(l *Loop, factory func() BaseProtocol, socks []*Socket, opts *ServerOptions, setup *tlsSetup) *Server {
+	s := &Server{loop: l, factory: factory, socks: socks, backlog: opts.Backlog, retryDelay: opts.AcceptRetryDelay, tls: setup}
 	if s.backlog <= 0 {
 		s.backlog = defaultBacklog
 	}
@@ -109,6 +123,10 @@ func CreateServer[P BaseProtocol](co *Co, factory func() P, hosts []string, port
 	if factory == nil {
 		return nil, fmt.Errorf("create server: nil protocol factory: %w", ErrInvalidArgument)
 	}
+	setup, err := serverTLS(o.SSL, o.SSLHandshakeTimeout, o.SSLShutdownTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("create server: %w", err)
+	}
 	var socks []*Socket
 	if o.Sock != nil {
 		if len(hosts) > 0 || port != "" {
@@ -128,7 +146,7 @@ func CreateServer[P BaseProtocol](co *Co, factory func() P, hosts []string, port
 			return nil, err
 		}
 	}
-	s := newServer(l, eraseFactory(factory), socks, &o)
+	s := newServer(l, eraseFactory(factory), socks, &o, setup)
 	if !o.DeferServing {
 		if err := s.StartServing(); err != nil {
 			s.Close()
@@ -236,6 +254,10 @@ func CreateUnixServer[P BaseProtocol](co *Co, factory func() P, path string, opt
 	if factory == nil {
 		return nil, fmt.Errorf("create unix server: nil protocol factory: %w", ErrInvalidArgument)
 	}
+	setup, err := serverTLS(o.SSL, o.SSLHandshakeTimeout, o.SSLShutdownTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("create unix server: %w", err)
+	}
 	var sock *Socket
 	var ino uint64
 	switch {
@@ -276,7 +298,7 @@ func CreateUnixServer[P BaseProtocol](co *Co, factory func() P, path string, opt
 		}
 		sock = s
 	}
-	srv := newServer(co.Loop(), eraseFactory(factory), []*Socket{sock}, &o)
+	srv := newServer(co.Loop(), eraseFactory(factory), []*Socket{sock}, &o, setup)
 	if ino != 0 {
 		srv.unixPath, srv.unixIno = path, ino
 	}
@@ -415,6 +437,15 @@ func (s *Server) newConnection(ns *Socket, peer net.Addr) {
 	if proto == nil {
 		ns.Close()
 		return
+	}
+	if s.tls != nil {
+		layer, err := newTLSProtocol(s.loop, proto, *s.tls, nil)
+		if err != nil {
+			s.loop.CallExceptionHandler(ErrorContext{Message: "creating a TLS layer for an accepted connection failed", Err: err, Protocol: proto, Socket: ns})
+			ns.Close()
+			return
+		}
+		proto = layer
 	}
 	if _, err := newStreamTransport(s.loop, ns, proto, nil, s, peer); err != nil {
 		s.loop.CallExceptionHandler(ErrorContext{Message: "creating a transport for an accepted connection failed", Err: err, Protocol: proto, Socket: ns})
@@ -556,16 +587,26 @@ func (s *Server) String() string {
 
 // ConnectAcceptedSocket wraps a connection accepted outside the loop in a
 // transport and protocol (asyncio: loop.connect_accepted_socket). The
-// transport takes ownership of sock.
-func ConnectAcceptedSocket[P BaseProtocol](co *Co, factory func() P, sock *Socket) (Transport, P, error) {
+// transport takes ownership of sock. Of opts (nil for none) only the TLS
+// options apply: with SSL set, the server's side of a TLS handshake runs
+// first and the call returns once it has succeeded.
+func ConnectAcceptedSocket[P BaseProtocol](co *Co, factory func() P, sock *Socket, opts *ServerOptions) (Transport, P, error) {
 	var zero P
+	var o ServerOptions
+	if opts != nil {
+		o = *opts
+	}
 	if sock == nil || factory == nil {
 		return nil, zero, fmt.Errorf("connect accepted socket: nil socket or factory: %w", ErrInvalidArgument)
 	}
 	if sock.Type() != unix.SOCK_STREAM {
 		return nil, zero, fmt.Errorf("connect accepted socket: a stream socket is required, got %s: %w", typeName(sock.Type()), ErrInvalidArgument)
 	}
-	return startTransport(co, factory, sock)
+	setup, err := serverTLS(o.SSL, o.SSLHandshakeTimeout, o.SSLShutdownTimeout)
+	if err != nil {
+		return nil, zero, fmt.Errorf("connect accepted socket: %w", err)
+	}
+	return startConn(co, factory, sock, setup)
 }
 
 // startTransport makes the protocol and the transport for a connected
