@@ -30,7 +30,7 @@ type recordConn struct {
 	cur []byte // DataReceived's bytes while they are being decrypted (not ours to keep)
 	eof bool   // the plain transport reported EOF
 
-	co   *Co              // the handshake's coroutine, while it runs
+	co   *Co               // the handshake's coroutine, while it runs
 	wait *Future[struct{}] // what the handshake waits on for more bytes
 }
 
