@@ -80,7 +80,7 @@ func StartTLS(co *Co, t Transport, proto BaseProtocol, config *tls.Config, opts 
 // explicit ServerHostname, else the config's ServerName, else the host
 // connected to. An empty ServerHostname turns hostname matching off, which
 // the config must agree to (InsecureSkipVerify, with a VerifyConnection of
-// its own to keep checking the chain): asyncio refuses server_hostname=”
+// its own to keep checking the chain): asyncio refuses an empty server_hostname
 // while check_hostname is on.
 func clientTLS(config *tls.Config, host string, hostname *string, handshake, shutdown time.Duration) (*tlsSetup, error) {
 	if config == nil {
