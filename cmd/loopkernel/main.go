@@ -46,6 +46,7 @@ var commands = []*command{
 	pluginsCmd,     // cmd_plugins.go
 	serveCmd,       // cmd_serve.go
 	benchCmd,       // cmd_bench.go
+	certsCmd,       // cmd_certs.go
 	// A new tool joins here: one file, cmd_NAME.go, defining NAMECmd, and
 	// one line in this table.
 }
