@@ -23,7 +23,7 @@ var echoOpts struct {
 	client, probe, wrap                         string
 	pipeline, rounds                            int
 	duration, warmup                            time.Duration
-	pin                                         bool
+	pin, tls                                    bool
 }
 
 func echoFlags(fs *flag.FlagSet) {
@@ -42,6 +42,8 @@ func echoFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&echoOpts.pin, "pin", true, "echo: pin each server (child processes included) and the client to different CPUs, when there are two")
 	fs.StringVar(&echoOpts.wrap, "wrap", "",
 		"echo: start every server under `COMMAND` (split at spaces), e.g. valgrind --tool=callgrind, to count its instructions per request with --probe")
+	fs.BoolVar(&echoOpts.tls, "tls", false,
+		"echo, idle: every server serves TLS with a throwaway certificate and the client speaks TLS (the go client; floor has no TLS and is skipped)")
 	fs.StringVar(&echoOpts.probe, "probe", "",
 		"echo: shell `COMMAND` run during each measured window, {pid} {name} {client} {size} {conns} replaced, stopped with SIGINT (e.g. perf stat -p {pid})")
 }
@@ -74,7 +76,19 @@ func benchEcho(e *env, args []string) error {
 	if cfg.Conns, err = intList(*conns); err != nil {
 		return usagef("--conns: %v", err)
 	}
-	if cfg.Servers, err = benchServers(e, *policies, *peers, *python); err != nil {
+	bt, err := newBenchTLS(e)
+	if err != nil {
+		return err
+	}
+	defer bt.remove()
+	if bt != nil {
+		cfg.TLS = bt.client
+		if slices.Contains(cfg.Engines, echobench.EngineEpoll) {
+			fmt.Fprintln(e.stderr, "bench echo --tls: the epoll client speaks no TLS; the go client measures instead")
+			cfg.Engines = []echobench.Engine{echobench.EngineGo}
+		}
+	}
+	if cfg.Servers, err = benchServers(e, *policies, *peers, *python, bt); err != nil {
 		return err
 	}
 	if wrap := strings.Fields(echoOpts.wrap); len(wrap) > 0 {
@@ -109,7 +123,7 @@ func benchEcho(e *env, args []string) error {
 // servers; asyncio and uvloop run under python, and one that is not
 // installed is skipped with the reason on stderr rather than failing the
 // whole comparison.
-func benchServers(e *env, policies, peers, python string) ([]echobench.ServerSpec, error) {
+func benchServers(e *env, policies, peers, python string, bt *benchTLS) ([]echobench.ServerSpec, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -121,7 +135,7 @@ func benchServers(e *env, policies, peers, python string) ([]echobench.ServerSpe
 		}
 		servers = append(servers, echobench.ServerSpec{
 			Name: "loopkernel/" + p,
-			Argv: []string{self, "serve", "echo", "--policy", p, "--addr", "127.0.0.1:0"},
+			Argv: append([]string{self, "serve", "echo", "--policy", p, "--addr", "127.0.0.1:0"}, bt.serveArgs()...),
 		})
 	}
 	want := map[string]bool{}
@@ -129,12 +143,17 @@ func benchServers(e *env, policies, peers, python string) ([]echobench.ServerSpe
 		want[p] = true
 	}
 	for _, ref := range []string{"floor", "go-net"} {
-		if want[ref] {
-			servers = append(servers, echobench.ServerSpec{Name: ref, Argv: []string{self, "serve", ref, "--addr", "127.0.0.1:0"}})
+		if !want[ref] {
+			continue
 		}
+		if ref == "floor" && bt != nil {
+			fmt.Fprintln(e.stderr, "skipped: floor: raw system calls, no TLS")
+			continue
+		}
+		servers = append(servers, echobench.ServerSpec{Name: ref, Argv: append([]string{self, "serve", ref, "--addr", "127.0.0.1:0"}, bt.serveArgs()...)})
 	}
 	if want["asyncio"] || want["uvloop"] {
-		specs, missing, err := echobench.PythonPeers(python)
+		specs, missing, err := echobench.PythonPeers(python, bt.pythonArgs()...)
 		if err != nil {
 			return nil, err
 		}

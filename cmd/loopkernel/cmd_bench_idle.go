@@ -44,11 +44,19 @@ func benchIdle(e *env, args []string) error {
 	if idleOpts.settle <= 0 {
 		return usagef("--settle must be positive")
 	}
-	servers, err := benchServers(e, echoOpts.policies, echoOpts.peers, echoOpts.python)
+	bt, err := newBenchTLS(e)
+	if err != nil {
+		return err
+	}
+	defer bt.remove()
+	servers, err := benchServers(e, echoOpts.policies, echoOpts.peers, echoOpts.python, bt)
 	if err != nil {
 		return err
 	}
 	cfg := echobench.IdleConfig{Conns: conns, Settle: idleOpts.settle, Progress: e.stderr, Servers: servers}
+	if bt != nil {
+		cfg.TLS = bt.client
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	fmt.Fprintf(e.stderr, "bench idle: %d servers, one at a time, %d idle connections each, %v settle\n",

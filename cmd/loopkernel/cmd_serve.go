@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"net"
@@ -23,6 +25,10 @@ var serveOpts struct {
 	profile  string
 	limits   serve.Limits
 	idle     kindDefault // --idle-timeout: its default depends on the server
+
+	tlsCert, tlsKey          string
+	upstreamTLS              bool
+	upstreamCA, upstreamName string
 }
 
 // kindDefault is a duration flag whose default depends on the server being
@@ -99,6 +105,11 @@ loop; the rest are counted). See docs/serve.md.`,
 		fs.DurationVar(&lim.ConnectTimeout, "connect-timeout", serve.DefaultConnectTimeout,
 			"proxy: give up on the upstream connection after `D` and close the client")
 		fs.StringVar(&serveOpts.profile, "cpuprofile", "", "write a Go CPU profile of the server to `FILE` when it shuts down (for bench echo's analysis)")
+		fs.StringVar(&serveOpts.tlsCert, "tls-cert", "", "serve TLS with the certificate chain in `FILE` (PEM; `loopkernel certs` makes a test one)")
+		fs.StringVar(&serveOpts.tlsKey, "tls-key", "", "the private key of --tls-cert, in `FILE` (PEM)")
+		fs.BoolVar(&serveOpts.upstreamTLS, "upstream-tls", false, "proxy: speak TLS to --upstream, verifying its certificate")
+		fs.StringVar(&serveOpts.upstreamCA, "upstream-ca", "", "proxy: trust the CA certificates in `FILE` (PEM) for the upstream instead of the system's; implies --upstream-tls")
+		fs.StringVar(&serveOpts.upstreamName, "upstream-name", "", "proxy: the `NAME` the upstream's certificate must carry (default: the --upstream host)")
 	},
 	run: runServe,
 }
@@ -112,11 +123,18 @@ func runServe(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "LISTENING %s\n", a)
 		}
 	}
+	tlsCfg, upTLS, err := serveTLS()
+	if err != nil {
+		return err
+	}
 	switch args[0] {
 	case "floor":
+		if tlsCfg != nil {
+			return usagef("floor is raw system calls: it has no TLS")
+		}
 		return echobench.ServeFloor(serveOpts.addr, func(a net.Addr) { listening([]net.Addr{a}) })
 	case "go-net":
-		return echobench.ServeGoNet(serveOpts.addr, func(a net.Addr) { listening([]net.Addr{a}) })
+		return echobench.ServeGoNetTLS(serveOpts.addr, tlsCfg, func(a net.Addr) { listening([]net.Addr{a}) })
 	}
 	p, err := e.policy()
 	if err != nil {
@@ -151,5 +169,38 @@ func runServe(e *env, args []string) error {
 		NewLoop:   p.NewEventLoop,
 		Listening: listening,
 		Limits:    &limits,
+
+		TLS:         tlsCfg,
+		UpstreamTLS: upTLS,
 	})
+}
+
+// serveTLS loads the TLS flags: the server's certificate, and the proxy's
+// upstream trust.
+func serveTLS() (server, upstream *tls.Config, err error) {
+	if (serveOpts.tlsCert == "") != (serveOpts.tlsKey == "") {
+		return nil, nil, usagef("--tls-cert and --tls-key go together")
+	}
+	if serveOpts.tlsCert != "" {
+		pair, err := tls.LoadX509KeyPair(serveOpts.tlsCert, serveOpts.tlsKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		server = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}}
+	}
+	if serveOpts.upstreamTLS || serveOpts.upstreamCA != "" || serveOpts.upstreamName != "" {
+		upstream = &tls.Config{ServerName: serveOpts.upstreamName}
+		if serveOpts.upstreamCA != "" {
+			pem, err := os.ReadFile(serveOpts.upstreamCA)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--upstream-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, nil, fmt.Errorf("--upstream-ca: no PEM certificate in %s", serveOpts.upstreamCA)
+			}
+			upstream.RootCAs = pool
+		}
+	}
+	return server, upstream, nil
 }

@@ -1,6 +1,7 @@
 package echobench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -168,9 +169,19 @@ func sockaddrOf(ta *net.TCPAddr) (family int, sa unix.Sockaddr) {
 // connection copying through a 64 KiB buffer, the way a Go server is
 // usually written.
 func ServeGoNet(addr string, listening func(net.Addr)) error {
+	return ServeGoNetTLS(addr, nil, listening)
+}
+
+// ServeGoNetTLS is ServeGoNet over crypto/tls when cfg is set: Go's own TLS
+// server, a goroutine per connection, the peer bench echo --tls measures
+// against.
+func ServeGoNetTLS(addr string, cfg *tls.Config, listening func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("go-net: %w", err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	listening(ln.Addr())
 	for {

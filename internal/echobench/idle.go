@@ -3,6 +3,7 @@ package echobench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,6 +27,9 @@ type IdleConfig struct {
 	// that frees lazily (Go's scavenger, a Python arena) a moment to do so.
 	Settle   time.Duration
 	Progress io.Writer
+	// TLS, when set, makes every connection a TLS client with this
+	// configuration (the servers must then serve TLS).
+	TLS *tls.Config
 }
 
 // IdleRow is one server holding Conns idle connections.
@@ -108,7 +112,7 @@ func measureIdle(ctx context.Context, spec ServerSpec, cfg IdleConfig, row *Idle
 	if row.BeforeKiB, err = processTreeRSS(pid); err != nil {
 		return err
 	}
-	conns, err := openIdle(ctx, s.addr, cfg.Conns)
+	conns, err := openIdle(ctx, s.addr, cfg.Conns, cfg.TLS)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
@@ -139,7 +143,7 @@ func measureIdle(ctx context.Context, spec ServerSpec, cfg IdleConfig, row *Idle
 // openIdle opens n connections, a few at a time so the server's accept
 // queue never overflows, and has each echo one message. It returns the
 // connections that echoed, in order, and the first failure.
-func openIdle(ctx context.Context, addr string, n int) ([]net.Conn, error) {
+func openIdle(ctx context.Context, addr string, n int, tlsCfg *tls.Config) ([]net.Conn, error) {
 	const parallel = 32
 	conns := make([]net.Conn, n)
 	errs := make([]error, parallel)
@@ -155,6 +159,9 @@ func openIdle(ctx context.Context, addr string, n int) ([]net.Conn, error) {
 					return
 				}
 				c, err := d.DialContext(ctx, "tcp", addr)
+				if err == nil && tlsCfg != nil {
+					c, err = handshake(ctx, c, tlsCfg)
+				}
 				if err != nil {
 					errs[w] = fmt.Errorf("connection %d of %d to %s: %w", i+1, n, addr, err)
 					return

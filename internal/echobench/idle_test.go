@@ -53,7 +53,7 @@ func TestProcessTreeMemSelf(t *testing.T) {
 // openIdle against the floor: every connection echoes once and stays open.
 func TestOpenIdle(t *testing.T) {
 	addr := serveInBackground(t, ServeFloor)
-	conns, err := openIdle(context.Background(), addr, 100)
+	conns, err := openIdle(context.Background(), addr, 100, nil)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
@@ -82,7 +82,7 @@ func TestOpenIdleMismatch(t *testing.T) {
 			}()
 		}
 	}()
-	conns, err := openIdle(context.Background(), ln.Addr().String(), 3)
+	conns, err := openIdle(context.Background(), ln.Addr().String(), 3, nil)
 	for _, c := range conns {
 		c.Close()
 	}

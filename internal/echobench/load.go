@@ -2,6 +2,7 @@ package echobench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -47,6 +48,10 @@ type LoadConfig struct {
 	// Unset, the client runs where the scheduler puts it.
 	PinClient bool
 	ClientCPU int
+	// TLS, when set, speaks TLS to the server with this client
+	// configuration; only the Go engine can (the epoll engine is raw
+	// system calls, with no TLS library under it).
+	TLS *tls.Config
 }
 
 // LoadResult is what one load measured in its window.
@@ -95,6 +100,9 @@ func Load(ctx context.Context, cfg LoadConfig, window func(open bool)) (LoadResu
 	}
 	switch cfg.Engine {
 	case EngineEpoll, "":
+		if cfg.TLS != nil {
+			return LoadResult{}, errors.New("load: the epoll client speaks no TLS; use the go client")
+		}
 		return loadEpoll(ctx, cfg, window)
 	case EngineGo:
 		return loadGo(ctx, cfg, window)

@@ -3,6 +3,7 @@ package echobench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,11 @@ func loadGo(ctx context.Context, cfg LoadConfig, window func(open bool)) (LoadRe
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
+		}
+		if cfg.TLS != nil {
+			if c, err = handshake(ctx, c, cfg.TLS); err != nil {
+				return LoadResult{}, fmt.Errorf("load: connection %d of %d to %s: %w", i+1, cfg.Conns, cfg.Addr, err)
+			}
 		}
 		conns = append(conns, c)
 	}
@@ -153,4 +159,17 @@ func goClient(c net.Conn, cfg LoadConfig, base pattern, id int, measuring *atomi
 			}
 		}
 	}
+}
+
+// handshake wraps c in a TLS client and completes the handshake, so the
+// measured window holds no handshake; on failure c is closed.
+func handshake(ctx context.Context, c net.Conn, cfg *tls.Config) (net.Conn, error) {
+	tc := tls.Client(c, cfg)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
 }

@@ -3,6 +3,7 @@ package echobench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -68,6 +69,9 @@ type Config struct {
 	// Progress.
 	Probe    string
 	Progress io.Writer
+	// TLS, when set, makes every load a TLS client with this
+	// configuration (the servers must serve TLS, and the engine be go).
+	TLS *tls.Config
 }
 
 // Row is one server on one cell of the grid, medians over the rounds.
@@ -99,7 +103,7 @@ type Row struct {
 // PythonPeers returns the asyncio and uvloop servers that python3 on this
 // machine can run (uvloop only when importable), with the reason for any
 // that cannot.
-func PythonPeers(python string) ([]ServerSpec, []string, error) {
+func PythonPeers(python string, extra ...string) ([]ServerSpec, []string, error) {
 	if _, err := os.Stat(python); err != nil {
 		return nil, []string{fmt.Sprintf("asyncio and uvloop: %s not found", python)}, nil
 	}
@@ -111,10 +115,10 @@ func PythonPeers(python string) ([]ServerSpec, []string, error) {
 	if err := os.WriteFile(script, pythonServer, 0o600); err != nil {
 		return nil, nil, err
 	}
-	specs := []ServerSpec{{Name: "asyncio", Argv: []string{python, script, "--loop", "asyncio", "--addr", "127.0.0.1:0"}}}
+	specs := []ServerSpec{{Name: "asyncio", Argv: append([]string{python, script, "--loop", "asyncio", "--addr", "127.0.0.1:0"}, extra...)}}
 	var missing []string
 	if err := exec.Command(python, "-c", "import uvloop").Run(); err == nil {
-		specs = append(specs, ServerSpec{Name: "uvloop", Argv: []string{python, script, "--loop", "uvloop", "--addr", "127.0.0.1:0"}})
+		specs = append(specs, ServerSpec{Name: "uvloop", Argv: append([]string{python, script, "--loop", "uvloop", "--addr", "127.0.0.1:0"}, extra...)})
 	} else {
 		missing = append(missing, "uvloop: python3-uvloop is not installed (scripts/install-deps.sh installs it)")
 	}
@@ -242,7 +246,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 					}
 					smp, err := measure(ctx, s, LoadConfig{
 						Addr: s.addr, Engine: engine, Conns: conns, Size: size, Pipeline: cfg.Pipeline,
-						Warmup: cfg.Warmup, Duration: cfg.Duration, PinClient: pin, ClientCPU: clientCPU,
+						Warmup: cfg.Warmup, Duration: cfg.Duration, PinClient: pin, ClientCPU: clientCPU, TLS: cfg.TLS,
 					}, probe, progress)
 					if err != nil {
 						if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"crypto/tls"
 	"strings"
 
 	"github.com/loopkernel/loopkernel/kernel"
@@ -16,7 +17,8 @@ import (
 // direction.
 type proxyConn struct {
 	loop     *kernel.Loop
-	upstream string // host:port, or unix:PATH
+	upstream string      // host:port, or unix:PATH
+	upTLS    *tls.Config // TLS towards the upstream, or nil
 	lim      *Limits
 	sw       *sweep
 	dl       deadline
@@ -43,11 +45,12 @@ func (c *proxyConn) ConnectionMade(t kernel.BaseTransport) {
 		factory := func() *upstreamConn { return &upstreamConn{c: c} }
 		var up kernel.Transport
 		var err error
+		opts := &kernel.ConnOptions{SSL: c.upTLS}
 		if path, ok := strings.CutPrefix(c.upstream, "unix:"); ok {
-			up, _, err = kernel.CreateUnixConnection(co, factory, path, nil)
+			up, _, err = kernel.CreateUnixConnection(co, factory, path, opts)
 		} else {
 			host, port := splitHostPort(c.upstream)
-			up, _, err = kernel.CreateConnection(co, factory, host, port, nil)
+			up, _, err = kernel.CreateConnection(co, factory, host, port, opts)
 		}
 		c.connect = nil
 		if err != nil {
@@ -106,7 +109,18 @@ func (c *proxyConn) EOFReceived() bool {
 		c.up.Close()
 		return false
 	}
-	c.up.WriteEOF()
+	return halfClose(c.up)
+}
+
+// halfClose passes a half-close on: WriteEOF where the transport can, and
+// a whole close where it cannot (TLS has no half-close), answering what
+// EOFReceived returns.
+func halfClose(t kernel.Transport) bool {
+	if !t.CanWriteEOF() {
+		t.Close()
+		return false
+	}
+	t.WriteEOF()
 	return true
 }
 
@@ -136,8 +150,7 @@ func (u *upstreamConn) EOFReceived() bool {
 		u.c.t.Close()
 		return false
 	}
-	u.c.t.WriteEOF()
-	return true
+	return halfClose(u.c.t)
 }
 
 func (u *upstreamConn) ConnectionLost(error) { u.c.t.Close() }

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Limits bounds each connection; nil means DefaultLimits(Kind).
 	Limits *Limits
+	// TLS, when set, serves TLS with it (a certificate inside); UpstreamTLS
+	// makes the proxy speak TLS to its upstream.
+	TLS, UpstreamTLS *tls.Config
 }
 
 // Run serves until ctx is done or the process gets SIGINT or SIGTERM, then
@@ -179,7 +183,7 @@ func serveLoop(cfg Config, root *staticRoot, i int, host, port, unixPath string,
 	defer sw.stop()
 	main, err := kernel.CreateTask(loop, func(co *kernel.Co) (struct{}, error) {
 		factory := protocolFactory(cfg, loop, root, sw)
-		opts := &kernel.ServerOptions{ReusePort: cfg.Loops > 1, Backlog: 1024}
+		opts := &kernel.ServerOptions{ReusePort: cfg.Loops > 1, Backlog: 1024, SSL: cfg.TLS}
 		var srv *kernel.Server
 		var err error
 		if isUnix {
@@ -232,7 +236,7 @@ func protocolFactory(cfg Config, loop *kernel.Loop, root *staticRoot, sw *sweep)
 		return func() kernel.BaseProtocol { return &httpConn{s: s} }
 	case "proxy":
 		return func() kernel.BaseProtocol {
-			return &proxyConn{loop: loop, upstream: cfg.Upstream, lim: lim, sw: sw}
+			return &proxyConn{loop: loop, upstream: cfg.Upstream, lim: lim, sw: sw, upTLS: cfg.UpstreamTLS}
 		}
 	default:
 		return func() kernel.BaseProtocol { return &echoConn{lim: lim, sw: sw} }
