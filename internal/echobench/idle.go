@@ -50,7 +50,9 @@ type IdleRow struct {
 	IdlePssKiB int64 `json:"pss_idle_kib"`
 	// PerConnKiB is (IdleKiB - BeforeKiB) / Echoed.
 	PerConnKiB float64 `json:"kib_per_conn"`
-	Error      string  `json:"error,omitempty"`
+	// TLS: the connections spoke TLS (bench idle --tls).
+	TLS   bool   `json:"tls,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // idleMessage is what each connection sends once; it names the connection so
@@ -81,7 +83,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) ([]IdleRow, error) {
 	}
 	rows := make([]IdleRow, 0, len(cfg.Servers))
 	for _, spec := range cfg.Servers {
-		row := IdleRow{Server: spec.Name, Conns: cfg.Conns}
+		row := IdleRow{Server: spec.Name, Conns: cfg.Conns, TLS: cfg.TLS != nil}
 		if err := measureIdle(ctx, spec, cfg, &row); err != nil {
 			if ctx.Err() != nil {
 				return rows, ctx.Err()
@@ -339,8 +341,20 @@ func WriteIdleTable(w io.Writer, rows []IdleRow) {
 			ratio(rss(r), floor, rss), ratio(rss(r), uv, rss), ratio(per(r), uv, per))
 	}
 	tw.Flush()
+	goNet := ref("go-net")
 	for _, r := range rows {
 		if r.Error != "" || r.Conns != IdleTargetConns || !strings.HasPrefix(r.Server, "loopkernel") {
+			continue
+		}
+		if r.TLS {
+			// Issue 8's target: under half of Go's crypto/tls server.
+			if goNet != nil {
+				verdict := "meets"
+				if 2*r.IdleKiB >= goNet.IdleKiB {
+					verdict = "MISSES"
+				}
+				fmt.Fprintf(w, "TLS target (idle RSS below half of go-net's): %s %s it at %.2f× go-net\n", r.Server, verdict, float64(r.IdleKiB)/float64(goNet.IdleKiB))
+			}
 			continue
 		}
 		verdict := "meets"
