@@ -28,6 +28,7 @@ var netTLSCases = []ncase{
 	{name: "net/tls/round-trip/tls1.2", run: func(n *nt) { nTLSRoundTrip(n, tls.VersionTLS12) }},
 	{name: "net/tls/round-trip/tls1.3", run: func(n *nt) { nTLSRoundTrip(n, tls.VersionTLS13) }},
 	{name: "net/tls/buffered-protocol", run: nTLSBufferedProtocol},
+	{name: "net/tls/unix", run: nTLSUnix},
 	{name: "net/tls/client-certificate", run: nTLSClientCertificate},
 	{name: "net/tls/hostname-mismatch", run: nTLSHostnameMismatch},
 	{name: "net/tls/untrusted", run: nTLSUntrusted},
@@ -787,5 +788,33 @@ func nTLSNoLeaks(n *nt) {
 		}
 		srv.Close()
 		return nil
+	})
+}
+
+// nTLSUnix: TLS over Unix sockets, where the name to verify cannot come
+// from a host and is given as ServerHostname.
+func nTLSUnix(n *nt) {
+	l := n.newLoop()
+	pki := testkit.TLS(n)
+	var srvs serverProtos
+	path := n.tempDir() + "/tls.sock"
+	n.run(l, "tls over unix sockets", func(co *kernel.Co) error {
+		srv, err := kernel.CreateUnixServer(co, srvs.factory(newEcho), path, &kernel.ServerOptions{SSL: pki.ServerConfig()})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		cli := &recProto{}
+		host := "localhost"
+		tr, _, err := kernel.CreateUnixConnection(co, func() *recProto { return cli }, path, &kernel.ConnOptions{SSL: pki.ClientConfig(), ServerHostname: &host})
+		if err != nil {
+			return fmt.Errorf("rule: a TLS client connects over a Unix socket: %w", err)
+		}
+		tr.Write([]byte("unix and tls"))
+		if err := n.waitUntil(co, "rule: echo over TLS on a Unix socket", func() bool { return cli.data.String() == "unix and tls" }); err != nil {
+			return err
+		}
+		tr.Close()
+		return n.waitUntil(co, "rule: ConnectionLost", func() bool { return cli.lost == 1 })
 	})
 }

@@ -4,7 +4,7 @@
 # warm machine pays nothing and needs no network).
 #
 #   python3-uvloop     uvloop peer for the echo benchmarks (Debian's python3)
-#   socat, netcat-openbsd, curl, wrk
+#   socat, netcat-openbsd, curl, wrk, openssl
 #                      clients and load generators for the servers' tests and
 #                      benchmarks (loopback only)
 #   protobuf-compiler  protoc, for `make generate`
@@ -18,7 +18,7 @@
 # used wrongly.
 set -euo pipefail
 
-PACKAGES=(python3-uvloop socat curl wrk netcat-openbsd protobuf-compiler)
+PACKAGES=(python3-uvloop socat curl wrk netcat-openbsd openssl protobuf-compiler)
 
 warn() { printf 'install-deps: warning: %s\n' "$*" >&2; }
 say() { printf 'install-deps: %s\n' "$*"; }

@@ -2,11 +2,14 @@ package streams_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/loopkernel/loopkernel/internal/certs"
 	"github.com/loopkernel/loopkernel/kernel"
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/streams"
@@ -82,4 +85,68 @@ func ExampleReader_IOReader() {
 	// one
 	// two
 	// 2 <nil>
+}
+
+// A STARTTLS exchange on streams: plaintext first, then both ends upgrade
+// with Writer.StartTLS and go on over TLS.
+func ExampleWriter_StartTLS() {
+	sel, err := selector.NewEpoll()
+	if err != nil {
+		panic(err)
+	}
+	loop := kernel.New(sel)
+	defer loop.Close()
+	ca, err := certs.NewAuthority("example CA", time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	leaf, err := ca.Issue(certs.Leaf{Hosts: []string{"localhost"}})
+	if err != nil {
+		panic(err)
+	}
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}}
+	clientTLS := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}
+
+	upgrade := func(co *kernel.Co, r *streams.Reader, w *streams.Writer) error {
+		defer w.Close()
+		if _, err := r.Readline(co); err != nil { // "STARTTLS\n"
+			return err
+		}
+		w.Write([]byte("GO AHEAD\n"))
+		if err := w.StartTLS(co, serverTLS, nil); err != nil {
+			return err
+		}
+		line, err := r.Readline(co)
+		if err != nil {
+			return err
+		}
+		w.Write([]byte("secured: " + string(line)))
+		return w.Drain(co)
+	}
+	main, _ := kernel.CreateTask(loop, func(co *kernel.Co) (string, error) {
+		srv, err := streams.StartServer(co, upgrade, "127.0.0.1", "0", nil)
+		if err != nil {
+			return "", err
+		}
+		defer srv.Close()
+		port := strconv.Itoa(srv.Sockets()[0].LocalAddr().(*net.TCPAddr).Port)
+		r, w, err := streams.OpenConnection(co, "127.0.0.1", port, nil)
+		if err != nil {
+			return "", err
+		}
+		defer w.Close()
+		w.Write([]byte("STARTTLS\n"))
+		if _, err := r.Readline(co); err != nil {
+			return "", err
+		}
+		if err := w.StartTLS(co, clientTLS, nil); err != nil {
+			return "", err
+		}
+		w.Write([]byte("hello\n"))
+		line, err := r.Readline(co)
+		return strings.TrimSpace(string(line)), err
+	})
+	loop.RunUntilComplete(main)
+	fmt.Println(main.Result())
+	// Output: secured: hello <nil>
 }
