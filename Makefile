@@ -26,6 +26,7 @@ FUZZ += ./sdk/dataplane:FuzzParseRights
 FUZZ += ./sdk/dataplane:FuzzDecodeCallMsg
 FUZZ += ./sdk/dataplane:FuzzDecodeAddrinfos
 FUZZ += ./plugins/resolver:FuzzParseServices
+FUZZ += ./plugins/resolver:FuzzParseAnswer
 FUZZ += ./streams:FuzzReaduntil
 FUZZ += ./internal/serve:FuzzParseRequest
 FUZZ += ./internal/echobench:FuzzParseKiB
