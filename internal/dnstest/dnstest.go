@@ -66,9 +66,9 @@ const (
 type Server struct {
 	// Addr is where it listens, UDP and TCP.
 	Addr netip.AddrPort
-	// Zone is the suffix of the names it is authoritative for, fully
-	// qualified ("test."): a name under it without records is NXDOMAIN with
-	// the zone's SOA; any other unknown name is REFUSED.
+	// Zone names the SOA of its negative answers ("test."). Every name
+	// without records is NXDOMAIN (or NODATA) with that SOA, which a
+	// resolver may keep only for names under the zone (RFC 2308).
 	Zone string
 
 	udp, tcp *dns.Server
@@ -328,10 +328,6 @@ func (s *Server) answer(q *dns.Msg) *dns.Msg {
 	}
 	qq := q.Question[0]
 	name := strings.ToLower(qq.Name)
-	if !dns.IsSubDomain(s.Zone, name) && !strings.HasSuffix(name, ".in-addr.arpa.") && !strings.HasSuffix(name, ".ip6.arpa.") {
-		m.Rcode = dns.RcodeRefused
-		return m
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range 8 {
