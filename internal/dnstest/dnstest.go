@@ -101,8 +101,13 @@ func Start(t T) *Server {
 	return s
 }
 
-// New starts a server for zone "test." on 127.0.0.1; Close stops it.
-func New() (*Server, error) {
+// New starts a server for zone "test." on a free port of 127.0.0.1; Close
+// stops it.
+func New() (*Server, error) { return NewAt("127.0.0.1:0") }
+
+// NewAt starts a server for zone "test." on addr, a loopback address and
+// port (port 0: one free for both UDP and TCP); Close stops it.
+func NewAt(addr string) (*Server, error) {
 	s := &Server{Zone: "test.", records: make(map[key][]dns.RR), modes: make(map[string]Mode),
 		queries: make(map[key]int), negTTL: 60}
 	// Find a port free for both transports: bind UDP on any port, then TCP
@@ -111,7 +116,7 @@ func New() (*Server, error) {
 	var ln net.Listener
 	for range 20 {
 		var err error
-		pc, err = net.ListenPacket("udp4", "127.0.0.1:0")
+		pc, err = net.ListenPacket("udp4", addr)
 		if err != nil {
 			return nil, err
 		}
@@ -121,9 +126,12 @@ func New() (*Server, error) {
 		}
 		pc.Close()
 		pc = nil
+		if !strings.HasSuffix(addr, ":0") {
+			return nil, err
+		}
 	}
 	if pc == nil {
-		return nil, fmt.Errorf("no port free for both UDP and TCP on 127.0.0.1")
+		return nil, fmt.Errorf("no port free for both UDP and TCP on %s", addr)
 	}
 	s.Addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	h := dns.HandlerFunc(s.serve)

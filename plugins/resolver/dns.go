@@ -85,7 +85,7 @@ type dnsState struct {
 	hosts *watchedFile[*hostsTable]
 }
 
-var _ sdk.Resolver = (*DNS)(nil)
+var _ sdk.CachedResolver = (*DNS)(nil)
 
 func init() {
 	sdk.Resolvers.Register(DNSName, func() (sdk.Resolver, error) {
@@ -240,6 +240,92 @@ func (d *DNS) Getaddrinfo(ctx context.Context, host, port string, hints sdk.Addr
 	return d.ports.addrConfig(host, ai, hints)
 }
 
+// GetaddrinfoCached implements sdk.CachedResolver: the answer to a name
+// with a numeric port when the hosts file or the cache holds it, computed
+// without I/O (the kernel calls it on the loop goroutine). A negative or
+// missing answer, a file due for its check, AIAddrConfig (which asks the
+// interfaces) or a service name all return false, for the slow path.
+func (d *DNS) GetaddrinfoCached(host, port string, hints sdk.AddrinfoHints) ([]sdk.Addrinfo, bool) {
+	if host == "" || hints.Flags&(sdk.AIAddrConfig|sdk.AINumericHost) != 0 || addrinfo.CheckHints(hints) != nil {
+		return nil, false
+	}
+	p, numeric, err := addrinfo.NumericPort(port)
+	if err != nil || !numeric {
+		return nil, false
+	}
+	sps, err := addrinfo.SockProtos(hints)
+	if err != nil || checkName(host) != nil {
+		return nil, false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil, false
+	}
+	st := d.state.Load()
+	hosts, ok := st.hosts.peek()
+	if !ok {
+		return nil, false
+	}
+	var addrs []netip.Addr
+	canon := ""
+	if e, found := (*hosts).byName[hostKey(host)]; found {
+		addrs, canon = append([]netip.Addr(nil), e.addrs...), e.canon
+	} else {
+		conf, ok := st.conf.peek()
+		if !ok {
+			return nil, false
+		}
+		if addrs, canon, ok = d.cachedHost(host, *conf, qtypesFor(hints)); !ok {
+			return nil, false
+		}
+	}
+	d.order.sortAddrs(addrs)
+	if addrs, err = addrinfo.FilterFamily(host, addrs, hints); err != nil {
+		return nil, false
+	}
+	if hints.Flags&sdk.AICanonName == 0 {
+		canon = ""
+	}
+	ai := addrinfo.Expand(addrs, sps, func(addrinfo.SockProto) (uint16, bool) { return p, true }, canon)
+	return ai, len(ai) > 0
+}
+
+// cachedHost is lookupHost's search over the candidates from the cache
+// alone: the first candidate with addresses, if every question before it
+// is cached as negative.
+func (d *DNS) cachedHost(host string, conf *resolvConf, qtypes []uint16) ([]netip.Addr, string, bool) {
+	for _, name := range candidates(host, conf) {
+		var addrs []netip.Addr
+		canon := ""
+		for _, qt := range qtypes {
+			ans, hit := d.cache.peek(cacheKey{name, qt})
+			if !hit {
+				return nil, "", false
+			}
+			if !ans.negative() {
+				addrs = append(addrs, ans.addrs...)
+				if canon == "" {
+					canon = ans.canon
+				}
+			}
+		}
+		if len(addrs) > 0 {
+			return addrs, canon, true
+		}
+	}
+	return nil, "", false
+}
+
+// qtypesFor is which record types a lookup with hints asks for.
+func qtypesFor(hints sdk.AddrinfoHints) []uint16 {
+	switch {
+	case hints.Family == syscall.AF_INET:
+		return []uint16{dns.TypeA}
+	case hints.Family == syscall.AF_INET6 && hints.Flags&sdk.AIV4Mapped == 0:
+		return []uint16{dns.TypeAAAA}
+	}
+	return []uint16{dns.TypeA, dns.TypeAAAA}
+}
+
 // lookupHost answers a host name: from the hosts file, as localhost
 // (RFC 6761), or from the servers through the cache.
 func (d *DNS) lookupHost(ctx context.Context, host string, hints sdk.AddrinfoHints) ([]netip.Addr, string, error) {
@@ -263,22 +349,33 @@ func (d *DNS) lookupHost(ctx context.Context, host string, hints sdk.AddrinfoHin
 	if st.opts.Timeout > 0 {
 		timeout = st.opts.Timeout
 	}
-	qtypes := []uint16{dns.TypeA, dns.TypeAAAA}
-	switch {
-	case hints.Family == syscall.AF_INET:
-		qtypes = qtypes[:1]
-	case hints.Family == syscall.AF_INET6 && hints.Flags&sdk.AIV4Mapped == 0:
-		qtypes = qtypes[1:]
-	}
+	qtypes := qtypesFor(hints)
 	var failure error // a server problem, which outranks "no such name"
 	for _, name := range candidates(host, conf) {
 		var answers [2]*answer
 		var errs [2]error
-		var wg sync.WaitGroup
+		missing := 0
 		for i, qt := range qtypes {
-			wg.Go(func() { answers[i], errs[i] = d.query(ctx, conf, timeout, name, qt) })
+			var hit bool
+			if answers[i], hit = d.cache.peek(cacheKey{name, qt}); !hit {
+				missing++
+			}
 		}
-		wg.Wait()
+		if missing > 0 {
+			// The misses are asked in parallel; one alone needs no goroutine.
+			var wg sync.WaitGroup
+			for i, qt := range qtypes {
+				if answers[i] != nil {
+					continue
+				}
+				if missing == 1 {
+					answers[i], errs[i] = d.query(ctx, conf, timeout, name, qt)
+					break
+				}
+				wg.Go(func() { answers[i], errs[i] = d.query(ctx, conf, timeout, name, qt) })
+			}
+			wg.Wait()
+		}
 		var addrs []netip.Addr
 		canon := ""
 		for i := range qtypes {

@@ -94,6 +94,21 @@ func (c *cache) lookup(ctx context.Context, key cacheKey, fetch func(context.Con
 	}
 }
 
+// peek returns the fresh answer to key, if the cache holds one, without
+// asking anyone: the path of a hit, which needs no goroutine.
+func (c *cache) peek(key cacheKey) (*answer, bool) {
+	c.mu.Lock()
+	e := c.entries[key]
+	if e == nil || !c.now().Before(e.expires) {
+		c.mu.Unlock()
+		return nil, false
+	}
+	c.toFront(e)
+	c.mu.Unlock()
+	c.hits.Add(1)
+	return e.ans, true
+}
+
 func (c *cache) run(ctx context.Context, key cacheKey, f *flight, gen uint64, fetch func(context.Context) (*answer, error)) {
 	ans, err := fetch(ctx)
 	c.mu.Lock()

@@ -196,6 +196,16 @@ func (w *watchedFile[T]) get() *T {
 	return w.cur.Load()
 }
 
+// peek returns the current parse without looking at the file, and false
+// when the file is due to be looked at (a caller that must not do I/O then
+// takes the slow path, whose get does it).
+func (w *watchedFile[T]) peek() (*T, bool) {
+	if time.Now().UnixNano() >= w.next.Load() {
+		return nil, false
+	}
+	return w.cur.Load(), true
+}
+
 // reload parses the file again if its stamp changed (or always, first). A
 // missing file parses as empty: resolv.conf's defaults, no hosts.
 func (w *watchedFile[T]) reload(first bool) {

@@ -234,3 +234,49 @@ func FuzzParseAnswer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDNSCached is a cached lookup: the hosts file and resolv.conf
+// checked (at most once per CheckInterval), the cache hit, the results
+// built.
+func BenchmarkDNSCached(b *testing.B) {
+	srv := dnstest.Start(b)
+	srv.Add("c.test. 3600 IN A 127.0.0.1")
+	dir := b.TempDir()
+	conf, err := dnstest.ResolvConf(dir, []netip.AddrPort{srv.Addr})
+	require.NoError(b, err)
+	d := NewDNS(DNSOptions{ResolvConf: conf, Hosts: filepath.Join(dir, "hosts")})
+	ctx := context.Background()
+	hints := sdk.AddrinfoHints{Family: syscall.AF_INET, SockType: syscall.SOCK_STREAM}
+	_, err = d.Getaddrinfo(ctx, "c.test", "80", hints)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Getaddrinfo(ctx, "c.test", "80", hints); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestGetaddrinfoCachedOnlyAnswersFromMemory(t *testing.T) {
+	srv := dnstest.Start(t)
+	srv.Add("m.test. 60 IN A 127.0.0.3")
+	d, _ := newTestDNS(t, []netip.AddrPort{srv.Addr})
+	d.state.Load().conf.next.Store(time.Now().Add(time.Hour).UnixNano()) // not due for a check
+	d.state.Load().hosts.next.Store(time.Now().Add(time.Hour).UnixNano())
+	h := sdk.AddrinfoHints{Family: syscall.AF_INET, SockType: syscall.SOCK_STREAM}
+	_, ok := d.GetaddrinfoCached("m.test", "80", h)
+	assert.False(t, ok, "a miss is not answered from memory")
+	assert.Zero(t, srv.Queries("m.test", dns.TypeA), "GetaddrinfoCached asks no server")
+	_, err := d.Getaddrinfo(context.Background(), "m.test", "80", h)
+	require.NoError(t, err)
+	ai, ok := d.GetaddrinfoCached("m.test", "80", h)
+	require.True(t, ok)
+	assert.Equal(t, []string{"127.0.0.3:80"}, addrs(ai))
+	_, ok = d.GetaddrinfoCached("m.test", "http", h)
+	assert.False(t, ok, "a service name takes the slow path")
+	_, ok = d.GetaddrinfoCached("m.test", "80", sdk.AddrinfoHints{Flags: sdk.AIAddrConfig})
+	assert.False(t, ok, "AI_ADDRCONFIG takes the slow path")
+	d.state.Load().hosts.next.Store(0)
+	_, ok = d.GetaddrinfoCached("m.test", "80", h)
+	assert.False(t, ok, "a file due for its check takes the slow path")
+}
