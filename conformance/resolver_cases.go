@@ -155,6 +155,21 @@ var resolverCases = []rcase{
 		assert.Equal(r, 1, failing.Queries("f.test", dns.TypeA))
 		assert.Less(r, time.Since(start), badAnswerLimit+caseTimeout, "rule: a silent server costs one timeout")
 	}},
+	{name: "rotate-spreads-queries", needs: settings, run: func(r *rt) {
+		a, b := dnstest.Start(r), dnstest.Start(r)
+		for _, s := range []*dnstest.Server{a, b} {
+			for _, n := range []string{"r1", "r2", "r3", "r4"} {
+				s.Add(n + ".test. 60 IN A 127.0.0.51")
+			}
+		}
+		e := r.world("", []netip.AddrPort{a.Addr, b.Addr}, "options rotate")
+		for _, n := range []string{"r1", "r2", "r3", "r4"} {
+			_, err := r.lookup(e.resolver, n+".test", v4Stream)
+			require.NoError(r, err)
+		}
+		assert.Positive(r, a.UDPQueries(), "rule: options rotate asks every server in turn")
+		assert.Positive(r, b.UDPQueries(), "rule: options rotate asks every server in turn")
+	}},
 	{name: "ttl-expiry", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("ttl.test. 1 IN A 127.0.0.60")
