@@ -47,9 +47,10 @@ type cacheEntry struct {
 // flight is one exchange in progress, shared by every lookup of its key
 // that arrives before it ends.
 type flight struct {
-	done chan struct{}
-	ans  *answer
-	err  error
+	done      chan struct{}
+	ans       *answer
+	err       error
+	abandoned bool // the caller running it gave up: the waiters ask again
 }
 
 func newCache(max int, maxTTL, maxNegTTL time.Duration) *cache {
@@ -61,37 +62,58 @@ func newCache(max int, maxTTL, maxNegTTL time.Duration) *cache {
 
 // lookup returns the answer to key: from the cache while it is fresh, else
 // from fetch, run once for every lookup of key that arrives while it runs.
-// fetch runs on a goroutine of its own with a context that no caller's
-// cancellation ends (its own timeouts bound it), so one caller giving up
-// does not fail the others; a caller whose ctx ends stops waiting.
+// The first caller runs fetch on its own goroutine, with its own ctx (no
+// goroutine hand-off on the path of a miss); the others wait for it, each
+// within its own ctx. If the first caller gives up (its ctx ends), the
+// flight ends without an answer and those still waiting start another.
 func (c *cache) lookup(ctx context.Context, key cacheKey, fetch func(context.Context) (*answer, error)) (*answer, error) {
-	c.mu.Lock()
-	if e := c.entries[key]; e != nil {
-		if c.now().Before(e.expires) {
-			c.toFront(e)
-			c.mu.Unlock()
-			c.hits.Add(1)
-			return e.ans, nil
+	for {
+		c.mu.Lock()
+		if e := c.entries[key]; e != nil {
+			if c.now().Before(e.expires) {
+				c.toFront(e)
+				c.mu.Unlock()
+				c.hits.Add(1)
+				return e.ans, nil
+			}
+			c.remove(e)
 		}
-		c.remove(e)
-	}
-	f := c.flights[key]
-	if f != nil {
+		f := c.flights[key]
+		if f == nil {
+			c.misses.Add(1)
+			f = &flight{done: make(chan struct{})}
+			c.flights[key] = f
+			gen := c.gen
+			c.mu.Unlock()
+			ans, err := fetch(ctx)
+			c.finish(key, f, gen, ans, err, ctx.Err() != nil)
+			return ans, err
+		}
 		c.merged.Add(1)
-	} else {
-		c.misses.Add(1)
-		f = &flight{done: make(chan struct{})}
-		c.flights[key] = f
-		gen := c.gen
-		go c.run(context.WithoutCancel(ctx), key, f, gen, fetch)
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+			if f.abandoned {
+				continue // its caller gave up; ask again
+			}
+			return f.ans, f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// finish ends a flight: the answer is stored (unless the cache was flushed
+// since the flight began) and handed to the waiters.
+func (c *cache) finish(key cacheKey, f *flight, gen uint64, ans *answer, err error, abandoned bool) {
+	c.mu.Lock()
+	delete(c.flights, key)
+	if err == nil && gen == c.gen {
+		c.store(key, ans)
 	}
 	c.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.ans, f.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	f.ans, f.err, f.abandoned = ans, err, err != nil && abandoned
+	close(f.done)
 }
 
 // peek returns the fresh answer to key, if the cache holds one, without
@@ -107,18 +129,6 @@ func (c *cache) peek(key cacheKey) (*answer, bool) {
 	c.mu.Unlock()
 	c.hits.Add(1)
 	return e.ans, true
-}
-
-func (c *cache) run(ctx context.Context, key cacheKey, f *flight, gen uint64, fetch func(context.Context) (*answer, error)) {
-	ans, err := fetch(ctx)
-	c.mu.Lock()
-	delete(c.flights, key)
-	if err == nil && gen == c.gen {
-		c.store(key, ans)
-	}
-	c.mu.Unlock()
-	f.ans, f.err = ans, err
-	close(f.done)
 }
 
 // store keeps ans for its TTL (capped); c.mu is held.

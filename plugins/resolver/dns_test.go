@@ -280,3 +280,37 @@ func TestGetaddrinfoCachedOnlyAnswersFromMemory(t *testing.T) {
 	_, ok = d.GetaddrinfoCached("m.test", "80", h)
 	assert.False(t, ok, "a file due for its check takes the slow path")
 }
+
+// BenchmarkUncached compares a lookup with the cache off against Go's
+// net.Resolver asking the same server (it has no cache): the cost of the
+// exchange itself.
+func BenchmarkUncached(b *testing.B) {
+	srv := dnstest.Start(b)
+	srv.Add("u.test. 3600 IN A 127.0.0.1")
+	dir := b.TempDir()
+	conf, err := dnstest.ResolvConf(dir, []netip.AddrPort{srv.Addr})
+	require.NoError(b, err)
+	ctx := context.Background()
+	b.Run("dns", func(b *testing.B) {
+		d := NewDNS(DNSOptions{ResolvConf: conf, Hosts: filepath.Join(dir, "hosts"), CacheSize: -1})
+		hints := sdk.AddrinfoHints{Family: syscall.AF_INET, SockType: syscall.SOCK_STREAM}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := d.Getaddrinfo(ctx, "u.test", "80", hints); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("go-net", func(b *testing.B) {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, srv.Addr.String())
+		}}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.LookupNetIP(ctx, "ip4", "u.test"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
