@@ -202,8 +202,13 @@ func (d *DNS) Configure(key, value string) error {
 	return nil
 }
 
-// Getaddrinfo implements sdk.Resolver.
+// Getaddrinfo implements sdk.Resolver. A cache hit takes the path of
+// GetaddrinfoCached, which is also what a plugin process serving this
+// back-end answers most lookups with.
 func (d *DNS) Getaddrinfo(ctx context.Context, host, port string, hints sdk.AddrinfoHints) ([]sdk.Addrinfo, error) {
+	if ai, ok := d.GetaddrinfoCached(host, port, hints); ok {
+		return ai, nil
+	}
 	if ai, ok, err := addrinfo.Numeric(host, port, hints); ok {
 		if err == nil {
 			ai, err = d.ports.addrConfig(host, ai, hints)
