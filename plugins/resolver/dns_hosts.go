@@ -44,11 +44,20 @@ func parseHosts(data []byte) *hostsTable {
 			continue
 		}
 		a = a.Unmap()
-		canon := strings.TrimSuffix(f[1], ".")
+		names := make([]string, 0, len(f)-1)
+		for _, name := range f[1:] {
+			if hostKey(name) != "" { // "." names nothing
+				names = append(names, name)
+			}
+		}
+		if len(names) == 0 {
+			continue
+		}
+		canon := strings.TrimSuffix(names[0], ".")
 		if _, dup := t.byAddr[a.WithZone("")]; !dup {
 			t.byAddr[a.WithZone("")] = canon
 		}
-		for _, name := range f[1:] {
+		for _, name := range names {
 			key := hostKey(name)
 			e := t.byName[key]
 			if e.canon == "" {
