@@ -46,7 +46,7 @@ func parseHosts(data []byte) *hostsTable {
 		a = a.Unmap()
 		names := make([]string, 0, len(f)-1)
 		for _, name := range f[1:] {
-			if hostKey(name) != "" { // "." names nothing
+			if checkName(name) == nil { // ".", "a..b", 300 bytes: no name a lookup could ask for
 				names = append(names, name)
 			}
 		}
