@@ -283,6 +283,9 @@ func (d *DNS) GetaddrinfoCached(host, port string, hints sdk.AddrinfoHints) ([]s
 			return nil, false
 		}
 	}
+	if !d.order.known(addrs) {
+		return nil, false // sorting would ask the kernel for source addresses
+	}
 	d.order.sortAddrs(addrs)
 	if addrs, err = addrinfo.FilterFamily(host, addrs, hints); err != nil {
 		return nil, false

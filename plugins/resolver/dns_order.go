@@ -115,6 +115,24 @@ func (s *sourceFinder) source(dst netip.Addr) (netip.Addr, bool) {
 	return src, ok
 }
 
+// known reports whether the memo holds a fresh source for every address:
+// then sortAddrs makes no system call, which a caller on the loop
+// goroutine needs.
+func (s *sourceFinder) known(addrs []netip.Addr) bool {
+	if len(addrs) < 2 {
+		return true
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range addrs {
+		if m, hit := s.memo[a]; !hit || !now.Before(m.expires) {
+			return false
+		}
+	}
+	return true
+}
+
 // kernelSource asks the kernel's routing for the source address of dst.
 func kernelSource(dst netip.Addr) (netip.Addr, bool) {
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))

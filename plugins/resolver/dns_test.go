@@ -279,6 +279,20 @@ func TestGetaddrinfoCachedOnlyAnswersFromMemory(t *testing.T) {
 	d.state.Load().hosts.next.Store(0)
 	_, ok = d.GetaddrinfoCached("m.test", "80", h)
 	assert.False(t, ok, "a file due for its check takes the slow path")
+	d.state.Load().hosts.next.Store(time.Now().Add(time.Hour).UnixNano())
+
+	// Two addresses need sorting, which needs their source addresses: from
+	// the memo only.
+	srv.Add("two.test. 60 IN A 127.0.0.4", "two.test. 60 IN A 127.0.0.5")
+	_, err = d.Getaddrinfo(context.Background(), "two.test", "80", h)
+	require.NoError(t, err)
+	_, ok = d.GetaddrinfoCached("two.test", "80", h)
+	assert.True(t, ok)
+	d.order.mu.Lock()
+	clear(d.order.memo)
+	d.order.mu.Unlock()
+	_, ok = d.GetaddrinfoCached("two.test", "80", h)
+	assert.False(t, ok, "sorting that would ask the kernel takes the slow path")
 }
 
 // BenchmarkUncached compares a lookup with the cache off against Go's
