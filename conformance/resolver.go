@@ -221,6 +221,14 @@ func (r *rt) world(hosts string, servers []netip.AddrPort, lines ...string) *env
 	return r.worldT(caseTimeout, hosts, servers, lines...)
 }
 
+// worldOn is a new resolver world around an existing server, with another
+// per-try timeout (the server's settings stay).
+func (r *rt) worldOn(srv *dnstest.Server, timeout time.Duration) *env {
+	e := r.worldT(timeout, "", []netip.AddrPort{srv.Addr})
+	e.srv = srv
+	return e
+}
+
 // worldT is world with another per-try timeout.
 func (r *rt) worldT(timeout time.Duration, hosts string, servers []netip.AddrPort, lines ...string) *env {
 	e := &env{srv: dnstest.Start(r), dir: r.tempDir()}

@@ -287,10 +287,18 @@ var resolverCases = []rcase{
 		assert.Equal(r, "real.test", ai[0].CanonName, "rule: AI_CANONNAME names the end of the CNAME chain")
 	}},
 	{name: "both-families-in-rfc6724-order", needs: settings, run: func(r *rt) {
-		e := r.world("", nil)
-		e.srv.Add("two.test. 60 IN A 127.0.0.110", "two.test. 60 IN AAAA ::1")
+		srv := dnstest.Start(r)
+		srv.Add("two.test. 60 IN A 127.0.0.110", "two.test. 60 IN AAAA ::1")
+		// Each answer waits 1s: asked one after the other, the two would
+		// take 2s.
+		srv.SetDelay(time.Second)
+		e := r.worldOn(srv, 5*time.Second)
+		start := time.Now()
 		ai, err := r.lookup(e.resolver, "two.test", anyTCP)
+		took := time.Since(start)
 		require.NoError(r, err)
+		assert.Less(r, took, 1900*time.Millisecond, "rule: A and AAAA are asked in parallel")
+		assert.Equal(r, 2, e.srv.EDNSQueries(), "rule: queries carry EDNS0")
 		got := addrStrings(ai)
 		assert.ElementsMatch(r, []string{"127.0.0.110", "::1"}, got, "rule: A and AAAA are both asked")
 		if kernelSource(netip.IPv6Loopback()) {
@@ -303,6 +311,11 @@ var resolverCases = []rcase{
 		ni, err := e.resolver.Getnameinfo(r.Context(), netip.MustParseAddrPort("127.0.0.120:8080"), sdk.NINumericServ)
 		require.NoError(r, err)
 		assert.Equal(r, sdk.NameInfo{Host: "ptr.test", Service: "8080"}, ni, "rule: getnameinfo asks for the PTR record")
+		if services, _ := os.ReadFile("/etc/services"); strings.Contains(string(services), "\nhttp\t") || strings.Contains(string(services), "\nhttp ") {
+			ni, err = e.resolver.Getnameinfo(r.Context(), netip.MustParseAddrPort("127.0.0.120:80"), 0)
+			require.NoError(r, err)
+			assert.Equal(r, "http", ni.Service, "rule: the service name comes from the services database")
+		}
 		ni, err = e.resolver.Getnameinfo(r.Context(), netip.MustParseAddrPort("127.0.0.120:8080"), sdk.NINumericServ|sdk.NINoFQDN)
 		require.NoError(r, err)
 		assert.Equal(r, "ptr", ni.Host, "rule: NI_NOFQDN keeps the first label")

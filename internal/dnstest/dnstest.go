@@ -80,7 +80,7 @@ type Server struct {
 	negTTL  uint32
 	queries map[key]int
 
-	udpCount, tcpCount atomic.Int64
+	udpCount, tcpCount, ednsCount atomic.Int64
 }
 
 type key struct {
@@ -216,6 +216,9 @@ func (s *Server) TCPQueries() int { return int(s.tcpCount.Load()) }
 // UDPQueries is how many questions came over UDP.
 func (s *Server) UDPQueries() int { return int(s.udpCount.Load()) }
 
+// EDNSQueries is how many questions carried an EDNS0 OPT record.
+func (s *Server) EDNSQueries() int { return int(s.ednsCount.Load()) }
+
 // ResolvConf writes a resolv.conf naming servers (with their ports, the
 // dns back-end's extension) and the extra lines, in dir, and returns its
 // path.
@@ -237,6 +240,9 @@ func (s *Server) serve(w dns.ResponseWriter, q *dns.Msg) {
 		s.udpCount.Add(1)
 	} else {
 		s.tcpCount.Add(1)
+	}
+	if q.IsEdns0() != nil {
+		s.ednsCount.Add(1)
 	}
 	if len(q.Question) != 1 {
 		m := new(dns.Msg)
