@@ -224,14 +224,17 @@ func (r *rt) world(hosts string, servers []netip.AddrPort, lines ...string) *env
 // worldOn is a new resolver world around an existing server, with another
 // per-try timeout (the server's settings stay).
 func (r *rt) worldOn(srv *dnstest.Server, timeout time.Duration) *env {
-	e := r.worldT(timeout, "", []netip.AddrPort{srv.Addr})
-	e.srv = srv
-	return e
+	return r.build(srv, timeout, "", nil)
 }
 
 // worldT is world with another per-try timeout.
 func (r *rt) worldT(timeout time.Duration, hosts string, servers []netip.AddrPort, lines ...string) *env {
-	e := &env{srv: dnstest.Start(r), dir: r.tempDir()}
+	return r.build(dnstest.Start(r), timeout, hosts, servers, lines...)
+}
+
+// build writes the files of a world around srv and makes its resolver.
+func (r *rt) build(srv *dnstest.Server, timeout time.Duration, hosts string, servers []netip.AddrPort, lines ...string) *env {
+	e := &env{srv: srv, dir: r.tempDir()}
 	if servers == nil {
 		servers = []netip.AddrPort{e.srv.Addr}
 	}
