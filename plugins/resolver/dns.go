@@ -262,8 +262,8 @@ func (d *DNS) GetaddrinfoCached(host, port string, hints sdk.AddrinfoHints) ([]s
 	if err != nil || checkName(host) != nil {
 		return nil, false
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil, false
+	if mayBeNumeric(host) {
+		return nil, false // the kernel answers numeric hosts; Getaddrinfo's slow path does too
 	}
 	st := d.state.Load()
 	hosts, ok := st.hosts.peek()
@@ -469,10 +469,25 @@ func checkName(host string) error {
 				Name: clipName(host), IsNotFound: true}
 		}
 	}
-	if _, ok := dns.IsDomainName(name + "."); !ok {
+	if _, ok := dns.IsDomainName(name); !ok {
 		return &net.DNSError{Err: "not a domain name", Name: clipName(host), IsNotFound: true}
 	}
 	return nil
+}
+
+// mayBeNumeric reports whether host could be an IP address: it has a colon
+// or holds only digits and dots. It spares a name the error netip.ParseAddr
+// would allocate.
+func mayBeNumeric(host string) bool {
+	for i := 0; i < len(host); i++ {
+		switch c := host[i]; {
+		case c == ':':
+			return true
+		case c != '.' && (c < '0' || c > '9'):
+			return false
+		}
+	}
+	return true
 }
 
 func clipName(s string) string {
