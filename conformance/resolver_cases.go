@@ -238,6 +238,20 @@ var resolverCases = []rcase{
 		_, _ = r.lookup(e.resolver, "s.test", v4Stream)
 		assert.Equal(r, 2, e.srv.Queries("s.test", dns.TypeA), "rule: a timeout is not cached")
 	}},
+	{name: "no-server-listening-fails-fast", needs: settings, run: func(r *rt) {
+		// A port nothing listens on: bind one, note it, close it.
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		require.NoError(r, err)
+		closed := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		pc.Close()
+		e := r.worldT(5*time.Second, "", []netip.AddrPort{closed})
+		start := time.Now()
+		_, err = r.lookup(e.resolver, "gone.test", v4Stream)
+		var de *net.DNSError
+		require.ErrorAs(r, err, &de, "rule: a server that refuses gives a *net.DNSError")
+		assert.Contains(r, de.Err, closed.String(), "rule: the error names the server")
+		assert.Less(r, time.Since(start), 4*time.Second, "rule: a refused port is not waited on for the whole timeout")
+	}},
 	{name: "bad-answers-fail-clearly-and-are-not-cached", needs: settings, run: func(r *rt) {
 		for _, bad := range []struct {
 			mode dnstest.Mode
