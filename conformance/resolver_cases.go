@@ -212,7 +212,9 @@ var resolverCases = []rcase{
 	{name: "concurrent-lookups-merged", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("m.test. 0 IN A 127.0.0.80") // TTL 0: only merging can save a query
-		e.srv.SetDelay(300 * time.Millisecond)
+		// Long enough for all of them to arrive while the first is asked,
+		// on a loaded machine.
+		e.srv.SetDelay(800 * time.Millisecond)
 		var wg sync.WaitGroup
 		for range 16 {
 			wg.Go(func() {
@@ -346,7 +348,10 @@ var resolverCases = []rcase{
 		// by the kill, not by their own timeout.
 		e := r.worldT(5*time.Second, "", nil)
 		e.srv.Add("k.test. 60 IN A 127.0.0.130")
-		e.srv.SetDelay(time.Second)
+		// Answers wait 3s, so the lookups are still in flight when the kill
+		// (a control-plane call, then the signal) lands, however loaded
+		// the machine.
+		e.srv.SetDelay(3 * time.Second)
 		errs := make(chan error, 8)
 		for i := range 8 {
 			go func() {
