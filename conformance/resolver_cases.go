@@ -210,7 +210,7 @@ var resolverCases = []rcase{
 		assert.Equal(r, 1, e.srv.Queries("nx.test", dns.TypeAAAA), "rule: NODATA is kept for the SOA minimum too")
 	}},
 	{name: "concurrent-lookups-merged", needs: settings, run: func(r *rt) {
-		e := r.world("", nil)
+		e := r.worldT(5*time.Second, "", nil)
 		e.srv.Add("m.test. 0 IN A 127.0.0.80") // TTL 0: only merging can save a query
 		// Long enough for all of them to arrive while the first is asked,
 		// on a loaded machine.
