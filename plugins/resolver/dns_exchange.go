@@ -54,7 +54,8 @@ func (e *serverError) Error() string {
 	return fmt.Sprintf("server %v answered %s", e.server, dns.RcodeToString[e.rcode])
 }
 
-// exchanger asks the servers; a field of the back-end so tests can count.
+// exchanger asks the servers; rotate picks the first server of a question
+// under options rotate (the back-end keeps the turn).
 type exchanger struct {
 	rotate func(n int) int // the first server to ask, for options rotate
 }
