@@ -17,8 +17,10 @@ import (
 // A numeric host with a numeric port is answered on the spot: the future
 // is already done when Getaddrinfo returns and no goroutine is involved,
 // which is what makes connecting to "127.0.0.1:8080" cost no lookup.
-// Anything else goes to the loop's resolver on the default executor, since a
-// lookup may block for seconds. Cancelling the future abandons the lookup.
+// A resolver that keeps a cache (sdk.CachedResolver) is asked first, on the
+// loop goroutine, and a hit is answered the same way. Anything else goes to
+// the loop's resolver on the default executor, since a lookup may block for
+// seconds. Cancelling the future abandons the lookup.
 // Errors name the host and port and wrap the resolver's, so errors.As to
 // *net.DNSError works.
 func (l *Loop) Getaddrinfo(host, port string, hints sdk.AddrinfoHints) (*Future[[]sdk.Addrinfo], error) {
@@ -39,6 +41,13 @@ func (l *Loop) Getaddrinfo(host, port string, hints sdk.AddrinfoHints) (*Future[
 	r, err := l.resolverOrErr()
 	if err != nil {
 		return nil, fmt.Errorf("getaddrinfo: %w", err)
+	}
+	if cr, ok := r.(sdk.CachedResolver); ok {
+		if ai, ok := cr.GetaddrinfoCached(host, port, hints); ok {
+			f := CreateFuture[[]sdk.Addrinfo](l)
+			f.SetResult(ai)
+			return f, nil
+		}
 	}
 	return offLoop(l, "getaddrinfo", func(ctx context.Context) ([]sdk.Addrinfo, error) {
 		ai, err := r.Getaddrinfo(ctx, host, port, hints)

@@ -56,6 +56,11 @@ func Choose(f Flags) (*Policy, error) {
 		if spec == "" {
 			continue
 		}
+		if name, ok := strings.CutSuffix(spec, "-plugin"); ok && !slices.Contains(o.names(), spec) && slices.Contains(o.names(), name) {
+			// NAME-plugin, as the built-in policies name a plugin placement
+			// (epoll-plugin): the same as plugin:NAME.
+			spec = pluginPrefix + name
+		}
 		if !strings.HasPrefix(spec, pluginPrefix) && !slices.Contains(o.names(), spec) {
 			return nil, fmt.Errorf("%s %q: %w (have %v, or %sNAME, %sPATH)", from, spec, sdk.ErrUnknownBackend,
 				o.names(), pluginPrefix, pluginPrefix)

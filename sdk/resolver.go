@@ -102,6 +102,20 @@ type Resolver interface {
 	Getnameinfo(ctx context.Context, addr netip.AddrPort, flags int) (NameInfo, error)
 }
 
+// CachedResolver is a Resolver that can answer some lookups from memory at
+// once. The kernel asks it on the loop goroutine before handing a lookup
+// to its executor, so a lookup the back-end has cached costs no thread hop
+// (asyncio's getaddrinfo always pays one). Only an in-process back-end can
+// offer it: a plugin's cache is on the other side of a wire.
+type CachedResolver interface {
+	Resolver
+	// GetaddrinfoCached answers as Getaddrinfo would, from memory only; ok
+	// is false when an answer would need anything else (a query, a miss, a
+	// negative answer, a file due to be looked at again). It is called on
+	// the loop goroutine, so it must not block or do I/O.
+	GetaddrinfoCached(host, port string, hints AddrinfoHints) (ai []Addrinfo, ok bool)
+}
+
 // DefaultResolver is the name of the resolver back-end a loop uses when it
 // was given none: the one registered under it in Resolvers (plugins/resolver
 // registers Go's resolver there).

@@ -57,9 +57,10 @@ var benchCmd = &command{
 
 // benchSuites maps `loopkernel bench SUITE` to the code that runs it.
 var benchSuites = map[string]func(e *env, args []string) error{
-	"loop": runBenchLoop,
-	"echo": benchEcho, // cmd_bench_echo.go
-	"idle": benchIdle, // cmd_bench_idle.go
+	"loop":    runBenchLoop,
+	"echo":    benchEcho,    // cmd_bench_echo.go
+	"idle":    benchIdle,    // cmd_bench_idle.go
+	"resolve": benchResolve, // cmd_bench_resolve.go
 }
 
 func runBench(e *env, args []string) error {

@@ -1,13 +1,18 @@
-// Package resolver is the default name-resolution back-end: sdk.Resolver
-// over Go's net.Resolver, with the getaddrinfo(3) behaviour asyncio users
-// expect layered on top — one result per socket type, passive and loopback
-// wildcards for an empty host, family filtering, IPv4-mapped results, port
-// names and canonical names.
+// Package resolver holds the bundled name-resolution back-ends, each an
+// sdk.Resolver with the getaddrinfo(3) behaviour asyncio users expect — one
+// result per socket type, passive and loopback wildcards for an empty host,
+// family filtering, IPv4-mapped results, port names and canonical names:
+//
+//   - "go" (sdk.DefaultResolver, resolver.go): Go's net.Resolver;
+//   - "dns" (dns*.go): the project's own stub resolver on miekg/dns, with
+//     resolv.conf and hosts read again when they change, a TTL and negative
+//     cache that merges concurrent lookups, and RFC 6724 ordering.
 //
 // Numeric hosts are answered without any lookup (internal/addrinfo); the
 // kernel answers them itself on the loop goroutine and only hands names to a
-// Resolver, on its executor. The package registers its resolver in
-// sdk.Resolvers under sdk.DefaultResolver ("go").
+// Resolver, on its executor (or takes a cached answer from an
+// sdk.CachedResolver on the loop goroutine). The package imports sdk and
+// internal/addrinfo, never the kernel or the plugin host.
 package resolver
 
 import (
