@@ -70,14 +70,21 @@
 // goroutine locked to one OS thread for the life of the process (the signal
 // fires when the forking *thread* exits, not the process, so a fork from an
 // arbitrary goroutine's thread could signal the plugin the moment the Go
-// runtime retires that thread). Serve catches SIGTERM, removes its socket
-// directory and exits. A second, independent trigger is the data plane: when
-// the host dies its end of the socketpair closes and Serve exits the same way.
-// We do not unlink the socket after connecting instead, because gRPC may
-// redial (after an idle timeout) and would then find nothing to connect to.
-// One window remains: a host that dies within the few milliseconds between
-// starting a plugin and the plugin installing its SIGTERM handler leaves an
-// empty 0700 directory named plugin-dir* in $TMPDIR.
+// runtime retires that thread). Serve catches SIGTERM and exits. A second,
+// independent trigger is the data plane: when the host dies its end of the
+// socketpair closes and Serve exits the same way.
+//
+// The go-plugin socket (in a 0700 directory plugin-dirNNN that go-plugin
+// makes in $TMPDIR) is removed by the host as soon as it has connected,
+// with gRPC's idle mode off so that the connection is never redialled; a
+// running plugin has nothing on disk, so killing host and plugin together
+// (a process-group, cgroup or OOM kill) leaves nothing behind. Every failed
+// start removes the directory too. What remains is the few milliseconds of
+// a start: a host killed together with its plugin just then leaves an
+// empty directory or a dead socket. The first plugin start of every later
+// host sweeps those away (sweepStale: only directories of this user, of
+// go-plugin's shape, older than a minute, holding nothing but sockets no
+// live process is bound to).
 //
 // A plugin must be the process the host started: a wrapper script has to
 // exec the real binary (the handshake checks the pid), or the parent-death

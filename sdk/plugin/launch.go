@@ -203,6 +203,7 @@ func newSupervisor[T any](reg *sdk.Registry[T], spec Spec) (*supervisor, error) 
 		}
 	}
 	s.life, s.cancel = context.WithCancel(context.Background())
+	sweepInBackground()
 	return s, nil
 }
 

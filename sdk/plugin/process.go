@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
+	"google.golang.org/grpc"
 
 	"github.com/loopkernel/loopkernel/sdk/dataplane"
 	pb "github.com/loopkernel/loopkernel/sdk/proto"
@@ -29,6 +30,10 @@ type process struct {
 	pid     int
 	trace   startTrace
 	end     endTrace
+	// sockDir is the directory go-plugin made for the plugin's gRPC
+	// socket. It is removed as soon as the host has connected (see
+	// startProcess), and by every failure path of a start.
+	sockDir string
 
 	// abortMu orders abort against the runner's creation: a start whose
 	// ctx is cancelled before the fork never forks.
@@ -87,14 +92,21 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           s.Logger,
 		StartTimeout:     startTimeout,
-		// go-plugin makes a 0700 directory inside TempDir for the socket,
-		// tells the plugin through PLUGIN_UNIX_SOCKET_DIR and removes it in
-		// Kill; the plugin removes it itself if the host dies first.
+		// go-plugin makes a 0700 directory inside TempDir for the socket and
+		// tells the plugin through PLUGIN_UNIX_SOCKET_DIR; we remove it once
+		// connected (below), or when the start fails.
 		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: os.TempDir()},
-		RunnerFunc: func(_ hclog.Logger, base *exec.Cmd, _ string) (runner.Runner, error) {
+		// The socket file is gone once the host has connected, so the
+		// connection must never be redialled: no idle mode (gRPC's default
+		// would close an idle channel after 30 minutes and redial on the
+		// next call). The stdio stream go-plugin keeps open holds the
+		// channel busy anyway; this makes it explicit.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithIdleTimeout(0)},
+		RunnerFunc: func(_ hclog.Logger, base *exec.Cmd, sockDir string) (runner.Runner, error) {
+			p.sockDir = sockDir
 			cmd := exec.Command(path, s.Args...)
 			cmd.Env = append(base.Env, env...)
-			r, err := newProcRunner(name, cmd, pluginEnd, &p.trace)
+			r, err := makeRunner(name, cmd, pluginEnd, &p.trace)
 			if err != nil {
 				return nil, err
 			}
@@ -113,6 +125,10 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 	defer func() {
 		if err != nil {
 			p.client.Kill()
+			// go-plugin's Kill removes the directory only if a runner was
+			// started; a start that failed before (no descriptors for the
+			// pipes, say) would leave it behind.
+			removeSocketDir(p.sockDir)
 		}
 	}()
 	// go-plugin waits for the handshake line up to StartTimeout whatever
@@ -152,6 +168,10 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 		return nil, fmt.Errorf("plugin %q: handshake: %w", name, err)
 	}
 	p.trace.handshook = time.Now()
+	// Connected: the socket's name is of no more use, and a directory in
+	// $TMPDIR is litter if host and plugin are killed together (a process
+	// group, cgroup or OOM kill), when neither can remove it.
+	removeSocketDir(p.sockDir)
 	p.served = hs.PluginName
 	if int(hs.Pid) != p.pid {
 		return nil, fmt.Errorf("plugin %q: handshake answered by pid %d, started pid %d", name, hs.Pid, p.pid)
@@ -164,6 +184,10 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 	p.trace.ready = time.Now()
 	return p, nil
 }
+
+// makeRunner is newProcRunner; a test makes it fail, as running out of
+// descriptors for the output pipes would.
+var makeRunner = newProcRunner
 
 // abort ends a start in progress: a process not yet forked never will be,
 // one already running is killed.

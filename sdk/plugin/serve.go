@@ -264,6 +264,9 @@ func serve(b Backends) int {
 // empty. Nothing recursive: the directory is named by the environment, and
 // a mistaken environment must not cost anyone their files.
 func removeSocketDir(dir string) {
+	if dir == "" {
+		return
+	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if e.Type()&os.ModeSocket != 0 {
