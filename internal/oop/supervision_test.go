@@ -191,12 +191,13 @@ func TestLoopCarriesOnAfterPluginSIGKILL(t *testing.T) {
 }
 
 // TestRepeatedCrashesFailTheLoop: a plugin that keeps dying is restarted
-// MaxRestarts times; the failure after that ends RunForever with an error
-// wrapping sdk.ErrPluginFailed, which the exception handler also receives,
-// and the loop stays failed rather than spinning.
+// MaxRestarts times within its outage; the failure after that ends
+// RunForever with an error wrapping sdk.ErrPluginFailed, which the
+// exception handler also receives, and the loop stays failed rather than
+// spinning.
 func TestRepeatedCrashesFailTheLoop(t *testing.T) {
 	const maxRestarts = 2
-	psel := launch(t, plugin.Spec{Name: "epoll", MaxRestarts: maxRestarts, RestartWindow: time.Minute})
+	psel := launch(t, plugin.Spec{Name: "epoll", MaxRestarts: maxRestarts, RestartBudget: time.Minute})
 	l := kernel.New(psel, kernel.WithLogger(testLogger(t)))
 	defer l.Close()
 	var excs []kernel.ErrorContext
@@ -231,7 +232,7 @@ func TestRepeatedCrashesFailTheLoop(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorIs(t, err, sdk.ErrPluginFailed)
 	assert.Contains(t, err.Error(), `plugin "epoll"`)
-	assert.Contains(t, err.Error(), "failed after 2 restarts")
+	assert.Contains(t, err.Error(), "could not be kept alive: 3 failures")
 	assert.Len(t, pids, maxRestarts+1, "the first plugin and %d replacements were killed", maxRestarts)
 	assert.Equal(t, maxRestarts, reads, "each replacement delivered the readiness written before the next kill")
 	require.Len(t, excs, 1, "the failure reached the exception handler once")

@@ -536,6 +536,17 @@ func (c *Client) Replace(conn *os.File) error {
 	return nil
 }
 
+// EachRegistration calls f for every live registration, in no particular
+// order: what a supervisor hands to an in-process selector that takes over
+// from a plugin it could not keep alive. Registrations the plugin refused
+// are included (the new selector may take them). Call it from the loop
+// goroutine, like Register.
+func (c *Client) EachRegistration(f func(fd int, tok sdk.Token, interest sdk.Events)) {
+	for tok, r := range c.regs {
+		f(r.fd, tok, r.interest)
+	}
+}
+
 // Close says goodbye to the plugin and closes the connection. It never
 // closes registered descriptors: they are the kernel's. A Wait blocked in
 // another goroutine is released with an error.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -36,8 +37,19 @@ type remoteCalls struct {
 	ready chan struct{} // closed when cc is replaced, or when no replacement will come
 
 	hung        atomic.Bool // the health check killed the current process
+	clock       exchangeClock
 	monitorDone chan struct{}
+
+	// twin is the in-process back-end serving since the plugin could not
+	// be kept alive (Spec.Fallback); nil until then.
+	twin atomic.Pointer[twinBackend]
 }
+
+// twinBackend holds the in-process resolver or executor that took over.
+type twinBackend struct{ be any }
+
+// errUseTwin tells do that the in-process twin serves now.
+var errUseTwin = errors.New("plugin: the in-process fallback serves")
 
 func (r *remoteCalls) init(ctx context.Context, sup *supervisor, fam dataplane.Family, closedErr error) error {
 	r.supervisor, r.fam, r.closedErr = sup, fam, closedErr
@@ -67,23 +79,23 @@ func (r *remoteCalls) attach(p *process) error {
 }
 
 // monitor health-checks the current process and replaces it when its call
-// plane dies, until the supervisor stops or gives up.
+// plane dies, until the supervisor stops or gives up (and then, with
+// Spec.Fallback, hands over to the in-process twin).
 func (r *remoteCalls) monitor() {
 	defer close(r.monitorDone)
-	every := min(time.Second, r.spec.ReplyTimeout)
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(min(healthSlice, r.spec.ReplyTimeout))
 	defer tick.Stop()
 	for {
 		r.mu.Lock()
-		cc := r.cc
+		cc, p := r.cc, r.proc
 		r.mu.Unlock()
 		select {
 		case <-r.life.Done():
 			return
 		case <-tick.C:
-			if !r.answers(cc) {
+			if ok, limit := r.answers(cc, p); !ok {
 				r.hung.Store(true)
-				r.killHung("a ping")
+				r.killHung("a ping", limit)
 			}
 			continue
 		case <-cc.Done():
@@ -92,11 +104,16 @@ func (r *remoteCalls) monitor() {
 		if r.hung.Swap(false) {
 			cause = fmt.Errorf("%w (%w)", errNoAnswer, cause)
 		}
-		err := r.restart(cause, r.closedErr, r.attach)
+		err := r.restart(p, cause, r.closedErr, r.attach)
 		cc.Close() // its process is gone; this releases the descriptor
 		if err != nil {
+			if errors.Is(err, sdk.ErrPluginFailed) {
+				if tw, gerr := r.giveUp(err); gerr == nil {
+					r.twin.Store(&twinBackend{tw})
+				}
+			}
 			r.mu.Lock()
-			close(r.ready) // no replacement: waiters find the error in usable
+			close(r.ready) // no replacement: waiters find the twin or the error
 			r.mu.Unlock()
 			return
 		}
@@ -105,27 +122,34 @@ func (r *remoteCalls) monitor() {
 
 // answers pings the plugin through cc and reports whether it is alive: it
 // answered, or frames kept moving on the plane (a large call or result
-// ahead of the ping in either direction) until it did, with no gap of
-// Spec.ReplyTimeout. The ping runs on a goroutine of its own, since it may
-// wait to be sent behind such a call; the verdict must not wait with it.
-func (r *remoteCalls) answers(cc *dataplane.CallClient) bool {
+// ahead of the ping in either direction) until it did, with no gap as long
+// as the deadline (the measured ping time's grace, health.go), which it
+// also returns. The ping runs on a goroutine of its own, since it may wait
+// to be sent behind such a call; the verdict must not wait with it.
+func (r *remoteCalls) answers(cc *dataplane.CallClient, p *process) (bool, time.Duration) {
 	ctx, cancel := context.WithCancel(r.life)
 	defer cancel()
 	res := make(chan error, 1)
+	t0 := time.Now()
 	go func() { res <- cc.Ping(ctx) }()
-	limit := r.spec.ReplyTimeout
+	limit := r.clock.grace(r.spec.ReplyTimeout)
 	wait := time.NewTimer(limit)
 	defer wait.Stop()
 	for {
 		select {
-		case <-res:
-			return true // answered, or the plane ended, which the monitor sees
+		case err := <-res:
+			if err == nil {
+				now := time.Now()
+				r.clock.observe(now.Sub(t0))
+				p.lastOK.Store(now.UnixNano())
+			}
+			return true, limit // answered, or the plane ended, which the monitor sees
 		case <-r.life.Done():
-			return true // stopping is not hanging
+			return true, limit // stopping is not hanging
 		case <-wait.C:
 			idle := time.Since(cc.LastMoved())
 			if idle >= limit {
-				return false
+				return false, limit
 			}
 			wait.Reset(limit - idle)
 		}
@@ -136,6 +160,9 @@ func (r *remoteCalls) answers(cc *dataplane.CallClient) bool {
 // while a dead one is being replaced.
 func (r *remoteCalls) client(ctx context.Context) (*dataplane.CallClient, *process, error) {
 	for {
+		if r.twin.Load() != nil {
+			return nil, nil, errUseTwin
+		}
 		if err := r.usable(r.closedErr); err != nil {
 			return nil, nil, err
 		}
@@ -156,10 +183,14 @@ func (r *remoteCalls) client(ctx context.Context) (*dataplane.CallClient, *proce
 }
 
 // do runs one call on the current process. A call that never left this
-// process because the plane had died goes to the next process instead.
-func (r *remoteCalls) do(ctx context.Context, call func(*dataplane.CallClient) error) error {
+// process because the plane had died goes to the next process instead;
+// once the in-process twin serves, calls go to it (local).
+func (r *remoteCalls) do(ctx context.Context, call func(*dataplane.CallClient) error, local func(any) error) error {
 	for {
 		cc, p, err := r.client(ctx)
+		if errors.Is(err, errUseTwin) {
+			return local(r.twin.Load().be)
+		}
 		if err != nil {
 			return err
 		}
@@ -202,6 +233,11 @@ func (r *remoteCalls) close() error {
 	cc := r.cc
 	r.mu.Unlock()
 	_ = cc.Close()
+	if tw := r.twin.Load(); tw != nil {
+		if c, ok := tw.be.(io.Closer); ok {
+			return c.Close()
+		}
+	}
 	return nil
 }
 
@@ -231,6 +267,9 @@ func (r *RemoteResolver) Getaddrinfo(ctx context.Context, host, port string, hin
 	err = r.do(ctx, func(cc *dataplane.CallClient) (err error) {
 		ais, err = cc.Getaddrinfo(ctx, host, port, hints)
 		return err
+	}, func(tw any) (err error) {
+		ais, err = tw.(sdk.Resolver).Getaddrinfo(ctx, host, port, hints)
+		return err
 	})
 	return ais, err
 }
@@ -239,6 +278,9 @@ func (r *RemoteResolver) Getaddrinfo(ctx context.Context, host, port string, hin
 func (r *RemoteResolver) Getnameinfo(ctx context.Context, addr netip.AddrPort, flags int) (ni sdk.NameInfo, err error) {
 	err = r.do(ctx, func(cc *dataplane.CallClient) (err error) {
 		ni, err = cc.Getnameinfo(ctx, addr, flags)
+		return err
+	}, func(tw any) (err error) {
+		ni, err = tw.(sdk.Resolver).Getnameinfo(ctx, addr, flags)
 		return err
 	})
 	return ni, err
@@ -275,6 +317,9 @@ func launchExecutor(ctx context.Context, spec Spec) (*RemoteExecutor, error) {
 func (e *RemoteExecutor) Call(ctx context.Context, fn string, arg []byte) (res []byte, err error) {
 	err = e.do(ctx, func(cc *dataplane.CallClient) (err error) {
 		res, err = cc.Call(ctx, fn, arg)
+		return err
+	}, func(tw any) (err error) {
+		res, err = tw.(sdk.Executor).Call(ctx, fn, arg)
 		return err
 	})
 	return res, err

@@ -72,7 +72,7 @@ func workerCPU(b *testing.B, ex *RemoteExecutor) time.Duration {
 // the restarted worker (detection, restart, new call plane). Compare
 // BenchmarkRestart, the same for a selector.
 func BenchmarkCallRestart(b *testing.B) {
-	be, err := Launch(context.Background(), sdk.Executors, Spec{Name: "funcs", RestartWindow: time.Nanosecond})
+	be, err := Launch(context.Background(), sdk.Executors, Spec{Name: "funcs", MaxBackoff: time.Nanosecond})
 	if err != nil {
 		b.Fatal(err)
 	}

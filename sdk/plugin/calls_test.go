@@ -253,7 +253,7 @@ func TestCallPluginGivesUp(t *testing.T) {
 	}
 	require.ErrorIs(t, err, sdk.ErrPluginFailed)
 	assert.ErrorContains(t, err, `executor plugin "funcs"`)
-	assert.ErrorContains(t, err, "after 0 restarts")
+	assert.ErrorContains(t, err, "0 restarts in all")
 	assert.ErrorContains(t, err, "signal: killed")
 }
 

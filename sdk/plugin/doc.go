@@ -35,18 +35,29 @@
 //
 // One supervisor serves every family: it starts the process (checking
 // Spec.SHA256 first, restarts included), runs the family's health check
-// (a selector's Wait must be answered within its timeout plus
-// Spec.ReplyTimeout; a resolver or executor must answer a ping on the call
-// plane, or keep frames moving on it, with no gap of Spec.ReplyTimeout),
-// restarts a process that died or hung with backoff, and gives up once
-// Spec.MaxRestarts restarts fall within Spec.RestartWindow, with an error
-// wrapping sdk.ErrPluginFailed that names the family, the plugin, its last
-// exit status and the restart count. Each family says what a restart means
-// for its callers:
+// (a selector's Wait, sliced into 250ms pieces, must be answered within
+// its slice plus a grace; a resolver or executor is pinged every 250ms on
+// its call plane and must answer, or keep frames moving, within the
+// grace), restarts a process that died or hung, and gives up when it
+// cannot keep one alive. The grace follows the measured exchange time (16
+// times the slowest recent exchange, between 200ms and Spec.ReplyTimeout),
+// so a hung plugin is noticed in well under a second. The restart budget
+// is time, not attempts: an outage begins at a failure and ends once a
+// replacement has answered for twice Spec.MaxBackoff; its restarts back off
+// (0, 10ms, doubling to Spec.MaxBackoff, default 2s), and a failure more
+// than Spec.RestartBudget (default 10s) into it is final. Then, with
+// Spec.Fallback, the in-process back-end of that name takes over (a
+// warning says why); without, the back-end fails with an error wrapping
+// sdk.ErrPluginFailed that names the family, the plugin, its last exit
+// status and the failures. Each family says what a restart means for its
+// callers:
 //
 //   - a selector replays its registrations into the new process; the Wait
 //     that noticed returns 0, nil and the loop goes on, since readiness is
-//     level-triggered;
+//     level-triggered; during a backoff its Wait sleeps no longer than its
+//     timeout (a Wake ends the sleep), so the loop's callbacks and timers
+//     keep running while no readiness is reported; a fallback hands every
+//     live registration to the in-process selector;
 //   - a resolver fails the lookups in flight, and an executor the calls in
 //     flight, with an error wrapping sdk.ErrBackendDied that says the worker
 //     died, its pid and how it ended (the call may or may not have run, so

@@ -47,21 +47,41 @@ type Spec struct {
 	StartTimeout time.Duration
 	// StopTimeout bounds Close: past it the plugin is killed. Default 2s.
 	StopTimeout time.Duration
-	// ReplyTimeout is how long the plugin may leave the health check of its
-	// family unanswered before it is deemed hung and restarted: for a
-	// selector, how long past its own timeout a Wait may go unanswered; for
-	// a resolver or executor, how long a ping on the call plane (sent every
-	// second, answered by the plugin's reader whatever its calls are
-	// doing) may go unanswered with no frame moving either way. Default 5s.
+	// ReplyTimeout caps how long the plugin may leave the health check of
+	// its family unanswered before it is deemed hung and restarted. The
+	// deadline itself follows the measured exchange time (health.go): a
+	// multiple of the slowest recent exchange, at least 200ms, at most
+	// ReplyTimeout; for a selector it runs past the Wait's own timeout (a
+	// wait is sliced into 250ms pieces, so a hang inside an indefinite wait
+	// is noticed too); a resolver or executor is pinged every 250ms on its
+	// call plane (answered by the plugin's reader whatever its calls are
+	// doing) and must answer, or keep frames moving, within it. Default 5s.
 	ReplyTimeout time.Duration
-	// MaxRestarts is how many restarts RestartWindow may hold; the failure
-	// after that is final. Default 5; negative means never restart.
+	// RestartBudget is how long the supervisor keeps trying to bring back a
+	// plugin that keeps failing, counted in time rather than attempts: an
+	// outage begins at a failure and lasts until a replacement has served
+	// for twice MaxBackoff; a failure more than RestartBudget into an
+	// outage is final. Default 10s.
+	RestartBudget time.Duration
+	// MaxRestarts, if positive, also makes the failure after that many
+	// restarts within one outage final; zero means no such count (the
+	// budget alone decides); negative means never restart.
 	MaxRestarts int
-	// RestartWindow is the period MaxRestarts counts over. Default 1m.
-	RestartWindow time.Duration
-	// MaxBackoff caps the delay before a restart, which starts at zero for
-	// the first failure in the window, then 10ms, doubling. Default 1s.
+	// MaxBackoff caps the delay before a restart, which is zero for the
+	// first failure of an outage, then 10ms, doubling with each further
+	// failure. Default 2s. A selector's loop keeps running its callbacks
+	// and timers during the delay (its Wait sleeps in slices); a call
+	// waits for the replacement, within its context.
 	MaxBackoff time.Duration
+	// Fallback names a back-end of the same family, registered in the
+	// family's registry, to run in process when the plugin cannot be kept
+	// alive (the restart budget is spent): a selector hands it every live
+	// registration, a resolver or executor sends it the calls made from
+	// then on, and a warning is logged with the reason. Empty (the
+	// default) means the back-end fails instead, with an error wrapping
+	// sdk.ErrPluginFailed. policy's PluginFallback picks the plugin's
+	// in-process twin.
+	Fallback string
 	// Standby keeps a second plugin process started and idle, so that a
 	// restart adopts it (a data-plane hello, and for a selector the replay
 	// of the registrations) instead of starting a process while the loop or
@@ -73,10 +93,6 @@ type Spec struct {
 	// MaxRestarts is negative.
 	Standby bool
 }
-
-// firstBackoff is the delay before the second restart within the window
-// (the first is immediate); each later one doubles it, up to MaxBackoff.
-const firstBackoff = 10 * time.Millisecond
 
 // supervisor runs one plugin process at a time for a remote back-end of any
 // family: it starts it (checking the pinned digest), kills it when the
@@ -103,7 +119,7 @@ type supervisor struct {
 	mu     sync.Mutex // guards proc swaps against Stats and stop
 	proc   *process
 	closed bool
-	failed error // set once, under mu, when the supervisor gives up
+	gaveUp error // set once, under mu, when the supervisor gives up
 	// life is cancelled by stop, ending a restart in progress (its backoff
 	// sleep and its start) on another goroutine.
 	life   context.Context
@@ -116,8 +132,16 @@ type supervisor struct {
 	// Spec.Standby).
 	spare *standby
 
-	restarts []time.Time // restart times within RestartWindow; restart's only
-	total    int
+	// The restart policy's state (restart.go); only the goroutine that
+	// handles failures (a selector's loop, a call family's monitor) touches
+	// it, except total, which Stats reads under mu.
+	outage   time.Time // when the current outage began; zero: none
+	failures int       // failures within the outage
+	total    int       // restarts over the supervisor's life
+	// twin makes the in-process back-end named by Spec.Fallback; nil
+	// without one. fellBack is set (under mu) once it has taken over.
+	twin     func() (any, error)
+	fellBack bool
 	// deadUser and deadSys are the CPU times of plugin processes that have
 	// been replaced, so that Stats covers the plugin's whole life.
 	deadUser, deadSys time.Duration
@@ -164,11 +188,8 @@ func newSupervisor[T any](reg *sdk.Registry[T], spec Spec) (*supervisor, error) 
 	def(&spec.StartTimeout, 10*time.Second)
 	def(&spec.StopTimeout, 2*time.Second)
 	def(&spec.ReplyTimeout, 5*time.Second)
-	def(&spec.RestartWindow, time.Minute)
-	def(&spec.MaxBackoff, time.Second)
-	if spec.MaxRestarts == 0 {
-		spec.MaxRestarts = 5
-	}
+	def(&spec.RestartBudget, 10*time.Second)
+	def(&spec.MaxBackoff, 2*time.Second)
 	if spec.Logger == nil {
 		spec.Logger = hclog.NewNullLogger()
 	}
@@ -197,6 +218,13 @@ func newSupervisor[T any](reg *sdk.Registry[T], spec Spec) (*supervisor, error) 
 	case lvl != hclog.NoLevel:
 		s.env = append(s.env, envLogLevel+"="+lvl.String())
 	}
+	if spec.Fallback != "" {
+		f, ok := reg.Lookup(spec.Fallback)
+		if !ok {
+			return nil, fmt.Errorf("plugin %q: no in-process %s %q to fall back to (have %v)", display, s.family, spec.Fallback, reg.Names())
+		}
+		s.twin = func() (any, error) { return f() }
+	}
 	if spec.SHA256 != "" {
 		if _, err := hex.DecodeString(spec.SHA256); err != nil || len(spec.SHA256) != 2*sha256.Size {
 			return nil, fmt.Errorf("plugin %q: SHA256 %q is not a hex SHA-256 digest", spec.Name, spec.SHA256)
@@ -220,6 +248,7 @@ func (s *supervisor) first(ctx context.Context, attach func(*process) error) err
 		s.cancel()
 		return fmt.Errorf("%s plugin %q: %w", s.family, s.name, err)
 	}
+	p.attached = time.Now()
 	s.proc = p
 	s.cur.Store(p)
 	if s.spec.Standby && s.spec.MaxRestarts >= 0 {
@@ -282,8 +311,8 @@ func checkSHA256(path, want string) error {
 func (s *supervisor) usable(closedErr error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failed != nil {
-		return s.failed
+	if s.gaveUp != nil {
+		return s.gaveUp
 	}
 	if s.closed {
 		return fmt.Errorf("%s plugin %q: %w", s.family, s.name, closedErr)
@@ -292,102 +321,12 @@ func (s *supervisor) usable(closedErr error) error {
 }
 
 // killHung is the health check's verdict: the current process stopped
-// answering, so it is killed, and the family's failure path restarts it.
-func (s *supervisor) killHung(what string) {
+// answering within deadline, so it is killed, and the family's failure
+// path restarts it.
+func (s *supervisor) killHung(what string, deadline time.Duration) {
 	if p := s.cur.Load(); p != nil {
-		s.logger.Warn("plugin did not answer "+what+" in time; killing it", "pid", p.pid, "reply_timeout", s.spec.ReplyTimeout)
+		s.logger.Warn("plugin did not answer "+what+" in time; killing it", "pid", p.pid, "deadline", deadline)
 		_ = p.run.Kill(context.Background())
-	}
-}
-
-// restart replaces a failed plugin, or gives up. The old process is killed
-// and reaped; each new one is handed to attach, which adopts its data
-// plane. It returns nil once attach has succeeded, an error wrapping
-// sdk.ErrPluginFailed when the restart budget is spent (kept: every later
-// usable reports it), or one wrapping closedErr if stop ran meanwhile.
-// Only one restart runs at a time for a supervisor (its family's failure
-// path sees to that).
-func (s *supervisor) restart(cause error, closedErr error, attach func(*process) error) error {
-	s.mu.Lock()
-	old := s.proc
-	closed := s.closed
-	s.mu.Unlock()
-	errClosed := fmt.Errorf("%s plugin %q: %w", s.family, s.name, closedErr)
-	if closed {
-		return errClosed
-	}
-	old.kill()
-	s.addDeadCPU(old)
-	pid, status := old.pid, old.exitStatus()
-	for {
-		if s.life.Err() != nil {
-			return errClosed
-		}
-		now := time.Now()
-		kept := s.restarts[:0]
-		for _, t := range s.restarts {
-			if now.Sub(t) < s.spec.RestartWindow {
-				kept = append(kept, t)
-			}
-		}
-		s.restarts = kept
-		if s.spec.MaxRestarts < 0 || len(s.restarts) >= s.spec.MaxRestarts {
-			s.mu.Lock()
-			s.failed = fmt.Errorf("%s plugin %q (pid %d, %s) failed after %d restarts (%d within %s): %w: %w",
-				s.family, s.name, pid, status, s.total, len(s.restarts), s.spec.RestartWindow, sdk.ErrPluginFailed, cause)
-			failed := s.failed
-			s.mu.Unlock()
-			s.logger.Error("plugin failed too often; giving up", "pid", pid, "exit", status, "restarts", s.total, "error", cause)
-			s.spare.close(time.Time{})
-			return failed
-		}
-		delay := time.Duration(0)
-		if k := len(s.restarts); k > 0 {
-			delay = min(firstBackoff<<(k-1), s.spec.MaxBackoff)
-		}
-		s.logger.Warn("plugin failed; restarting", "pid", pid, "exit", status, "error", cause, "restart", s.total+1, "backoff", delay)
-		select {
-		case <-time.After(delay):
-		case <-s.life.Done():
-			return errClosed
-		}
-		s.restarts = append(s.restarts, time.Now())
-		s.mu.Lock()
-		s.total++ // Stats reads it from other goroutines
-		s.mu.Unlock()
-
-		t0 := time.Now()
-		p, err := s.spare.take(s.life), error(nil)
-		adopted := p != nil
-		if !adopted {
-			p, err = s.start(s.life)
-		}
-		if err == nil {
-			if err = attach(p); err != nil {
-				p.kill()
-				s.addDeadCPU(p)
-			}
-		}
-		if err == nil {
-			s.mu.Lock()
-			if s.closed {
-				// stop ran meanwhile and stopped the old process; this
-				// one is nobody's.
-				s.mu.Unlock()
-				p.kill()
-				return errClosed
-			}
-			s.proc = p
-			s.mu.Unlock()
-			s.cur.Store(p)
-			s.logger.Info("plugin restarted", "pid", p.pid, "restart", s.total, "standby", adopted, "took", time.Since(t0))
-			s.spare.fill()
-			return nil
-		}
-		cause, status = err, "did not start"
-		if p != nil {
-			pid, status = p.pid, p.exitStatus()
-		}
 	}
 }
 
@@ -439,17 +378,24 @@ type Stats struct {
 	InFlight int64
 	CPUUser  time.Duration
 	CPUSys   time.Duration
+	// FellBack: the plugin could not be kept alive and the in-process
+	// back-end named by Spec.Fallback serves instead; Pid is 0, the
+	// counters are zero, Restarts and CPU time cover the plugin's life.
+	FellBack bool
 }
 
 // Stats asks the plugin for its counters over the control plane (a gRPC
 // round trip: call it per benchmark, not per loop iteration or call).
 func (s *supervisor) Stats(ctx context.Context) (Stats, error) {
 	s.mu.Lock()
-	p, closed, restarts := s.proc, s.closed, s.total
+	p, closed, restarts, fellBack := s.proc, s.closed, s.total, s.fellBack
 	deadUser, deadSys := s.deadUser, s.deadSys
 	s.mu.Unlock()
 	if closed {
 		return Stats{}, fmt.Errorf("%s plugin %q: stats: plugin stopped", s.family, s.name)
+	}
+	if fellBack {
+		return Stats{Restarts: restarts, CPUUser: deadUser, CPUSys: deadSys, FellBack: true}, nil
 	}
 	r, err := p.control.Stats(ctx, &pb.StatsRequest{})
 	if err != nil {

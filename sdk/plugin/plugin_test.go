@@ -160,40 +160,92 @@ func TestRestartAfterSIGKILLKeepsRegistrations(t *testing.T) {
 	assert.False(t, alive(before.Pid), "old plugin reaped")
 }
 
+// waitUntilError calls Wait with timeout until it fails (within a minute),
+// as a loop would, and returns the error.
+func waitUntilError(t *testing.T, sel sdk.Selector, timeout time.Duration) error {
+	t.Helper()
+	evs := make([]sdk.Event, 1)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if _, err := sel.Wait(evs, timeout); err != nil {
+			return err
+		}
+	}
+	t.Fatal("Wait still succeeding after a minute")
+	return nil
+}
+
+// A plugin that dies on every wait is restarted with growing backoff until
+// its outage outlasts the restart budget (time, not attempts), then fails
+// with a clear error. Throughout, Wait returns within its timeout, so the
+// loop's timers and callbacks would keep running.
 func TestCrashLoopBacksOffThenFails(t *testing.T) {
-	sel := launch(t, Spec{Name: "crashloop", MaxRestarts: 3, MaxBackoff: 15 * time.Millisecond})
+	const budget = 400 * time.Millisecond
+	sel := launch(t, Spec{Name: "crashloop", RestartBudget: budget, MaxBackoff: 50 * time.Millisecond})
 	evs := make([]sdk.Event, 1)
 	start := time.Now()
-	restarts := 0
 	var err error
-	for restarts < 10 {
-		if _, err = sel.Wait(evs, 0); err != nil {
+	var slowest time.Duration
+	for time.Since(start) < time.Minute {
+		t0 := time.Now()
+		_, err = sel.Wait(evs, 5*time.Millisecond)
+		if err != nil {
 			break
 		}
-		restarts++
+		if !sel.down { // a restart happened in this Wait: it may take a start's time
+			continue
+		}
+		slowest = max(slowest, time.Since(t0))
 	}
+	took := time.Since(start)
 	require.Error(t, err)
-	assert.Equal(t, 3, restarts, "each restart's Wait returned 0, nil")
 	assert.ErrorIs(t, err, sdk.ErrPluginFailed)
 	msg := err.Error()
 	assert.Contains(t, msg, `"crashloop"`)
 	assert.Contains(t, msg, "exit status 3")
-	assert.Contains(t, msg, "after 3 restarts")
-	// Backoff 0, 10ms, then capped at 15ms: at least 25ms of sleeping.
-	assert.GreaterOrEqual(t, time.Since(start), 25*time.Millisecond)
+	assert.Contains(t, msg, "could not be kept alive")
+	assert.Contains(t, msg, "restart budget 400ms")
+	assert.GreaterOrEqual(t, took, budget, "gave up only once the budget was spent")
+	// Backoff 0, 10, 20, 40, then 50ms: at most some 10 restarts in
+	// 400ms (fewer when a start itself takes long), not one per Wait.
+	assert.GreaterOrEqual(t, sel.total, 1)
+	assert.Less(t, sel.total, 20, "backoff spaced the restarts")
+	assert.Less(t, slowest, 500*time.Millisecond, "a Wait in a backoff returned within its timeout (plus scheduling)")
 	// The failure is sticky.
 	_, err2 := sel.Wait(evs, 0)
 	assert.ErrorIs(t, err2, sdk.ErrPluginFailed)
 	assert.ErrorIs(t, sel.Register(0, 1, sdk.Read), sdk.ErrPluginFailed)
 }
 
+// A Wake ends a Wait that sleeps out a restart's backoff, as it ends any
+// Wait: the loop must hear call_soon_threadsafe while its plugin is down.
+func TestWakeEndsABackoff(t *testing.T) {
+	sel := launch(t, Spec{Name: "crashloop", RestartBudget: time.Hour, MaxBackoff: time.Hour, Logger: hclog.NewNullLogger()})
+	evs := make([]sdk.Event, 1)
+	for !sel.down {
+		_, err := sel.Wait(evs, 0)
+		require.NoError(t, err)
+	}
+	sel.retryAt = time.Now().Add(time.Hour) // as deep into an outage as it gets
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = sel.Wake()
+	}()
+	t0 := time.Now()
+	n, err := sel.Wait(evs, -1)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Less(t, time.Since(t0), 5*time.Second, "the Wake ended the backoff sleep")
+	assert.True(t, sel.down, "still down: the backoff is not over")
+}
+
 func TestCloseEndsARestartInProgress(t *testing.T) {
-	sel := launch(t, Spec{Name: "crashloop", MaxRestarts: 1000, MaxBackoff: time.Hour})
+	sel := launch(t, Spec{Name: "crashloop", RestartBudget: time.Hour, MaxBackoff: time.Hour})
 	done := make(chan error, 1)
 	go func() {
 		evs := make([]sdk.Event, 1)
 		for {
-			if _, err := sel.Wait(evs, 0); err != nil {
+			if _, err := sel.Wait(evs, -1); err != nil {
 				done <- err
 				return
 			}
@@ -222,12 +274,46 @@ func TestHungPluginIsKilledAndReplaced(t *testing.T) {
 	assert.Contains(t, err.Error(), "signal: killed")
 }
 
+// With the default ReplyTimeout (5s), a plugin that hangs inside an
+// indefinite Wait is noticed and killed within a second: the deadline
+// follows the measured exchange time, and the wait is sliced.
+func TestHungPluginNoticedWithinASecond(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll"})
+	evs := make([]sdk.Event, 1)
+	// Some exchanges to measure.
+	for range 20 {
+		_, err := sel.Wait(evs, 0)
+		require.NoError(t, err)
+	}
+	st, err := sel.Stats(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(st.Pid, syscall.SIGSTOP))
+	t0 := time.Now()
+	gone := make(chan time.Duration, 1)
+	go func() {
+		for alive(st.Pid) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		gone <- time.Since(t0)
+	}()
+	n, err := sel.Wait(evs, -1)
+	require.NoError(t, err, "replaced, not failed")
+	assert.Zero(t, n)
+	noticed := <-gone
+	t.Logf("hung plugin killed %v after it stopped; Wait returned after %v", noticed, time.Since(t0))
+	assert.Less(t, noticed, time.Second, "noticed and killed within a second")
+	after, err := sel.Stats(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, st.Pid, after.Pid)
+	assert.Equal(t, 1, after.Restarts)
+}
+
 func TestProtocolViolationIsAFailure(t *testing.T) {
 	sel := launch(t, Spec{Name: "garbage", MaxRestarts: -1})
 	_, err := sel.Wait(make([]sdk.Event, 1), time.Second)
 	require.ErrorIs(t, err, sdk.ErrPluginFailed)
 	assert.ErrorIs(t, err, dataplane.ErrProtocol)
-	assert.Contains(t, err.Error(), "after 0 restarts")
+	assert.Contains(t, err.Error(), "0 restarts in all")
 }
 
 func socketDirOf(t *testing.T, pid int) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -34,6 +35,11 @@ type process struct {
 	// socket. It is removed as soon as the host has connected (see
 	// startProcess), and by every failure path of a start.
 	sockDir string
+	// attached is when a family adopted the process's data plane, and
+	// lastOK (unix nanoseconds) when it last answered its family's health
+	// check: how long it served, for the restart policy.
+	attached time.Time
+	lastOK   atomic.Int64
 
 	// abortMu orders abort against the runner's creation: a start whose
 	// ctx is cancelled before the fork never forks.

@@ -11,11 +11,6 @@ import (
 	"github.com/loopkernel/loopkernel/sdk/dataplane"
 )
 
-// waitSlice bounds one data-plane Wait, so that a plugin hung inside an
-// indefinite wait is noticed within waitSlice+ReplyTimeout. An idle loop
-// pays one round trip per slice.
-const waitSlice = time.Second
-
 // RemoteSelector is a supervised out-of-process selector: an sdk.Selector
 // whose back-end runs in a plugin process, restarted when it dies or stops
 // answering. Launch(ctx, sdk.Selectors, spec) makes one.
@@ -31,10 +26,33 @@ type RemoteSelector struct {
 	dp *dataplane.Client
 
 	// The watchdog kills a plugin that does not answer a Wait in time; it
-	// runs on a timer goroutine.
+	// runs on a timer goroutine. deadline is its current grace, for the
+	// log; clock measures the exchanges it is derived from.
 	watchdog *time.Timer
+	deadline atomic.Int64
+	clock    exchangeClock
 	woken    atomic.Bool
+	// wakeCh ends a backoff sleep early (Wake sends, never blocking).
+	wakeCh chan struct{}
+
+	// down: the plugin failed and no replacement is attached yet; the
+	// next start may be made at retryAt. Loop goroutine only.
+	down    bool
+	retryAt time.Time
+
+	// twin is the in-process back-end serving since the plugin could not
+	// be kept alive (Spec.Fallback); nil until then. refused holds the
+	// registrations it would not take, reported as one Error event each
+	// (errPending: not yet reported); pollNext makes its first Wait poll,
+	// since a Wake may have gone to the dead plugin. Loop goroutine only,
+	// except twin, which Wake reads.
+	twin       atomic.Pointer[twinSelector]
+	refused    map[sdk.Token]bool
+	errPending []sdk.Token
+	pollNext   bool
 }
+
+type twinSelector struct{ sdk.Selector }
 
 var _ sdk.Selector = (*RemoteSelector)(nil)
 
@@ -43,7 +61,7 @@ func launchSelector(ctx context.Context, spec Spec) (*RemoteSelector, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &RemoteSelector{supervisor: sup}
+	s := &RemoteSelector{supervisor: sup, wakeCh: make(chan struct{}, 1)}
 	err = sup.first(ctx, func(p *process) error {
 		dp, err := dataplane.NewClient(p.conn, s.logger.Named("dataplane"))
 		s.dp = dp
@@ -52,7 +70,7 @@ func launchSelector(ctx context.Context, spec Spec) (*RemoteSelector, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.watchdog = time.AfterFunc(time.Hour, func() { s.killHung("a wait") })
+	s.watchdog = time.AfterFunc(time.Hour, func() { s.killHung("a wait", time.Duration(s.deadline.Load())) })
 	s.watchdog.Stop()
 	return s, nil
 }
@@ -61,6 +79,9 @@ func launchSelector(ctx context.Context, spec Spec) (*RemoteSelector, error) {
 // table (the source of truth a restart re-sends); they never talk to the
 // plugin, so a dead plugin cannot make them fail.
 func (s *RemoteSelector) Register(fd int, tok sdk.Token, interest sdk.Events) error {
+	if tw := s.twin.Load(); tw != nil {
+		return tw.Register(fd, tok, interest)
+	}
 	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return err
 	}
@@ -68,6 +89,12 @@ func (s *RemoteSelector) Register(fd int, tok sdk.Token, interest sdk.Events) er
 }
 
 func (s *RemoteSelector) Modify(tok sdk.Token, interest sdk.Events) error {
+	if tw := s.twin.Load(); tw != nil {
+		if s.refused[tok] {
+			return nil // reported as an Error event; it stays local
+		}
+		return tw.Modify(tok, interest)
+	}
 	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return err
 	}
@@ -75,6 +102,13 @@ func (s *RemoteSelector) Modify(tok sdk.Token, interest sdk.Events) error {
 }
 
 func (s *RemoteSelector) Unregister(tok sdk.Token) error {
+	if tw := s.twin.Load(); tw != nil {
+		if s.refused[tok] {
+			delete(s.refused, tok)
+			return nil
+		}
+		return tw.Unregister(tok)
+	}
 	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return err
 	}
@@ -82,10 +116,20 @@ func (s *RemoteSelector) Unregister(tok sdk.Token) error {
 }
 
 // Wait waits on the plugin. A failed plugin is replaced here, on the loop
-// goroutine, and the Wait returns 0, nil so the loop iterates again.
+// goroutine, and the Wait returns 0, nil so the loop iterates again; while
+// a restart's backoff runs, Wait sleeps (no longer than its timeout, and
+// a Wake ends the sleep) and returns 0, nil, so the loop's callbacks and
+// timers keep running although no readiness is reported until a plugin is
+// back.
 func (s *RemoteSelector) Wait(events []sdk.Event, timeout time.Duration) (int, error) {
+	if tw := s.twin.Load(); tw != nil {
+		return s.waitTwin(tw, events, timeout)
+	}
 	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 		return 0, err
+	}
+	if s.down {
+		return s.recover(timeout)
 	}
 	var deadline time.Time
 	if timeout > 0 {
@@ -93,23 +137,38 @@ func (s *RemoteSelector) Wait(events []sdk.Event, timeout time.Duration) (int, e
 	}
 	for {
 		slice := timeout
-		if timeout < 0 || timeout > waitSlice {
-			slice = waitSlice
+		if timeout < 0 || timeout > healthSlice {
+			slice = healthSlice
 		}
-		s.watchdog.Reset(slice + s.spec.ReplyTimeout)
+		grace := s.clock.grace(s.spec.ReplyTimeout)
+		s.deadline.Store(int64(slice + grace))
+		s.watchdog.Reset(slice + grace)
+		t0 := time.Now()
 		n, err := s.dp.Wait(events, slice)
 		if !s.watchdog.Stop() {
 			// The watchdog fired: the process is being killed, whatever
 			// this Wait managed to return.
-			return 0, s.replace(errNoAnswer)
+			return s.fail(fmt.Errorf("%w (%v)", errNoAnswer, slice+grace))
 		}
+		now := time.Now()
+		took := now.Sub(t0)
 		if err != nil {
 			if errors.Is(err, sdk.ErrSelectorClosed) {
 				return 0, err
 			}
-			return 0, s.replace(err)
+			return s.fail(err)
 		}
-		if n > 0 || slice == timeout || s.woken.Swap(false) {
+		if p := s.cur.Load(); p != nil {
+			p.lastOK.Store(now.UnixNano())
+		}
+		woken := s.woken.Swap(false)
+		switch {
+		case slice == 0:
+			s.clock.observe(took) // a poll: all of it is the exchange
+		case n == 0 && !woken:
+			s.clock.observe(took - slice) // timed out: the rest is the exchange
+		}
+		if n > 0 || slice == timeout || woken {
 			return n, nil
 		}
 		if timeout > 0 {
@@ -120,34 +179,166 @@ func (s *RemoteSelector) Wait(events []sdk.Event, timeout time.Duration) (int, e
 	}
 }
 
-// replace restarts the plugin and replays every live registration into the
-// new one (dataplane.Client.Replace queues them for the next Wait).
-func (s *RemoteSelector) replace(cause error) error {
-	return s.restart(cause, sdk.ErrSelectorClosed, func(p *process) error { return s.dp.Replace(p.conn) })
+// fail handles the failure of the current plugin: the restart policy
+// (restart.go) says when to start the next, and if that is now, it is
+// started at once.
+func (s *RemoteSelector) fail(cause error) (int, error) {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	retryAt, final := s.failed(p, cause)
+	if final != nil {
+		return s.lost(final)
+	}
+	s.down, s.retryAt = true, retryAt
+	if time.Now().Before(retryAt) {
+		return 0, nil
+	}
+	return s.attempt()
+}
+
+// recover runs while the plugin is down: it sleeps towards the next start
+// (within timeout; a Wake or Close ends the sleep) and makes the start when
+// its time has come.
+func (s *RemoteSelector) recover(timeout time.Duration) (int, error) {
+	if wait := time.Until(s.retryAt); wait > 0 {
+		if timeout >= 0 && timeout < wait {
+			wait = timeout
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.wakeCh:
+		case <-s.life.Done():
+		}
+		t.Stop()
+		s.woken.Store(false)
+		if err := s.usable(sdk.ErrSelectorClosed); err != nil {
+			return 0, err
+		}
+		if time.Now().Before(s.retryAt) {
+			return 0, nil
+		}
+	}
+	return s.attempt()
+}
+
+// attempt starts a replacement, which the data-plane client adopts: it
+// replays every live registration (dataplane.Client.Replace queues them
+// for the next Wait).
+func (s *RemoteSelector) attempt() (int, error) {
+	p, err := s.replace(func(p *process) error { return s.dp.Replace(p.conn) }, sdk.ErrSelectorClosed)
+	if err == nil {
+		s.down = false
+		return 0, nil
+	}
+	if cerr := s.usable(sdk.ErrSelectorClosed); cerr != nil {
+		if p != nil {
+			p.kill()
+		}
+		return 0, cerr
+	}
+	retryAt, final := s.failed(p, err)
+	if final != nil {
+		return s.lost(final)
+	}
+	s.retryAt = retryAt
+	return 0, nil
+}
+
+// lost ends supervision: with Spec.Fallback the in-process twin takes
+// every live registration and serves from now on; otherwise the error is
+// final and every later call returns it.
+func (s *RemoteSelector) lost(final error) (int, error) {
+	s.down = false
+	tw, err := s.giveUp(final)
+	if err != nil {
+		return 0, err
+	}
+	sel := tw.(sdk.Selector)
+	s.refused = make(map[sdk.Token]bool)
+	s.dp.EachRegistration(func(fd int, tok sdk.Token, interest sdk.Events) {
+		if err := sel.Register(fd, tok, interest); err != nil {
+			s.logger.Warn("the in-process selector refused a registration carried over; reporting an error event",
+				"token", tok, "fd", fd, "error", err)
+			s.refused[tok] = true
+			s.errPending = append(s.errPending, tok)
+		}
+	})
+	s.pollNext = true
+	s.twin.Store(&twinSelector{sel})
+	_ = s.dp.Close() // after the Store: a Wake that finds it closed looks again
+	return 0, nil
+}
+
+// waitTwin is Wait once the in-process twin serves.
+func (s *RemoteSelector) waitTwin(tw *twinSelector, events []sdk.Event, timeout time.Duration) (int, error) {
+	n := 0
+	for len(s.errPending) > 0 && n < len(events) {
+		tok := s.errPending[0]
+		s.errPending = s.errPending[1:]
+		if s.refused[tok] {
+			events[n] = sdk.Event{Token: tok, Events: sdk.Error}
+			n++
+		}
+	}
+	if n > 0 || s.pollNext {
+		timeout, s.pollNext = 0, false
+	}
+	m, err := tw.Wait(events[n:], timeout)
+	return n + m, err
 }
 
 // Wake is safe from any goroutine. While the plugin is being replaced the
 // data plane has no connection and the wake cannot be sent; that is fine,
-// because the Wait doing the replacing returns 0 anyway.
+// because the Wait doing the replacing returns 0 anyway, and a Wait
+// sleeping out a backoff is woken through wakeCh.
 func (s *RemoteSelector) Wake() error {
+	if tw := s.twin.Load(); tw != nil {
+		return tw.Wake()
+	}
 	s.woken.Store(true)
+	select {
+	case s.wakeCh <- struct{}{}:
+	default:
+	}
 	if err := s.dp.Wake(); err != nil && errors.Is(err, sdk.ErrSelectorClosed) {
-		return err
+		if tw := s.twin.Load(); tw != nil {
+			return tw.Wake() // fell back meanwhile
+		}
+		return s.usable(sdk.ErrSelectorClosed)
 	}
 	return nil
 }
 
-// Capabilities are the plugin selector's, as reported in the data-plane hello.
-func (s *RemoteSelector) Capabilities() sdk.Capabilities { return s.dp.Capabilities() }
+// Capabilities are the plugin selector's, as reported in the data-plane
+// hello, except for the name: a third-party plugin is named by what it
+// serves (its Backends.Name), not by the selector it wraps, so that a
+// message about it (the kernel's "selector NAME failed") names the plugin.
+// Once the in-process twin serves, they are the twin's.
+func (s *RemoteSelector) Capabilities() sdk.Capabilities {
+	if tw := s.twin.Load(); tw != nil {
+		return tw.Capabilities()
+	}
+	c := s.dp.Capabilities()
+	if s.spec.Path != "" && s.spec.Name != "" {
+		c.Name = s.spec.Name
+	}
+	return c
+}
 
 // Close shuts the plugin down: a Shutdown call, then a kill if it has not
-// exited within Spec.StopTimeout. It never closes registered descriptors.
+// exited within Spec.StopTimeout (and closes the in-process twin if one
+// took over). It never closes registered descriptors.
 // It may be called from another goroutine than the loop's: a Wait blocked
 // there, or replacing a failed plugin, returns an error wrapping
 // sdk.ErrSelectorClosed.
 func (s *RemoteSelector) Close() error {
 	if !s.stop() {
 		return fmt.Errorf("selector plugin %q: %w", s.name, sdk.ErrSelectorClosed)
+	}
+	if tw := s.twin.Load(); tw != nil {
+		return tw.Close()
 	}
 	if err := s.dp.Close(); err != nil && !errors.Is(err, sdk.ErrSelectorClosed) {
 		return fmt.Errorf("selector plugin %q: %w", s.name, err)

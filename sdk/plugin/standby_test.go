@@ -88,16 +88,8 @@ func TestStandbyCrashLoopGivesUp(t *testing.T) {
 	t.Setenv("TMPDIR", tmp)
 	sel := launch(t, Spec{Name: "crashloop", MaxRestarts: 3, MaxBackoff: 15 * time.Millisecond,
 		Standby: true, Logger: hclog.NewNullLogger()})
-	evs := make([]sdk.Event, 1)
-	restarts := 0
-	var err error
-	for restarts < 10 {
-		if _, err = sel.Wait(evs, 0); err != nil {
-			break
-		}
-		restarts++
-	}
-	assert.Equal(t, 3, restarts)
+	err := waitUntilError(t, sel, 20*time.Millisecond)
+	assert.Equal(t, 3, sel.total, "three restarts, then the fourth failure was final")
 	require.ErrorIs(t, err, sdk.ErrPluginFailed)
 	assert.Contains(t, err.Error(), "exit status 3")
 	sel.spare.mu.Lock()

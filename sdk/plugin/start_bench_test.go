@@ -41,9 +41,10 @@ import (
 //	          (the rest: Configure if any, data-plane hello); plugin-cpu-ms
 //	          is the plugin's CPU time by the end of the start
 //	restart   SIGKILL to the first Wait that reports readiness again, for
-//	          the first restart in its window (no backoff: RestartWindow is
-//	          1ns here; with the default policy the k-th restart within a
-//	          minute waits 10ms·2^(k-2) more). restart-ms (median; -p10,
+//	          the first restart of an outage (no backoff: MaxBackoff is 1ns
+//	          here, so every kill starts a new outage; with the default
+//	          policy the k-th failure of an outage waits 10ms·2^(k-2) more).
+//	          restart-ms (median; -p10,
 //	          -p90), split into detect-ms (kill to the supervisor noticing:
 //	          mostly the kernel tearing the dead process down), reap-ms,
 //	          cleanup-ms (go-plugin client closed, socket directory
@@ -205,7 +206,7 @@ func benchLaunch(b *testing.B) {
 }
 
 func benchRestart(b *testing.B, standby bool) {
-	sel, err := launchSelector(context.Background(), Spec{Name: "testpoll", RestartWindow: time.Nanosecond, Standby: standby})
+	sel, err := launchSelector(context.Background(), Spec{Name: "testpoll", MaxBackoff: time.Nanosecond, Standby: standby})
 	if err != nil {
 		b.Fatal(err)
 	}
