@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -51,8 +52,28 @@ func init() {
 // restarted, or given up on) are logged at warning level on stderr: they
 // are rare, and a loop that silently lost and regained a back-end would be a
 // puzzle for whoever watches it.
-func openBackend[T any](ctx context.Context, reg *sdk.Registry[T], spec string) (T, error) {
-	return plugin.Open(ctx, reg, spec, plugin.Options{Template: plugin.Spec{Logger: pluginLogger()}})
+//
+// fallback, if not empty, names the in-process back-end an out-of-process
+// one falls back to (Policy.PluginFallback).
+func openBackend[T any](ctx context.Context, reg *sdk.Registry[T], spec, fallback string) (T, error) {
+	return plugin.Open(ctx, reg, spec, plugin.Options{Template: plugin.Spec{Logger: pluginLogger(), Fallback: fallback}})
+}
+
+// fallbackFor is the in-process back-end of reg's family that spec's
+// plugin falls back to when on (Policy.PluginFallback): its twin (the
+// bundled back-end of the same name), else def, the family's default.
+// Empty when off, or when spec is in process already.
+func fallbackFor[T any](on bool, reg *sdk.Registry[T], spec, def string) string {
+	rest, ok := strings.CutPrefix(spec, pluginPrefix)
+	if !on || !ok {
+		return ""
+	}
+	if !strings.ContainsRune(rest, '/') {
+		if _, twin := reg.Lookup(rest); twin {
+			return rest
+		}
+	}
+	return def
 }
 
 var pluginLogger = sync.OnceValue(func() hclog.Logger {

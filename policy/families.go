@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/loopkernel/loopkernel/sdk"
@@ -15,6 +16,9 @@ const (
 	SelectorEnv = "LOOPKERNEL_SELECTOR"
 	ResolverEnv = "LOOPKERNEL_RESOLVER"
 	ExecutorEnv = "LOOPKERNEL_EXECUTOR"
+	// PluginFallbackEnv turns Policy.PluginFallback on when set to a true
+	// value (1, true, ...; strconv.ParseBool), as --plugin-fallback does.
+	PluginFallbackEnv = "LOOPKERNEL_PLUGIN_FALLBACK"
 )
 
 // Flags is what a command line says about the loop to build: a policy, and
@@ -27,6 +31,9 @@ type Flags struct {
 	Selector string
 	Resolver string
 	Executor string
+	// PluginFallback turns Policy.PluginFallback on; false leaves it to
+	// PluginFallbackEnv, then to the policy.
+	PluginFallback bool
 }
 
 // Choose builds the policy that f and the environment name: Select's policy
@@ -67,6 +74,18 @@ func Choose(f Flags) (*Policy, error) {
 		}
 		*o.dst = spec
 		overridden = append(overridden, o.family+"="+spec)
+	}
+	fallback := f.PluginFallback
+	if v := os.Getenv(PluginFallbackEnv); v != "" && !fallback {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("$%s=%q: want a boolean (1, true, 0, false)", PluginFallbackEnv, v)
+		}
+		fallback = on
+	}
+	if fallback && !p.PluginFallback {
+		p.PluginFallback = true
+		overridden = append(overridden, "plugin-fallback")
 	}
 	if len(overridden) > 0 {
 		p.Description += " [" + strings.Join(overridden, ", ") + "]"

@@ -90,6 +90,18 @@ type Policy struct {
 	// Options are applied to every new loop after the policy's own (a
 	// logger, debug mode).
 	Options []kernel.Option
+	// PluginFallback makes each family's out-of-process back-end fall back
+	// to running in process when its plugin cannot be kept alive (it keeps
+	// crashing or hanging through its restart budget; see sdk/plugin
+	// Spec.Fallback): to its in-process twin, the back-end of the same
+	// name, or for a third-party plugin with no twin to the family's
+	// default (epoll, go, goroutine). A warning is logged when it happens.
+	// Without it (the default) the back-end fails: for a selector, the
+	// loop stops with an error wrapping sdk.ErrPluginFailed. The trade-off:
+	// a fallback keeps the program serving, but no longer isolated from
+	// the back-end's faults, and for a third-party plugin on a back-end it
+	// did not choose.
+	PluginFallback bool
 }
 
 // NewEventLoop opens the policy's selector and returns a new loop on it
@@ -114,7 +126,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 	}()
 	opts := make([]kernel.Option, 0, len(p.Options)+3)
 	if p.Resolver != "" {
-		r, err := openBackend(ctx, sdk.Resolvers, p.Resolver)
+		r, err := openBackend(ctx, sdk.Resolvers, p.Resolver, fallbackFor(p.PluginFallback, sdk.Resolvers, p.Resolver, sdk.DefaultResolver))
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +136,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 		opts = append(opts, kernel.WithResolver(r))
 	}
 	if p.Executor != "" {
-		ex, err := openBackend(ctx, sdk.Executors, p.Executor)
+		ex, err := openBackend(ctx, sdk.Executors, p.Executor, fallbackFor(p.PluginFallback, sdk.Executors, p.Executor, sdk.DefaultExecutor))
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +146,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 	if p.DefaultExecutor != nil {
 		opts = append(opts, kernel.WithExecutor(p.DefaultExecutor()))
 	}
-	sel, err := openBackend(ctx, sdk.Selectors, p.Selector)
+	sel, err := openBackend(ctx, sdk.Selectors, p.Selector, fallbackFor(p.PluginFallback, sdk.Selectors, p.Selector, Default))
 	if err != nil {
 		return nil, err
 	}

@@ -530,3 +530,41 @@ func TestPolicyFunctionsMayUseThePackage(t *testing.T) {
 
 // loopSelector is the selector under a loop built by a selector policy.
 func loopSelector(l *kernel.Loop) sdk.Selector { return l.Driver().(*readiness.Driver).Selector() }
+
+// --plugin-fallback and $LOOPKERNEL_PLUGIN_FALLBACK turn Policy.PluginFallback
+// on; each family's plugin then falls back to its in-process twin, or to
+// the family's default when it has none.
+func TestPluginFallback(t *testing.T) {
+	t.Setenv(PluginFallbackEnv, "")
+	p, err := Choose(Flags{Policy: "epoll-plugin"})
+	require.NoError(t, err)
+	assert.False(t, p.PluginFallback)
+
+	p, err = Choose(Flags{Policy: "epoll-plugin", PluginFallback: true})
+	require.NoError(t, err)
+	assert.True(t, p.PluginFallback)
+	assert.Contains(t, p.Description, "plugin-fallback")
+
+	t.Setenv(PluginFallbackEnv, "1")
+	p, err = Choose(Flags{Policy: "poll-plugin"})
+	require.NoError(t, err)
+	assert.True(t, p.PluginFallback)
+
+	t.Setenv(PluginFallbackEnv, "maybe")
+	_, err = Choose(Flags{Policy: "poll-plugin"})
+	assert.ErrorContains(t, err, PluginFallbackEnv)
+
+	for _, c := range []struct {
+		on         bool
+		spec, want string
+	}{
+		{true, "plugin:poll", "poll"},
+		{true, "plugin:thirdparty", Default},
+		{true, "plugin:/opt/x/loopkernel-plugin-poll", Default},
+		{true, "poll", ""},
+		{false, "plugin:poll", ""},
+	} {
+		assert.Equal(t, c.want, fallbackFor(c.on, sdk.Selectors, c.spec, Default), "%+v", c)
+	}
+	assert.Equal(t, sdk.DefaultExecutor, fallbackFor(true, sdk.Executors, "plugin:x", sdk.DefaultExecutor))
+}

@@ -153,6 +153,8 @@ func addCommonFlags(fs *flag.FlagSet, e *env) {
 		"resolver `SPEC` overriding the policy's; default $"+policy.ResolverEnv)
 	fs.StringVar(&e.flags.Executor, "executor", e.flags.Executor,
 		"function-executor `SPEC` overriding the policy's; default $"+policy.ExecutorEnv)
+	fs.BoolVar(&e.flags.PluginFallback, "plugin-fallback", e.flags.PluginFallback,
+		"a plugin that cannot be kept alive falls back to its in-process twin instead of failing; default $"+policy.PluginFallbackEnv)
 }
 
 // parseInterspersed parses flags anywhere among the arguments, as

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/internal/testkit"
-	_ "github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
@@ -28,9 +28,26 @@ import (
 // plugins/selector import)
 // when sdk/plugin re-executes this binary as a plugin.
 func TestMain(m *testing.M) {
+	sdk.Selectors.Register("startfault", newStartFault)
 	plugin.ServeBundled()
 	quickRaceExit()
 	os.Exit(m.Run())
+}
+
+// envStartFault names a file whose existence makes every new plugin
+// process of the "startfault" selector fail at its start: a fault every
+// new process repeats. In process, the selector is epoll.
+const envStartFault = "LOOPKERNEL_OOP_START_FAULT"
+
+func newStartFault() (sdk.Selector, error) {
+	if _, inPlugin := os.LookupEnv("LOOPKERNEL_PLUGIN"); inPlugin { // go-plugin's cookie
+		if f := os.Getenv(envStartFault); f != "" {
+			if _, err := os.Stat(f); err == nil {
+				return nil, fmt.Errorf("planted fault: %s exists", f)
+			}
+		}
+	}
+	return selector.NewEpoll()
 }
 
 // quickRaceExit stops the plugin processes this binary starts (itself,

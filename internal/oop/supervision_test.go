@@ -1,6 +1,8 @@
 package oop_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -250,4 +252,80 @@ func TestRepeatedCrashesFailTheLoop(t *testing.T) {
 	// Closing a loop whose plugin failed for good releases it without
 	// complaint: there is no process left to shut down.
 	assert.NoError(t, l.Close())
+}
+
+// TestPluginThatFailsEveryStart: the plugin running a loop's selector is
+// killed, and every process started to replace it fails at its start. The
+// loop keeps running its timers through the outage; once the restart
+// budget is spent it either fails with a clear error (the default) or,
+// with Spec.Fallback, carries on in process with the registration carried
+// over. Either way no plugin process and no socket directory is left.
+func TestPluginThatFailsEveryStart(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fails", true: "falls-back"}[fallback], func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			fault := filepath.Join(t.TempDir(), "fault")
+			t.Setenv(envStartFault, fault)
+			const budget = 500 * time.Millisecond
+			spec := plugin.Spec{Name: "startfault", RestartBudget: budget, MaxBackoff: 100 * time.Millisecond}
+			if fallback {
+				spec.Fallback = "startfault"
+			}
+			psel := launch(t, spec)
+			l := kernel.New(psel, kernel.WithLogger(testLogger(t)))
+			defer l.Close()
+			var excs []kernel.ErrorContext
+			l.SetExceptionHandler(func(_ *kernel.Loop, c kernel.ErrorContext) { excs = append(excs, c) })
+
+			a, b := socketpair(t)
+			reads := 0
+			require.NoError(t, l.AddReader(a, func() {
+				var buf [8]byte
+				if n, _ := unix.Read(a, buf[:]); n > 0 {
+					reads++
+					l.Stop()
+				}
+			}))
+			ticks := 0
+			var tick func()
+			tick = func() {
+				ticks++
+				_, _ = l.CallLater(20*time.Millisecond, tick)
+			}
+			_, err := l.CallSoon(func() {
+				tick()
+				require.NoError(t, os.WriteFile(fault, nil, 0o600))
+				kill(t, pidOf(t, psel))
+				_, err := unix.Write(b, []byte("x"))
+				require.NoError(t, err)
+			})
+			require.NoError(t, err)
+			start := time.Now()
+			err = run(t, l)
+			took := time.Since(start)
+			assert.GreaterOrEqual(t, took, budget, "the outage lasted the restart budget")
+			assert.Greater(t, ticks, int(budget/(20*time.Millisecond))/4, "timers kept firing through the outage")
+			if fallback {
+				require.NoError(t, err)
+				assert.Equal(t, 1, reads, "the registration was carried over to the in-process selector")
+				st, err := psel.Stats(t.Context())
+				require.NoError(t, err)
+				assert.True(t, st.FellBack)
+				assert.Empty(t, excs, "a fall-back is logged, not an error the program sees")
+			} else {
+				require.ErrorIs(t, err, sdk.ErrPluginFailed)
+				msg := err.Error()
+				assert.Contains(t, msg, `selector plugin "startfault"`)
+				assert.Contains(t, msg, "could not be kept alive")
+				assert.Contains(t, msg, "did not start")
+				assert.Zero(t, reads)
+				require.Len(t, excs, 1)
+			}
+			require.NoError(t, l.Close())
+			assert.Empty(t, liveChildren(t), "no plugin process left")
+			left, _ := os.ReadDir(tmp)
+			assert.Empty(t, left, "no socket directory left in TMPDIR")
+		})
+	}
 }

@@ -142,6 +142,9 @@ type supervisor struct {
 	// without one. fellBack is set (under mu) once it has taken over.
 	twin     func() (any, error)
 	fellBack bool
+	// pending holds replacements started but not yet adopted (under mu);
+	// stop kills them.
+	pending map[*process]bool
 	// deadUser and deadSys are the CPU times of plugin processes that have
 	// been replaced, so that Stats covers the plugin's whole life.
 	deadUser, deadSys time.Duration
@@ -197,7 +200,7 @@ func newSupervisor[T any](reg *sdk.Registry[T], spec Spec) (*supervisor, error) 
 	if display == "" {
 		display = filepath.Base(spec.Path)
 	}
-	s := &supervisor{spec: spec, family: reg.Family(), path: spec.Path, name: display,
+	s := &supervisor{spec: spec, family: reg.Family(), path: spec.Path, name: display, pending: make(map[*process]bool),
 		logger: spec.Logger.With("plugin", display, "family", reg.Family())}
 	s.env = []string{envFamily + "=" + s.family}
 	if spec.Path == "" {
@@ -350,8 +353,13 @@ func (s *supervisor) stop() bool {
 	}
 	s.closed = true
 	p := s.proc
+	pending := s.pending
+	s.pending = nil
 	s.mu.Unlock()
 	s.cancel()
+	for q := range pending {
+		discard(q, time.Time{})
+	}
 	deadline := time.Now().Add(s.spec.StopTimeout)
 	spareGone := make(chan struct{})
 	go func() { s.spare.close(deadline); close(spareGone) }()

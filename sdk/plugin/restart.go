@@ -86,22 +86,62 @@ func (s *supervisor) failed(p *process, cause error) (retryAt time.Time, final e
 	return now.Add(delay), nil
 }
 
-// replace makes one start and hands the process to attach. On success the
-// process is current; on failure the process (if one started) is returned
-// with the error, for failed.
+// replace makes one start and hands the process to attach: launch, then
+// adopt. On success the process is current; on failure the process (if
+// one started) is returned with the error, for failed.
 func (s *supervisor) replace(attach func(*process) error, closedErr error) (*process, error) {
+	l := s.launch()
+	if l.err != nil {
+		return nil, l.err
+	}
+	return s.adopt(l, attach, closedErr)
+}
+
+// launched is a replacement process started (or a standby taken) but not
+// yet adopted.
+type launched struct {
+	p       *process
+	err     error
+	adopted bool // a standby
+	t0      time.Time
+}
+
+// launch starts a replacement, or takes the standby. It may run on any
+// goroutine (a selector starts in the background, so that its loop keeps
+// iterating): until adopt, the process is in s.pending, which stop kills.
+func (s *supervisor) launch() launched {
 	s.mu.Lock()
 	s.total++ // Stats reads it from other goroutines
 	s.mu.Unlock()
-	t0 := time.Now()
-	p, err := s.spare.take(s.life), error(nil)
-	adopted := p != nil
-	if !adopted {
-		if p, err = s.start(s.life); err != nil {
-			return nil, err
-		}
+	l := launched{t0: time.Now()}
+	if l.p = s.spare.take(s.life); l.p != nil {
+		l.adopted = true
+	} else if l.p, l.err = s.start(s.life); l.err != nil {
+		return l
 	}
-	if err = attach(p); err != nil {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		discard(l.p, time.Time{})
+		return launched{err: fmt.Errorf("%s plugin %q: closed during a restart", s.family, s.name)}
+	}
+	s.pending[l.p] = true
+	s.mu.Unlock()
+	return l
+}
+
+// adopt hands a launched process to attach and makes it current.
+func (s *supervisor) adopt(l launched, attach func(*process) error, closedErr error) (*process, error) {
+	p := l.p
+	s.mu.Lock()
+	delete(s.pending, p)
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		discard(p, time.Time{})
+		return nil, fmt.Errorf("%s plugin %q: %w", s.family, s.name, closedErr)
+	}
+	if err := attach(p); err != nil {
 		return p, fmt.Errorf("%s plugin %q: %w", s.family, s.name, err)
 	}
 	p.attached = time.Now()
@@ -116,7 +156,7 @@ func (s *supervisor) replace(attach func(*process) error, closedErr error) (*pro
 	s.proc = p
 	s.mu.Unlock()
 	s.cur.Store(p)
-	s.logger.Info("plugin restarted", "pid", p.pid, "restart", s.total, "standby", adopted, "took", time.Since(t0))
+	s.logger.Info("plugin restarted", "pid", p.pid, "restart", s.total, "standby", l.adopted, "took", time.Since(l.t0))
 	s.spare.fill()
 	return p, nil
 }

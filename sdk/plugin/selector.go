@@ -36,9 +36,11 @@ type RemoteSelector struct {
 	wakeCh chan struct{}
 
 	// down: the plugin failed and no replacement is attached yet; the
-	// next start may be made at retryAt. Loop goroutine only.
-	down    bool
-	retryAt time.Time
+	// next start may be made at retryAt, or is in progress (starting
+	// delivers its outcome). Loop goroutine only.
+	down     bool
+	retryAt  time.Time
+	starting chan launched
 
 	// twin is the in-process back-end serving since the plugin could not
 	// be kept alive (Spec.Fallback); nil until then. refused holds the
@@ -180,70 +182,91 @@ func (s *RemoteSelector) Wait(events []sdk.Event, timeout time.Duration) (int, e
 }
 
 // fail handles the failure of the current plugin: the restart policy
-// (restart.go) says when to start the next, and if that is now, it is
-// started at once.
+// (restart.go) says when to start the next; the start itself runs in the
+// background (starting), so that the loop keeps iterating.
 func (s *RemoteSelector) fail(cause error) (int, error) {
 	s.mu.Lock()
 	p := s.proc
 	s.mu.Unlock()
+	return s.failWith(p, cause)
+}
+
+func (s *RemoteSelector) failWith(p *process, cause error) (int, error) {
+	if err := s.usable(sdk.ErrSelectorClosed); err != nil {
+		return 0, err // Close stopped the plugin: not a failure
+	}
 	retryAt, final := s.failed(p, cause)
 	if final != nil {
 		return s.lost(final)
 	}
 	s.down, s.retryAt = true, retryAt
-	if time.Now().Before(retryAt) {
-		return 0, nil
+	if !time.Now().Before(retryAt) {
+		s.startAsync()
 	}
-	return s.attempt()
+	return 0, nil
 }
 
-// recover runs while the plugin is down: it sleeps towards the next start
-// (within timeout; a Wake or Close ends the sleep) and makes the start when
-// its time has come.
+// startAsync launches a replacement on another goroutine; recover adopts
+// it.
+func (s *RemoteSelector) startAsync() {
+	ch := make(chan launched, 1)
+	s.starting = ch
+	go func() { ch <- s.launch() }()
+}
+
+// recover runs while the plugin is down: it sleeps (no longer than
+// timeout; a Wake or Close ends the sleep) until the next start is due,
+// which it then launches, or until the start in progress has finished,
+// whose process it then adopts: the data-plane client replays every live
+// registration into it (dataplane.Client.Replace queues them for the next
+// Wait). It returns 0, nil unless the supervisor is closed or gives up.
 func (s *RemoteSelector) recover(timeout time.Duration) (int, error) {
-	if wait := time.Until(s.retryAt); wait > 0 {
-		if timeout >= 0 && timeout < wait {
-			wait = timeout
+	if s.starting == nil && !time.Now().Before(s.retryAt) {
+		s.startAsync()
+	}
+	var t <-chan time.Time
+	wait := timeout
+	if s.starting == nil {
+		if d := time.Until(s.retryAt); wait < 0 || d < wait {
+			wait = d
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-s.wakeCh:
-		case <-s.life.Done():
-		}
-		t.Stop()
+	}
+	if wait >= 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		t = timer.C
+	}
+	var l launched
+	select {
+	case <-t:
 		s.woken.Store(false)
+		if s.starting == nil && !time.Now().Before(s.retryAt) {
+			s.startAsync()
+		}
+		return 0, s.usable(sdk.ErrSelectorClosed)
+	case <-s.wakeCh:
+		s.woken.Store(false)
+		return 0, s.usable(sdk.ErrSelectorClosed)
+	case <-s.life.Done():
+		return 0, s.usable(sdk.ErrSelectorClosed)
+	case l = <-s.starting:
+		s.starting = nil
+	}
+	if l.err != nil {
 		if err := s.usable(sdk.ErrSelectorClosed); err != nil {
 			return 0, err
 		}
-		if time.Now().Before(s.retryAt) {
-			return 0, nil
-		}
+		return s.failWith(nil, l.err)
 	}
-	return s.attempt()
-}
-
-// attempt starts a replacement, which the data-plane client adopts: it
-// replays every live registration (dataplane.Client.Replace queues them
-// for the next Wait).
-func (s *RemoteSelector) attempt() (int, error) {
-	p, err := s.replace(func(p *process) error { return s.dp.Replace(p.conn) }, sdk.ErrSelectorClosed)
+	p, err := s.adopt(l, func(p *process) error { return s.dp.Replace(p.conn) }, sdk.ErrSelectorClosed)
 	if err == nil {
 		s.down = false
 		return 0, nil
 	}
 	if cerr := s.usable(sdk.ErrSelectorClosed); cerr != nil {
-		if p != nil {
-			p.kill()
-		}
 		return 0, cerr
 	}
-	retryAt, final := s.failed(p, err)
-	if final != nil {
-		return s.lost(final)
-	}
-	s.retryAt = retryAt
-	return 0, nil
+	return s.failWith(p, err)
 }
 
 // lost ends supervision: with Spec.Fallback the in-process twin takes
