@@ -216,7 +216,7 @@ func (c *Client) Register(fd int, tok sdk.Token, interest sdk.Events) error {
 		return fmt.Errorf("dataplane: register fd %d: selector %q cannot watch regular files: %w", fd, c.caps.Name, unix.EPERM)
 	}
 	if c.caps.MaxFDs > 0 && len(c.regs) >= c.caps.MaxFDs {
-		return fmt.Errorf("dataplane: register fd %d: selector %q holds its maximum of %d: %w", fd, c.caps.Name, c.caps.MaxFDs, unix.ENOSPC)
+		return fmt.Errorf("dataplane: register fd %d: selector %q holds its maximum of %d (its limit, or the plugin's descriptors): %w", fd, c.caps.Name, c.caps.MaxFDs, unix.ENOSPC)
 	}
 	interest &= interestMask
 	c.regs[tok] = reg{fd: fd, interest: interest}

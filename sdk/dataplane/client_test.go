@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"os"
 	"sync"
@@ -114,9 +115,17 @@ func tokens(evs []sdk.Event) map[sdk.Token]sdk.Events {
 	return m
 }
 
+// An epoll selector has no limit of its own; the plugin's descriptors are
+// the bound (each registration costs it a copy), within a handful of
+// what getrlimit and /proc/self/fd say.
 func TestHelloCapabilities(t *testing.T) {
 	c, _ := newClient(t, nil)
-	require.Equal(t, sdk.Capabilities{Name: "test-epoll"}, c.Capabilities())
+	caps := c.Capabilities()
+	assert.Equal(t, "test-epoll", caps.Name)
+	assert.False(t, caps.RegularFiles)
+	want := descriptorBudget()
+	require.Positive(t, want)
+	assert.InDelta(t, want, caps.MaxFDs, 8, "the descriptor budget")
 }
 
 func TestReadinessRoundTrip(t *testing.T) {

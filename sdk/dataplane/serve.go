@@ -164,18 +164,26 @@ func (sv *server) recv(flags int) (hostFrame, error) {
 	if oobn > 0 {
 		sv.rights, perr = parseRights(sv.recvOOB[:oobn], sv.rights)
 	}
+	// MSG_CTRUNC alone, with room for every descriptor a frame may carry,
+	// means this process is out of descriptors: the kernel installed what
+	// it could and dropped the rest. That is back-pressure, not a broken
+	// host: the registrations left without one fail with EMFILE.
+	short := mflags&unix.MSG_CTRUNC != 0 && mflags&unix.MSG_TRUNC == 0
 	switch {
 	case n == 0:
 		closeAll(sv.rights)
 		return hostFrame{}, fmt.Errorf("dataplane: recvmsg: %w (EOF)", ErrPeerGone)
 	case perr != nil:
 		perr = fmt.Errorf("%w: %w", ErrProtocol, perr)
-	case mflags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
+	case mflags&unix.MSG_TRUNC != 0:
 		perr = fmt.Errorf("%w: frame truncated (flags %#x)", ErrProtocol, mflags)
 	}
 	var f hostFrame
 	if perr == nil {
-		f, perr = decodeHostFrame(sv.recvBuf[:n], len(sv.rights))
+		f, perr = decodeHostFrameFDs(sv.recvBuf[:n], len(sv.rights), short)
+		if perr == nil && short && f.typ != tRequest {
+			perr = fmt.Errorf("%w: control data truncated on a frame of type %#02x", ErrProtocol, f.typ)
+		}
 	}
 	if perr != nil {
 		closeAll(sv.rights)
@@ -208,6 +216,9 @@ func (sv *server) sendHello() error {
 			maxFDs = -1
 		}
 	}
+	if budget := descriptorBudget(); budget > 0 && (maxFDs == 0 || budget < maxFDs) {
+		maxFDs = budget
+	}
 	if maxFDs < 0 || maxFDs > 1<<31 {
 		err := fmt.Errorf("dataplane: selector %q has room for nothing but the data plane", caps.Name)
 		sv.sendError(0, fmt.Errorf("%w: %w", err, unix.ENOSPC))
@@ -231,6 +242,29 @@ func (sv *server) sendHello() error {
 		return fmt.Errorf("dataplane: hello reply: %w", err)
 	}
 	return nil
+}
+
+// descriptorHeadroom is what descriptorBudget keeps back for the plugin's
+// own later needs (a gRPC reconnect, a log file): small, because the
+// budget must stay above what the host can accept, so that the host, not
+// the plugin, runs out first (sdk/plugin keeps a larger reserve there).
+const descriptorHeadroom = 4
+
+// descriptorBudget is how many more descriptors this process may open:
+// RLIMIT_NOFILE's soft limit, less those open now, less the headroom. A
+// plugin holds a copy of every registered descriptor, so this bounds its
+// registrations (0: unknown, no bound).
+func descriptorBudget() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY || lim.Cur > 1<<30 {
+		return 0
+	}
+	open, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	// ReadDir's own descriptor is among those listed and closed again.
+	return max(int(lim.Cur)-(len(open)-1)-descriptorHeadroom, 1)
 }
 
 // sendError sends an error frame for request seq; best effort, since it
@@ -271,11 +305,18 @@ func errnoOf(err error) unix.Errno {
 // yields an error record and leaves the token unregistered here (its copy
 // closed), which is the state the host assumes after seeing the error.
 func (sv *server) apply(f hostFrame) {
-	next := 0
+	next, lost := 0, 0
 	for i := 0; i < int(f.count); i++ {
 		tok, in := recToken(f.recs, i), recInterest(f.recs, i)
 		switch recOp(f.recs, i) {
 		case opRegister:
+			if next == len(sv.rights) {
+				// Dropped by the kernel: this process has no descriptor
+				// left to receive it in.
+				lost++
+				sv.errs = append(sv.errs, errRecord{tok: tok, errno: unix.EMFILE})
+				continue
+			}
 			fd := sv.rights[next]
 			next++
 			if _, ok := sv.fds[tok]; ok {
@@ -310,6 +351,9 @@ func (sv *server) apply(f hostFrame) {
 		}
 	}
 	sv.rights = sv.rights[:0]
+	if lost > 0 {
+		sv.log.Warn("out of descriptors: registrations refused with EMFILE", "refused", lost)
+	}
 }
 
 // drop removes a registration from the real selector, then closes the copy.

@@ -148,6 +148,14 @@ func recErrno(recs []byte, i int) uint32 { return le.Uint32(recs[i*recordLen+12:
 // decodeHostFrame validates a frame the plugin received. nfds is how many
 // descriptors arrived with it: they must match the registrations exactly.
 func decodeHostFrame(b []byte, nfds int) (hostFrame, error) {
+	return decodeHostFrameFDs(b, nfds, false)
+}
+
+// decodeHostFrameFDs is decodeHostFrame; with short, a request may carry
+// fewer descriptors than it has REGISTER records: the receiver ran out of
+// descriptors (recvmsg set MSG_CTRUNC), so the kernel installed the first
+// nfds and dropped the rest, and those registrations fail with EMFILE.
+func decodeHostFrameFDs(b []byte, nfds int, short bool) (hostFrame, error) {
 	h, err := parseHeader(b)
 	if err != nil {
 		return hostFrame{}, err
@@ -209,7 +217,7 @@ func decodeHostFrame(b []byte, nfds int) (hostFrame, error) {
 			return f, protoErr("request record %d: unknown op %d", i, op)
 		}
 	}
-	if f.registers != nfds {
+	if f.registers != nfds && !(short && nfds < f.registers) {
 		return f, protoErr("request registers %d descriptors but carried %d", f.registers, nfds)
 	}
 	if f.registers > maxFDsPerFrame {
