@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	sdk.Selectors.Register("startfault", newStartFault)
 	plugin.ServeBundled()
 	quickRaceExit()
+	if name := os.Getenv(envEMFILEServer); name != "" {
+		os.Exit(emfileServer(name))
+	}
 	os.Exit(m.Run())
 }
 

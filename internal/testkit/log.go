@@ -48,3 +48,25 @@ func (w *testWriter) finish() {
 	w.done = true
 	w.mu.Unlock()
 }
+
+// LogWriter is an io.Writer into t's log (a child process's stderr, say),
+// safe after t has finished in the same way as Logger; prefix starts
+// every write.
+func LogWriter(t testing.TB, prefix string) *LogSink {
+	w := &LogSink{w: testWriter{t: t}, prefix: prefix + ": "}
+	t.Cleanup(w.w.finish)
+	return w
+}
+
+// LogSink is LogWriter's writer.
+type LogSink struct {
+	w      testWriter
+	prefix string
+}
+
+func (s *LogSink) Write(p []byte) (int, error) {
+	if _, err := s.w.Write(append([]byte(s.prefix), p...)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -103,6 +103,7 @@ func (r *procRunner) Start(context.Context) error {
 		return err // fork/exec PATH: ...; the caller names the plugin
 	}
 	r.pid = r.cmd.Process.Pid
+	raiseChildLimit(r.pid)
 	r.trace.spawned = time.Now()
 	return nil
 }
