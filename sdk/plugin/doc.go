@@ -77,11 +77,13 @@
 // # Lifetime
 //
 // A plugin must not outlive its host, and must not leave its go-plugin socket
-// behind. The host starts every plugin with PR_SET_PDEATHSIG=SIGTERM from one
+// behind. The host starts every plugin with PR_SET_PDEATHSIG (SIGWINCH:
+// ignored by default, so a plugin still starting survives it and exits
+// by the data-plane path below, tidily; see parentDeathSignal) from one
 // goroutine locked to one OS thread for the life of the process (the signal
 // fires when the forking *thread* exits, not the process, so a fork from an
 // arbitrary goroutine's thread could signal the plugin the moment the Go
-// runtime retires that thread). Serve catches SIGTERM and exits. A second,
+// runtime retires that thread). Serve catches it, and SIGTERM, and exits. A second,
 // independent trigger is the data plane: when the host dies its end of the
 // socketpair closes and Serve exits the same way.
 //

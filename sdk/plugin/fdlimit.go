@@ -25,8 +25,10 @@ import (
 // original soft limit, so the host raises the plugin's (prlimit) as soon
 // as it has started it, which matters for a plugin not written in Go.
 
-// reserveFDs is the size of the reserve: a start's needs, twice.
-const reserveFDs = 16
+// reserveFDs is the size of the reserve: a start's needs (some 8) several
+// times over, and more than the plugin's own descriptors exceed the
+// host's, so that the host's accept fails first with room to spare.
+const reserveFDs = 32
 
 var reserve struct {
 	once sync.Once

@@ -235,6 +235,7 @@ func newSupervisor[T any](reg *sdk.Registry[T], spec Spec) (*supervisor, error) 
 	}
 	s.life, s.cancel = context.WithCancel(context.Background())
 	sweepInBackground()
+	holdReserve()
 	return s, nil
 }
 
@@ -275,7 +276,9 @@ func (s *supervisor) start(ctx context.Context) (*process, error) {
 		return nil, fmt.Errorf("plugin %q: %w", s.name, err)
 	}
 	t0 := time.Now()
-	p, err := startProcess(ctx, &s.spec, s.family, s.name, s.path, s.env)
+	p, err := withReserve(func() (*process, error) {
+		return startProcess(ctx, &s.spec, s.family, s.name, s.path, s.env)
+	})
 	if err != nil {
 		return nil, err
 	}

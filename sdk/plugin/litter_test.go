@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -101,4 +102,28 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		left, _ := os.ReadDir(tmp)
 		assert.Empty(t, left, "nothing left in TMPDIR after a failed start")
 	})
+}
+
+// A start that fails for want of descriptors is tried again with the
+// reserve released, and the reserve is refilled afterwards.
+func TestStartRetriesWithTheReserve(t *testing.T) {
+	holdReserve()
+	calls, freed := 0, 0
+	v, err := withReserve(func() (int, error) {
+		calls++
+		if calls == 1 {
+			return 0, fmt.Errorf("pipe2: %w", unix.EMFILE)
+		}
+		freed = reserveFDs - len(reserve.fds)
+		return 42, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 42, v)
+	assert.Equal(t, 2, calls)
+	assert.Equal(t, reserveFDs, freed, "the retry ran with the whole reserve free")
+	reserve.mu.Lock()
+	assert.Len(t, reserve.fds, reserveFDs, "refilled")
+	reserve.mu.Unlock()
+	_, err = withReserve(func() (int, error) { return 0, errors.New("other") })
+	assert.EqualError(t, err, "other")
 }

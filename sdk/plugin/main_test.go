@@ -77,7 +77,7 @@ func playHost() int {
 	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", st.Pid))
 	dir := ""
 	for _, kv := range strings.Split(string(env), "\x00") {
-		if v, ok := strings.CutPrefix(kv, envSocketDir+"="); ok {
+		if v, ok := strings.CutPrefix(kv, envSocketDirToMake+"="); ok {
 			dir = v
 		}
 	}

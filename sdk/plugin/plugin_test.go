@@ -323,7 +323,7 @@ func socketDirOf(t *testing.T, pid int) string {
 	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	require.NoError(t, err)
 	for _, kv := range strings.Split(string(env), "\x00") {
-		if v, ok := strings.CutPrefix(kv, envSocketDir+"="); ok {
+		if v, ok := strings.CutPrefix(kv, envSocketDirToMake+"="); ok {
 			return v
 		}
 	}

@@ -3,8 +3,10 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,10 +110,19 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 		// next call). The stdio stream go-plugin keeps open holds the
 		// channel busy anyway; this makes it explicit.
 		GRPCDialOptions: []grpc.DialOption{grpc.WithIdleTimeout(0)},
-		RunnerFunc: func(_ hclog.Logger, base *exec.Cmd, sockDir string) (runner.Runner, error) {
-			p.sockDir = sockDir
+		RunnerFunc: func(_ hclog.Logger, base *exec.Cmd, goPluginDir string) (runner.Runner, error) {
+			// go-plugin's directory, made a moment ago, is not used: a
+			// host killed before its plugin could remove it would leave it
+			// behind. The plugin makes its own (envSocketDirToMake) once it
+			// can be sure to remove it, whatever happens to the host.
+			_ = os.Remove(goPluginDir)
+			p.sockDir = socketDirName(goPluginDir)
 			cmd := exec.Command(path, s.Args...)
 			cmd.Env = append(base.Env, env...)
+			// An empty PLUGIN_UNIX_SOCKET_DIR puts the socket of a plugin
+			// built with an older SDK straight into $TMPDIR, where the host
+			// removes it once connected, like the directory of a new one.
+			cmd.Env = append(cmd.Env, envSocketDir+"=", envSocketDirToMake+"="+p.sockDir)
 			r, err := makeRunner(name, cmd, pluginEnd, &p.trace)
 			if err != nil {
 				return nil, err
@@ -178,6 +189,11 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 	// $TMPDIR is litter if host and plugin are killed together (a process
 	// group, cgroup or OOM kill), when neither can remove it.
 	removeSocketDir(p.sockDir)
+	if rc := p.client.ReattachConfig(); rc != nil && rc.Addr != nil && rc.Addr.Network() == "unix" {
+		if a := rc.Addr.String(); filepath.Dir(a) == filepath.Clean(os.TempDir()) && digitsAfter(filepath.Base(a), "plugin") {
+			_ = os.Remove(a) // an older plugin's socket, made without a directory
+		}
+	}
 	p.served = hs.PluginName
 	if int(hs.Pid) != p.pid {
 		return nil, fmt.Errorf("plugin %q: handshake answered by pid %d, started pid %d", name, hs.Pid, p.pid)
@@ -189,6 +205,14 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 	}
 	p.trace.ready = time.Now()
 	return p, nil
+}
+
+// socketDirName is the directory a plugin is told to make for its gRPC
+// socket: go-plugin's name for it, in the same place (a sibling of the
+// one go-plugin made, with other random digits), so that sweepStale
+// recognises it.
+func socketDirName(goPluginDir string) string {
+	return filepath.Join(filepath.Dir(goPluginDir), fmt.Sprintf("plugin-dir%d", rand.Uint32()))
 }
 
 // makeRunner is newProcRunner; a test makes it fail, as running out of

@@ -40,6 +40,16 @@ func onSpawnerThread(f func()) {
 	<-done
 }
 
+// parentDeathSignal is what a plugin receives when its host dies
+// (PR_SET_PDEATHSIG). It is SIGWINCH, not SIGTERM, because SIGWINCH is
+// ignored by default at every stage of a process's start, in the kernel
+// and in the Go runtime: a plugin still starting (before Serve has
+// installed its handler) survives it, goes on to find its data plane
+// closed, and exits through the same path, removing its socket directory;
+// SIGTERM would kill it on the spot and leave the directory behind. Once
+// Serve runs, it handles SIGWINCH like SIGTERM.
+const parentDeathSignal = syscall.SIGWINCH
+
 // procRunner is our go-plugin runner.Runner: like go-plugin's own command
 // runner, except that it forks on the spawner thread with a parent-death
 // signal, passes the data-plane socket, and records how the process ended.
@@ -67,7 +77,7 @@ type procRunner struct {
 func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File, trace *startTrace) (*procRunner, error) {
 	cmd.ExtraFiles = []*os.File{pluginEnd} // becomes descriptor 3
 	cmd.Env = append(cmd.Env, envDataPlaneFD+"=3")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: parentDeathSignal}
 	r := &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, trace: trace, exited: make(chan struct{})}
 	// Our own pipes rather than cmd.StdoutPipe, so that a runner that is
 	// never started can still close them.

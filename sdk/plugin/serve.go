@@ -35,8 +35,14 @@ const (
 	// envLogLevel is the hclog level the plugin logs at (default info).
 	envLogLevel = "LOOPKERNEL_PLUGIN_LOG_LEVEL"
 	// envSocketDir is go-plugin's PLUGIN_UNIX_SOCKET_DIR: the private
-	// directory the host made for this plugin's gRPC socket.
+	// directory for this plugin's gRPC socket.
 	envSocketDir = "PLUGIN_UNIX_SOCKET_DIR"
+	// envSocketDirToMake names the directory (mode 0700) the plugin makes
+	// for its gRPC socket and uses as PLUGIN_UNIX_SOCKET_DIR: made by the
+	// plugin once its signal handlers are in place, so that it is removed
+	// however the host ends (go-plugin's own, made by the host before the
+	// plugin exists, is left behind when the host dies first).
+	envSocketDirToMake = "LOOPKERNEL_PLUGIN_SOCKET_DIR"
 )
 
 // Versions of the two planes. The control version is also go-plugin's
@@ -147,19 +153,26 @@ func bundled(fam, name string) (Backends, error) {
 
 // serve is Serve without the exit, returning the exit status.
 func serve(b Backends) int {
-	// Parent death arrives as SIGTERM (PR_SET_PDEATHSIG); an operator's
-	// SIGTERM or SIGHUP means the same: tidy up and go. This comes first:
-	// until it is in place a SIGTERM kills the process without cleanup.
+	// Parent death arrives as parentDeathSignal (PR_SET_PDEATHSIG); an
+	// operator's SIGTERM or SIGHUP means the same: tidy up and go. This
+	// comes first: until it is in place a SIGTERM kills the process without
+	// cleanup (parentDeathSignal is ignored until then, and the closed data
+	// plane tells the same news).
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, parentDeathSignal)
 	// Once the host is gone, our stderr is a pipe nobody reads. Go kills a
 	// program that writes to a broken pipe on fd 1 or 2 with SIGPIPE, which
 	// would skip the cleanup; ignored, the write just fails with EPIPE.
 	signal.Ignore(syscall.SIGPIPE)
 	// A socket directory that outlives the plugin is litter in the
 	// temporary directory; every way out below goes through here.
-	if dir := os.Getenv(envSocketDir); dir != "" && os.Getenv(handshake.MagicCookieKey) == handshake.MagicCookieValue {
-		defer removeSocketDir(dir)
+	if os.Getenv(handshake.MagicCookieKey) == handshake.MagicCookieValue {
+		if dir := os.Getenv(envSocketDirToMake); dir != "" && os.Mkdir(dir, 0o700) == nil {
+			os.Setenv(envSocketDir, dir)
+		}
+		if dir := os.Getenv(envSocketDir); dir != "" {
+			defer removeSocketDir(dir)
+		}
 	}
 
 	// go-plugin swaps os.Stderr for a pipe of its own once it is serving;
@@ -263,17 +276,27 @@ func serve(b Backends) int {
 // removeSocketDir removes the sockets in dir, then dir if that left it
 // empty. Nothing recursive: the directory is named by the environment, and
 // a mistaken environment must not cost anyone their files.
+//
+// A plugin exiting while go-plugin's Serve (on another goroutine) is still
+// starting may see the socket appear just as it removes the directory; a
+// few retries close that window.
 func removeSocketDir(dir string) {
 	if dir == "" {
 		return
 	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.Type()&os.ModeSocket != 0 {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
+	for try := 0; ; try++ {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if e.Type()&os.ModeSocket != 0 {
+				_ = os.Remove(filepath.Join(dir, e.Name()))
+			}
 		}
+		err := os.Remove(dir)
+		if err == nil || os.IsNotExist(err) || !errors.Is(err, syscall.ENOTEMPTY) || try == 3 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	_ = os.Remove(dir)
 }
 
 // dataPlaneFromEnv adopts the descriptor the host passed and hides it from
