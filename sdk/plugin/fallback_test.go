@@ -110,3 +110,14 @@ func TestExecutorFallsBackToTheTwin(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ABC", got)
 }
+
+// A third-party plugin (one run from a Path) is named by the back-end it
+// serves, not by the selector it wraps, so that the kernel's message when
+// it is given up on ("selector NAME failed: ...") names the plugin. Here a
+// bundled plugin whose selector calls itself "epoll" stands in for one.
+func TestThirdPartyPluginNamedByWhatItServes(t *testing.T) {
+	sel := launch(t, Spec{Name: "testpoll", Config: map[string]string{"name": "epoll"}})
+	assert.Equal(t, "epoll", sel.Capabilities().Name, "bundled: the selector's own name")
+	sel.spec.Path = "/opt/plugins/loopkernel-plugin-testpoll" // as Resolve makes it for plugin:PATH
+	assert.Equal(t, "testpoll", sel.Capabilities().Name, "third party: the name it serves")
+}
