@@ -40,7 +40,7 @@
 // its call plane and must answer, or keep frames moving, within the
 // grace), restarts a process that died or hung, and gives up when it
 // cannot keep one alive. The grace follows the measured exchange time (16
-// times the slowest recent exchange, between 200ms and Spec.ReplyTimeout),
+// times the slowest recent exchange, between 300ms and Spec.ReplyTimeout),
 // so a hung plugin is noticed in well under a second. The restart budget
 // is time, not attempts: an outage begins at a failure and ends once a
 // replacement has answered for twice Spec.MaxBackoff; its restarts back off

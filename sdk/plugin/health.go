@@ -16,7 +16,7 @@ const (
 	// minGrace is the least a plugin is given past what it was asked
 	// (a selector's wait timeout): a scheduler hiccup on a loaded machine
 	// must not cost a restart.
-	minGrace = 200 * time.Millisecond
+	minGrace = 300 * time.Millisecond
 	// graceFactor is how many times the slowest recent exchange the
 	// deadline allows.
 	graceFactor = 16

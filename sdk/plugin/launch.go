@@ -50,7 +50,7 @@ type Spec struct {
 	// ReplyTimeout caps how long the plugin may leave the health check of
 	// its family unanswered before it is deemed hung and restarted. The
 	// deadline itself follows the measured exchange time (health.go): a
-	// multiple of the slowest recent exchange, at least 200ms, at most
+	// multiple of the slowest recent exchange, at least 300ms, at most
 	// ReplyTimeout; for a selector it runs past the Wait's own timeout (a
 	// wait is sliced into 250ms pieces, so a hang inside an indefinite wait
 	// is noticed too); a resolver or executor is pinged every 250ms on its
