@@ -169,7 +169,7 @@ func TestEMFILEUnderPluginPolicies(t *testing.T) {
 			t.Logf("%d clients connected: %d served, %d waiting", len(conns), len(served), len(waiting))
 			require.NotEmpty(t, served)
 			require.NotEmpty(t, waiting, "the server ran out of descriptors")
-			require.Eventually(t, func() bool { return saidAny("accept out of system resource") }, 5*time.Second, 20*time.Millisecond,
+			require.Eventually(t, func() bool { return saidAny("out of system resource; pausing accepts") }, 5*time.Second, 20*time.Millisecond,
 				"accepting paused on EMFILE")
 			select {
 			case err := <-exited:
