@@ -97,17 +97,16 @@ type Spec struct {
 // supervisor runs one plugin process at a time for a remote back-end of any
 // family: it starts it (checking the pinned digest), kills it when the
 // family's health check says it hung, restarts it with backoff when it
-// dies, and gives up with an error wrapping sdk.ErrPluginFailed when it
-// has failed more often than Spec allows. What a restart means for the
+// dies, and gives up (or falls back to Spec.Fallback) when an outage has
+// outlasted Spec.RestartBudget. What a restart means for the
 // calls and registrations of the back-end is the family's business
 // (RemoteSelector, RemoteResolver, RemoteExecutor): it passes an attach
 // function that adopts the new process's data plane.
 //
-// The restart policy (budget, backoff) lives in restart alone, the health
-// deadline in each family's check, and what follows a give-up in each
-// family's failure path, so that a budget measured in time, a deadline
-// that follows the measured exchange time, or a fall-back to the
-// in-process twin each changes one place.
+// The restart policy (budget, backoff) lives in restart.go, the health
+// deadline's measure in health.go and its use in each family's check, and
+// what follows a give-up (giveUp, then the family's hand-over to the
+// twin) in each family's failure path.
 type supervisor struct {
 	spec   Spec
 	family string
