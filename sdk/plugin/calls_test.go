@@ -234,7 +234,9 @@ func TestHungWorkerBehindALargeCall(t *testing.T) {
 	got, err := pid.Decode(res)
 	require.NoError(t, err)
 	assert.NotEqual(t, before.Pid, got, "ran on the replacement")
-	assert.Less(t, time.Since(start), 10*time.Second)
+	// A hang guard, not a timing target: a restart plus a 20 MiB call
+	// under -race took 5 to 12s on the loaded 2-core machine.
+	assert.Less(t, time.Since(start), 30*time.Second)
 }
 
 // When the supervisor gives up, calls fail with its error, which wraps
