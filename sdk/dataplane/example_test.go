@@ -142,3 +142,42 @@ func ExampleCallClient_LastMoved() {
 	fmt.Println(err, c.LastMoved().After(before))
 	// Output: <nil> true
 }
+
+// EachRegistration hands the client's registrations to an in-process
+// selector, as a supervisor falling back from a plugin it could not keep
+// alive does.
+func ExampleClient_EachRegistration() {
+	host, plug, err := dataplane.Socketpair()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	real, _ := selector.NewEpoll()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go dataplane.Serve(ctx, plug, real, hclog.NewNullLogger())
+	c, err := dataplane.NewClient(host, hclog.NewNullLogger())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	var p [2]int
+	unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC)
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	c.Register(p[0], sdk.MakeToken(1, 1), sdk.Read)
+
+	twin, _ := selector.NewPoll()
+	defer twin.Close()
+	c.EachRegistration(func(fd int, tok sdk.Token, interest sdk.Events) {
+		fmt.Println("carried over:", fd == p[0], tok == sdk.MakeToken(1, 1), interest, twin.Register(fd, tok, interest))
+	})
+	unix.Write(p[1], []byte("x"))
+	events := make([]sdk.Event, 8)
+	n, err := twin.Wait(events, time.Second)
+	fmt.Println(n, events[0].Events, err)
+	// Output:
+	// carried over: true true read <nil>
+	// 1 read <nil>
+}
