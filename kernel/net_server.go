@@ -386,6 +386,29 @@ func (s *Server) stopAccepting() {
 	s.retries = s.retries[:0]
 }
 
+// resumeLater starts accepting on socket i again after retryDelay. If that
+// fails too (the driver refuses the registration while descriptors are
+// still short), it tries again after another retryDelay, for as long as the
+// server serves: a server that gave up here would stop accepting for good.
+func (s *Server) resumeLater(ls *Socket, i int) {
+	th, err := s.loop.CallLater(s.retryDelay, func() {
+		if !s.serving || s.closed {
+			return
+		}
+		if err := s.accept(i); err != nil {
+			s.loop.CallExceptionHandler(ErrorContext{
+				Message: fmt.Sprintf("resuming accepts on %v failed; trying again in %v", ls.LocalAddr(), s.retryDelay),
+				Err:     err,
+				Socket:  ls,
+			})
+			s.resumeLater(ls, i)
+		}
+	})
+	if err == nil {
+		s.retries = append(s.retries, th)
+	}
+}
+
 // accepted is the accept operation's callback. When the process is out of
 // descriptors or memory it stops accepting on this socket for retryDelay
 // and reports it; the connections it already has keep running.
@@ -405,16 +428,7 @@ func (s *Server) accepted(ls *Socket, i int, fd int, peer *sdk.SockAddr, err err
 				Socket:  ls,
 			})
 			s.ios[i].f.AcceptStop()
-			th, terr := s.loop.CallLater(s.retryDelay, func() {
-				if s.serving && !s.closed {
-					if err := s.accept(i); err != nil {
-						s.loop.CallExceptionHandler(ErrorContext{Message: "resuming accept failed", Err: err, Socket: ls})
-					}
-				}
-			})
-			if terr == nil {
-				s.retries = append(s.retries, th)
-			}
+			s.resumeLater(ls, i)
 			return
 		}
 		s.loop.CallExceptionHandler(ErrorContext{Message: "accept failed", Err: err, Socket: ls})
