@@ -51,6 +51,9 @@ func (g *Goroutine) Call(ctx context.Context, fn string, arg []byte) ([]byte, er
 	if _, ok := sdk.LookupFunc(fn); !ok {
 		return nil, fmt.Errorf("call %q: %w", fn, sdk.ErrUnknownFunc)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("call %q: not started: %w", fn, err) // asyncio: a cancelled future never runs
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan result, 1)
