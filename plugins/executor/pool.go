@@ -58,6 +58,13 @@ type PoolOptions struct {
 	// kills only its worker ("fatal error: out of memory", exit status 2),
 	// and the call fails saying so. 0: no limit beyond the process's own.
 	MemoryLimit int64
+	// WorkerProcs is each worker's GOMAXPROCS. Default 1: a worker runs one
+	// call at a time, the pool's parallelism is Workers, and a worker
+	// whose goroutines share one thread hands a call between them without
+	// waking another thread (a round trip costs less CPU and latency).
+	// Negative: Go's default (the number of CPUs), for functions that
+	// spread one call over goroutines.
+	WorkerProcs int
 	// ShmThreshold: an argument or result of at least this many bytes
 	// travels through the worker's shared memory (a memfd) instead of the
 	// call plane's socket. Default 256 KiB; negative: never (arguments
@@ -87,6 +94,9 @@ const (
 func (o PoolOptions) withDefaults() PoolOptions {
 	if o.Workers <= 0 {
 		o.Workers = runtime.NumCPU()
+	}
+	if o.WorkerProcs == 0 {
+		o.WorkerProcs = 1
 	}
 	if o.Grace <= 0 {
 		o.Grace = defaultGrace
@@ -316,9 +326,7 @@ func (p *Pool) release(w *worker, counted bool) {
 // caller abandoned (whose context the worker was told to cancel), and
 // replaces w if that takes longer than the grace period.
 func (p *Pool) settle(w *worker) {
-	p.bg.Add(1)
-	go func() {
-		defer p.bg.Done()
+	p.background(func() {
 		ctx, cancel := context.WithTimeout(p.life, p.opts.Grace)
 		defer cancel()
 		if _, err := w.rx.Call(ctx, idleFuncName, nil); err != nil {
@@ -329,7 +337,25 @@ func (p *Pool) settle(w *worker) {
 			return
 		}
 		p.release(w, true)
+	})
+	// Once closed, w stays in p.workers, and Close stops it.
+}
+
+// background runs f on a goroutine that Close waits for, unless the pool
+// is closed already; it reports whether f will run. Taking p.mu orders
+// every Add before Close's Wait.
+func (p *Pool) background(f func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		f()
 	}()
+	return true
 }
 
 // Close stops every worker. Calls in flight fail with an error wrapping

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,6 +89,9 @@ func TestPoolRetiresWorkersAfterMaxTasks(t *testing.T) {
 }
 
 func TestPoolWorkerOutOfMemoryFailsOnlyItsCall(t *testing.T) {
+	if raceEnabled {
+		t.Skip("-race: the race detector's shadow memory counts against RLIMIT_DATA")
+	}
 	p := newPool(t, executor.PoolOptions{Workers: 1, MemoryLimit: 256 << 20})
 	ctx := context.Background()
 	n, err := hog.Call(ctx, p, 16)
@@ -155,4 +159,19 @@ func TestPoolThroughPolicyAndKernel(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.NotEqual(t, os.Getpid(), w)
+}
+
+// A worker that died while idle is replaced when a call finds it dead, and
+// the call, which never reached it, goes to the new worker.
+func TestPoolWorkerDeadWhileIdleIsReplaced(t *testing.T) {
+	p := newPool(t, executor.PoolOptions{Workers: 1})
+	ctx := context.Background()
+	w, err := pid.Call(ctx, p, 0)
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(w, syscall.SIGKILL))
+	require.Eventually(t, func() bool { return syscall.Kill(w, 0) != nil }, 10*time.Second, 5*time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the supervisor notices the death
+	w2, err := pid.Call(ctx, p, 0)
+	require.NoError(t, err, "a call that never reached the dead worker runs on its replacement")
+	assert.NotEqual(t, w, w2)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -37,13 +38,28 @@ import (
 // package's init, the worker included, since it is the same program.
 
 const (
-	runFuncName  = "loopkernel/process.run"
-	idleFuncName = "loopkernel/process.idle"
+	runFuncName   = "loopkernel/process.run"
+	idleFuncName  = "loopkernel/process.idle"
+	setupFuncName = "loopkernel/process.setup"
 )
 
 func init() {
 	sdk.RegisterFunc(runFuncName, workerRun)
 	sdk.RegisterFunc(idleFuncName, workerIdle)
+	sdk.RegisterFunc(setupFuncName, workerSetup)
+}
+
+// workerSetup is the first call a pool makes to a new worker: the
+// argument is the worker's GOMAXPROCS in decimal (0: leave it).
+func workerSetup(_ context.Context, arg []byte) ([]byte, error) {
+	n, err := strconv.Atoi(string(arg))
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("process pool: setup %q: %w", arg, errEnvelope)
+	}
+	if n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+	return nil, nil
 }
 
 // Envelope header (little-endian), 40 bytes, then the name, then the inline

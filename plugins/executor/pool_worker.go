@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +51,9 @@ func (p *Pool) launch(ctx context.Context) (*worker, error) {
 		return fail(fmt.Errorf("asking the worker its pid: %w", err))
 	}
 	w.pid = st.Pid
+	if _, err := rx.Call(ctx, setupFuncName, []byte(strconv.Itoa(max(p.opts.WorkerProcs, 0)))); err != nil {
+		return fail(fmt.Errorf("setting worker %d up: %w", w.pid, err))
+	}
 	if lim := p.opts.MemoryLimit; lim > 0 {
 		rl := unix.Rlimit{Cur: uint64(lim), Max: uint64(lim)}
 		if err := unix.Prlimit(w.pid, unix.RLIMIT_DATA, &rl, nil); err != nil {
@@ -91,46 +95,44 @@ func (w *worker) stop() {
 // one goes, the pool is broken and every call fails with the reason.
 func (p *Pool) replace(w *worker) {
 	p.mu.Lock()
-	delete(p.workers, w)
-	closed := p.closed
+	delete(p.workers, w) // from here on w is this function's to stop
 	p.mu.Unlock()
-	p.bg.Add(1)
-	go func() {
-		defer p.bg.Done()
-		w.stop()
-		if closed {
+	if !p.background(func() { p.replaceNow(w) }) {
+		w.stop() // the pool closed: no replacement
+	}
+}
+
+func (p *Pool) replaceNow(w *worker) {
+	w.stop()
+	var err error
+	backoff := 10 * time.Millisecond
+	for range maxLaunchFailures {
+		if p.life.Err() != nil {
 			return
 		}
-		var err error
-		backoff := 10 * time.Millisecond
-		for range maxLaunchFailures {
-			if p.life.Err() != nil {
-				return
-			}
-			ctx, cancel := context.WithTimeout(p.life, p.startTimeout())
-			var nw *worker
-			nw, err = p.launch(ctx)
-			cancel()
-			if err == nil {
-				p.idle <- nw
-				return
-			}
-			p.opts.Worker.Logger.Warn("process pool: starting a replacement worker failed", "error", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-p.life.Done():
-				return
-			}
-			backoff = min(2*backoff, time.Second)
+		ctx, cancel := context.WithTimeout(p.life, p.startTimeout())
+		var nw *worker
+		nw, err = p.launch(ctx)
+		cancel()
+		if err == nil {
+			p.idle <- nw
+			return
 		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.slots--
-		if p.slots == 0 && p.broken == nil {
-			p.broken = fmt.Errorf("every worker slot failed to start %d times in a row: %w: %w", maxLaunchFailures, sdk.ErrPluginFailed, err)
-			close(p.brokenC)
+		p.opts.Worker.Logger.Warn("process pool: starting a replacement worker failed", "error", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-p.life.Done():
+			return
 		}
-	}()
+		backoff = min(2*backoff, time.Second)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.slots--
+	if p.slots == 0 && p.broken == nil {
+		p.broken = fmt.Errorf("every worker slot failed to start %d times in a row: %w: %w", maxLaunchFailures, sdk.ErrPluginFailed, err)
+		close(p.brokenC)
+	}
 }
 
 func (p *Pool) startTimeout() time.Duration {

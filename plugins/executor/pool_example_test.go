@@ -1,0 +1,81 @@
+package executor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/loopkernel/loopkernel/kernel"
+	"github.com/loopkernel/loopkernel/plugins/executor"
+	"github.com/loopkernel/loopkernel/policy"
+	"github.com/loopkernel/loopkernel/sdk"
+)
+
+// A process pool runs registered functions in worker processes: this
+// program re-executed (its main, or TestMain, calls plugin.ServeBundled
+// first), so the functions registered from init are there too.
+func ExampleNewPool() {
+	ctx := context.Background()
+	pool, err := executor.NewPool(ctx, executor.PoolOptions{Workers: 2, Queue: 8})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+	got, err := upper.Call(ctx, pool, "hello")
+	fmt.Println(got, err)
+	// Output: HELLO <nil>
+}
+
+var quit = sdk.NewFunc("example.quit", func(_ context.Context, code int) (int, error) {
+	os.Exit(code)
+	return 0, nil
+})
+
+// A worker that dies fails the call it was running and nothing else: the
+// error says so, and the pool replaces the worker.
+func ExamplePool_crashIsolation() {
+	ctx := context.Background()
+	pool, err := executor.NewPool(ctx, executor.PoolOptions{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+	_, err = quit.Call(ctx, pool, 3)
+	fmt.Println("worker died:", errors.Is(err, sdk.ErrBackendDied))
+	got, err := upper.Call(ctx, pool, "still here")
+	fmt.Println(got, err)
+	// Output:
+	// worker died: true
+	// STILL HERE <nil>
+}
+
+// `--executor process` (or Policy.Executor) makes the pool a loop's
+// function executor; kernel.CallFunc is then run_in_executor on a
+// ProcessPoolExecutor.
+func ExamplePool_callFunc() {
+	pol, err := policy.Choose(policy.Flags{Policy: "epoll", Executor: executor.ProcessName})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	loop, err := pol.NewEventLoop()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer loop.Close()
+	task, _ := kernel.CreateTask(loop, func(co *kernel.Co) (string, error) {
+		f, err := kernel.CallFunc(loop, upper, "from a worker")
+		if err != nil {
+			return "", err
+		}
+		return f.Await(co)
+	})
+	err = loop.RunUntilComplete(task)
+	got, _ := task.Result()
+	fmt.Println(got, err)
+	// Output: FROM A WORKER <nil>
+}
