@@ -68,8 +68,9 @@ func spin(n int) uint64 {
 type execSide struct {
 	RoundTripNs    float64            `json:"round_trip_ns"`
 	RoundTripCPUNs float64            `json:"round_trip_cpu_ns"`
-	Throughput     map[string]float64 `json:"calls_per_s"`     // by workers
-	ThroughputCPU  map[string]float64 `json:"cpu_ns_per_call"` // by workers
+	RoundTripWakes float64            `json:"round_trip_sleeps"` // voluntary context switches per call
+	Throughput     map[string]float64 `json:"calls_per_s"`       // by workers
+	ThroughputCPU  map[string]float64 `json:"cpu_ns_per_call"`   // by workers
 	CPUBound       map[string]float64 `json:"cpu_bound_calls_per_s"`
 	BigMs          float64            `json:"big_ms"` // 100 MiB echo
 	BigCPUMs       float64            `json:"big_cpu_ms"`
@@ -141,34 +142,43 @@ func calibrateSpin(d time.Duration) int {
 	}
 }
 
-// cpuNow is this process's CPU time and that of its reaped children.
-func cpuNow() time.Duration {
+// usage is CPU time and sleeps (voluntary context switches: a thread that
+// waited and had to be woken, which load does not change) of this process
+// and its reaped children.
+type usage struct {
+	cpu    time.Duration
+	sleeps int64
+}
+
+func usageNow() usage {
 	var self, kids unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &self)
 	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids)
 	tv := func(t unix.Timeval) time.Duration { return time.Duration(t.Nano()) }
-	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+	return usage{tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime), self.Nvcsw + kids.Nvcsw}
 }
 
-// onPool starts a pool, runs body on it, closes it, and returns the CPU
-// time the whole took (workers included, once reaped).
-func onPool(workers, threshold int, body func(*executor.Pool) error) (time.Duration, error) {
-	c0 := cpuNow()
+func (u usage) minus(v usage) usage { return usage{u.cpu - v.cpu, u.sleeps - v.sleeps} }
+
+// onPool starts a pool, runs body on it, closes it, and returns the usage
+// of the whole (workers included, once reaped).
+func onPool(workers, threshold int, body func(*executor.Pool) error) (usage, error) {
+	u0 := usageNow()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, err := executor.NewPool(ctx, executor.PoolOptions{Workers: workers, ShmThreshold: threshold})
 	if err != nil {
-		return 0, err
+		return usage{}, err
 	}
 	err = body(p)
 	p.Close()
-	return cpuNow() - c0, err
+	return usageNow().minus(u0), err
 }
 
 func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 	ctx := context.Background()
 	s := execSide{Throughput: map[string]float64{}, ThroughputCPU: map[string]float64{}, CPUBound: map[string]float64{}}
-	idle := map[int]time.Duration{}
+	idle := map[int]usage{}
 	for _, w := range []int{1, 2} {
 		c, err := onPool(w, 0, func(p *executor.Pool) error { _, err := benchDouble.Call(ctx, p, 1); return err })
 		if err != nil {
@@ -176,7 +186,7 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 		}
 		idle[w] = c
 	}
-	perCall := func(c time.Duration, w, n int) float64 { return float64((c - idle[w]).Nanoseconds()) / float64(n) }
+	perCall := func(u usage, w, n int) float64 { return float64((u.cpu - idle[w].cpu).Nanoseconds()) / float64(n) }
 
 	var n int
 	c, err := onPool(1, 0, func(p *executor.Pool) (err error) {
@@ -187,6 +197,7 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 		return s, err
 	}
 	s.RoundTripCPUNs = perCall(c, 1, n)
+	s.RoundTripWakes = float64(c.sleeps-idle[1].sleeps) / float64(n)
 	for _, w := range []int{1, 2} {
 		key := strconv.Itoa(w)
 		c, err := onPool(w, 0, func(p *executor.Pool) (err error) {
@@ -230,7 +241,7 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 		if err != nil {
 			return s, err
 		}
-		*m.cpu = float64((c - idle[1]).Microseconds()) / 1000 / echoRepeats
+		*m.cpu = float64((c.cpu - idle[1].cpu).Microseconds()) / 1000 / echoRepeats
 	}
 	// One supervised worker with many calls in flight (plugin:goroutine):
 	// what the pool's envelope and dispatch add to the call plane.
@@ -363,6 +374,7 @@ func writeExecutorTable(w io.Writer, lk, py []execSide) {
 	fmt.Fprintf(tw, "measure\tloopkernel process\tpython ProcessPool\tadvantage\t\n")
 	row(tw, "round trip, 1 worker, wall µs", "%.1f", func(s execSide) float64 { return s.RoundTripNs / 1e3 }, false)
 	row(tw, "round trip, 1 worker, CPU µs (all processes)", "%.1f", func(s execSide) float64 { return s.RoundTripCPUNs / 1e3 }, false)
+	row(tw, "round trip, 1 worker, thread sleeps per call", "%.1f", func(s execSide) float64 { return s.RoundTripWakes }, false)
 	for _, k := range []string{"1", "2"} {
 		row(tw, fmt.Sprintf("calls/s, %d in flight, %s worker(s)", benchInFlight, k), "%.0f", func(s execSide) float64 { return s.Throughput[k] }, true)
 		row(tw, fmt.Sprintf("CPU µs per call, %d in flight, %s worker(s)", benchInFlight, k), "%.1f", func(s execSide) float64 { return s.ThroughputCPU[k] / 1e3 }, false)
@@ -429,17 +441,21 @@ def calibrate(d):
             return max(1, int(n * d / el))
         n *= 2
 
-def cpu_now():
+def usage():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    return (s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime, s.ru_nvcsw + c.ru_nvcsw)
 
-async def on_pool(workers, body):
-    """Runs body on a fresh pool; returns its result and the CPU seconds of
-    the whole, workers included (reaped when the pool shuts down)."""
-    c0 = cpu_now()
+async def on_pool(workers, body, sleeps=False):
+    """Runs body on a fresh pool; returns its result and the CPU seconds
+    (and, with sleeps, the voluntary context switches) of the whole,
+    workers included (reaped when the pool shuts down)."""
+    u0 = usage()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         res = await body(pool)
-    return res, cpu_now() - c0
+    u1 = usage()
+    if sleeps:
+        return res, u1[0] - u0[0], u1[1] - u0[1]
+    return res, u1[0] - u0[0]
 
 async def round_trip(loop, pool, d):
     warm = 200
@@ -471,13 +487,14 @@ async def main():
     loop = asyncio.get_running_loop()
     iters = calibrate(0.001)
     out = {"calls_per_s": {}, "cpu_ns_per_call": {}, "cpu_bound_calls_per_s": {}}
-    idle = {}
+    idle, idle_sleeps = {}, {}
     for w in (1, 2):
         async def start(pool):
             await asyncio.gather(*(loop.run_in_executor(pool, double, i) for i in range(64)))
-        _, idle[w] = await on_pool(w, start)
-    (ns, n), c = await on_pool(1, lambda pool: round_trip(loop, pool, d))
+        _, idle[w], idle_sleeps[w] = await on_pool(w, start, sleeps=True)
+    (ns, n), c, sl = await on_pool(1, lambda pool: round_trip(loop, pool, d), sleeps=True)
     out["round_trip_ns"], out["round_trip_cpu_ns"] = ns, (c - idle[1]) * 1e9 / n
+    out["round_trip_sleeps"] = (sl - idle_sleeps[1]) / n
     for w in (1, 2):
         (cps, n), c = await on_pool(w, lambda pool: per_second(loop, pool, d, double, 1))
         out["calls_per_s"][str(w)], out["cpu_ns_per_call"][str(w)] = cps, (c - idle[w]) * 1e9 / n
