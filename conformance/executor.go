@@ -99,7 +99,7 @@ func ExecutorSuite(cfg ExecutorConfig) Suite {
 // with -race.
 func RunExecutor(t *testing.T, cfg ExecutorConfig) {
 	t.Helper()
-	timeout := DefaultTimeout
+	timeout := executorTimeout
 	if dl, ok := t.Deadline(); ok {
 		if left := time.Until(dl) / 2; left < timeout {
 			timeout = left
@@ -114,6 +114,11 @@ func RunExecutor(t *testing.T, cfg ExecutorConfig) {
 		})
 	}
 }
+
+// executorTimeout bounds one executor case: longer than DefaultTimeout,
+// since moving 100 MiB through two processes built with -race takes tens
+// of seconds on a loaded machine.
+const executorTimeout = 3 * DefaultTimeout
 
 // ecase is an executor case before it is bound to a configuration.
 type ecase struct {
@@ -255,6 +260,27 @@ func checksum(b []byte) uint64 {
 		s = s*31 + uint64(x)
 	}
 	return s + uint64(len(b))
+}
+
+// patternChecksum is checksum(execPattern(n)) without the allocation.
+func patternChecksum(n int) uint64 {
+	at := func(i int) byte {
+		switch i % 4096 {
+		case 0:
+			return byte(i >> 12)
+		case 7:
+			return byte((i - 7) >> 20)
+		}
+		return 0
+	}
+	var s uint64
+	for i := 0; i+8 <= n; i += 4096 {
+		s = s*31 + uint64(at(i)) + uint64(at(i+7))<<8
+	}
+	for i := n &^ 4095; i < n; i++ {
+		s = s*31 + uint64(at(i))
+	}
+	return s + uint64(n)
 }
 
 func execPattern(n int) []byte {
