@@ -79,3 +79,30 @@ func ExamplePool_callFunc() {
 	fmt.Println(got, err)
 	// Output: FROM A WORKER <nil>
 }
+
+// A policy makes a process pool every new loop's function executor. The
+// pool's options come with a name of their own in sdk.Executors (register
+// it from init, as policies are); the policy names it.
+func ExamplePool_policy() {
+	if _, err := policy.Lookup("epoll-two-workers"); errors.Is(err, policy.ErrUnknownPolicy) {
+		sdk.Executors.Register("process-two", func() (sdk.Executor, error) {
+			return executor.NewPool(context.Background(), executor.PoolOptions{Workers: 2, Queue: 64, MaxTasksPerWorker: 1000})
+		})
+		policy.Register(policy.Policy{
+			Name:        "epoll-two-workers",
+			Description: "epoll, registered functions on a pool of two worker processes",
+			Selector:    "epoll",
+			Executor:    "process-two",
+		})
+	}
+	p, _ := policy.Lookup("epoll-two-workers")
+	loop, err := p.NewEventLoop()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer loop.Close()
+	pool := loop.FuncExecutor().(*executor.Pool)
+	fmt.Println(p.Name+":", pool.Workers(), "workers")
+	// Output: epoll-two-workers: 2 workers
+}
