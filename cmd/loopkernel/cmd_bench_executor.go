@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,13 +130,22 @@ func benchExecutor(e *env, args []string) error {
 	})
 }
 
-// calibrateSpin finds the spin count that takes d in this process.
+// calibrateSpin finds the spin count that takes d of CPU in this process.
+// It reads the thread's CPU clock, not the wall clock: on a loaded machine
+// a wall-clock calibration counts the time the thread waited for a CPU.
 func calibrateSpin(d time.Duration) int {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu := func() time.Duration {
+		var ts unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+		return time.Duration(ts.Nano())
+	}
 	n := 1 << 16
 	for {
-		t0 := time.Now()
+		t0 := cpu()
 		spin(n)
-		if el := time.Since(t0); el >= 20*time.Millisecond {
+		if el := cpu() - t0; el >= 20*time.Millisecond {
 			return max(1, int(float64(n)*float64(d)/float64(el)))
 		}
 		n *= 2
@@ -432,11 +442,12 @@ def echo(b):
     return b
 
 def calibrate(d):
+    # The thread's CPU clock, not the wall clock (see calibrateSpin).
     n = 1 << 8
     while True:
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         spin(n)
-        el = time.perf_counter() - t0
+        el = time.thread_time() - t0
         if el >= 0.02:
             return max(1, int(n * d / el))
         n *= 2

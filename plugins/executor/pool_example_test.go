@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/loopkernel/loopkernel/kernel"
 	"github.com/loopkernel/loopkernel/plugins/executor"
@@ -105,4 +106,44 @@ func ExamplePool_policy() {
 	pool := loop.FuncExecutor().(*executor.Pool)
 	fmt.Println(p.Name+":", pool.Workers(), "workers")
 	// Output: epoll-two-workers: 2 workers
+}
+
+var waitForCancel = sdk.NewFunc("example.wait", func(ctx context.Context, _ int) (int, error) {
+	<-ctx.Done()
+	return 0, ctx.Err()
+})
+
+// With a queue bound and FailFast, a call that finds every worker busy and
+// the queue full is refused at once instead of waiting for room.
+func ExampleErrQueueFull() {
+	pool, err := executor.NewPool(context.Background(), executor.PoolOptions{Workers: 1, Queue: 1, FailFast: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 2 { // one runs, one waits in the queue
+		go func() {
+			for {
+				_, err := waitForCancel.Call(ctx, pool, 0)
+				if !errors.Is(err, executor.ErrQueueFull) {
+					return
+				}
+				time.Sleep(time.Millisecond) // the probe below held the slot
+			}
+		}()
+	}
+	for {
+		probe, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := upper.Call(probe, pool, "probe")
+		stop()
+		if errors.Is(err, executor.ErrQueueFull) {
+			fmt.Println("refused:", err != nil)
+			return
+		}
+		time.Sleep(time.Millisecond) // the two have not both been admitted yet
+	}
+	// Output: refused: true
 }
