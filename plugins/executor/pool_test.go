@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -174,4 +175,34 @@ func TestPoolWorkerDeadWhileIdleIsReplaced(t *testing.T) {
 	w2, err := pid.Call(ctx, p, 0)
 	require.NoError(t, err, "a call that never reached the dead worker runs on its replacement")
 	assert.NotEqual(t, w, w2)
+}
+
+var exit = sdk.NewFunc("executor-test.exit", func(_ context.Context, code int) (int, error) {
+	os.Exit(code)
+	return 0, nil
+})
+
+// When every worker slot keeps failing to start a replacement, the pool is
+// broken and says so, instead of making calls wait for ever. The worker
+// here is this test binary behind a wrapper that is removed once the pool
+// has started, so no replacement can start.
+func TestPoolThatCannotReplaceItsWorkersBreaks(t *testing.T) {
+	self, err := os.Executable()
+	require.NoError(t, err)
+	script := filepath.Join(t.TempDir(), "worker")
+	require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\nLOOPKERNEL_BUNDLED_PLUGIN=goroutine exec "+self+" \"$@\"\n"), 0o700))
+	p := newPool(t, executor.PoolOptions{Workers: 1, Worker: plugin.Spec{Name: sdk.DefaultExecutor, Path: script}})
+	ctx := context.Background()
+	got, err := double.Call(ctx, p, 4)
+	require.NoError(t, err)
+	assert.Equal(t, 8, got)
+	require.NoError(t, os.Remove(script))
+
+	_, err = exit.Call(ctx, p, 5)
+	require.ErrorIs(t, err, sdk.ErrBackendDied)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = double.Call(cctx, p, 1)
+	require.ErrorIs(t, err, sdk.ErrPluginFailed, "a pool whose every slot failed to restart fails calls with the reason")
+	assert.Contains(t, err.Error(), "failed to start")
 }
