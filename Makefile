@@ -29,6 +29,7 @@ FUZZ += ./plugins/resolver:FuzzParseServices
 FUZZ += ./plugins/resolver:FuzzParseAnswer
 FUZZ += ./plugins/resolver:FuzzParseResolvConf
 FUZZ += ./plugins/resolver:FuzzParseHosts
+FUZZ += ./plugins/executor:FuzzEnvelope
 FUZZ += ./streams:FuzzReaduntil
 FUZZ += ./internal/serve:FuzzParseRequest
 FUZZ += ./internal/echobench:FuzzParseKiB

@@ -22,7 +22,7 @@ import (
 // measures servers.
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "loop|echo|idle [FLAGS]",
+	synopsis: "loop|echo|idle|executor [FLAGS]",
 	summary:  "benchmark loopkernel against its peers, measured in the same run",
 	help: `Benchmarks:
   loop     the loop workloads of package bench (call_soon, timer, task_await,
@@ -46,7 +46,11 @@ var benchCmd = &command{
            here) that have each echoed one message: before, with them, KiB
            per connection, ratios to the floor and uvloop; servers one at a
            time. Flags: --conns, --policies, --peers, --settle, --python,
-           --json.`,
+           --json.
+  executor the process pool (--executor process) against Python's
+           ProcessPoolExecutor with run_in_executor, taking turns: call round
+           trip, calls/s with 1 and 2 workers, CPU-bound scaling, a 100 MiB
+           argument. Flags: --rounds (3), --benchtime, --python, --json.`,
 	flags: func(fs *flag.FlagSet) {
 		echoFlags(fs)
 		benchLoopFlags(fs)
@@ -57,10 +61,11 @@ var benchCmd = &command{
 
 // benchSuites maps `loopkernel bench SUITE` to the code that runs it.
 var benchSuites = map[string]func(e *env, args []string) error{
-	"loop":    runBenchLoop,
-	"echo":    benchEcho,    // cmd_bench_echo.go
-	"idle":    benchIdle,    // cmd_bench_idle.go
-	"resolve": benchResolve, // cmd_bench_resolve.go
+	"loop":     runBenchLoop,
+	"echo":     benchEcho,     // cmd_bench_echo.go
+	"idle":     benchIdle,     // cmd_bench_idle.go
+	"resolve":  benchResolve,  // cmd_bench_resolve.go
+	"executor": benchExecutor, // cmd_bench_executor.go
 }
 
 func runBench(e *env, args []string) error {

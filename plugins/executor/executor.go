@@ -1,10 +1,13 @@
 // Package executor holds the bundled back-ends of the executor family
-// (sdk.Executor): today the in-process goroutine executor, registered as
-// sdk.DefaultExecutor ("goroutine"). Served out of process (sdk/plugin), the
-// same back-end runs registered functions in a worker process, so a crash
-// there cannot take the host down.
+// (sdk.Executor): the in-process goroutine executor, registered as
+// sdk.DefaultExecutor ("goroutine"), and the process pool, registered as
+// ProcessName ("process"). Served out of process (sdk/plugin), the goroutine
+// executor runs registered functions in a worker process, so a crash there
+// cannot take the host down; the pool is several such workers, one call
+// each, replaced when they die (docs/executor.md).
 //
-// It imports only sdk.
+// It imports sdk and sdk/plugin (the pool launches its workers as
+// supervised plugins), never the kernel.
 package executor
 
 import (
@@ -50,6 +53,9 @@ func (g *Goroutine) Call(ctx context.Context, fn string, arg []byte) ([]byte, er
 	}
 	if _, ok := sdk.LookupFunc(fn); !ok {
 		return nil, fmt.Errorf("call %q: %w", fn, sdk.ErrUnknownFunc)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("call %q: not started: %w", fn, err) // asyncio: a cancelled future never runs
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

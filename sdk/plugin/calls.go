@@ -315,6 +315,10 @@ func launchExecutor(ctx context.Context, spec Spec) (*RemoteExecutor, error) {
 
 // Call runs the function registered under fn in the worker (sdk.Executor).
 func (e *RemoteExecutor) Call(ctx context.Context, fn string, arg []byte) (res []byte, err error) {
+	if err := ctx.Err(); err != nil {
+		// A call cancelled before it was sent never starts.
+		return nil, fmt.Errorf("%s plugin %q: call %q: not started: %w", e.family, e.name, fn, err)
+	}
 	err = e.do(ctx, func(cc *dataplane.CallClient) (err error) {
 		res, err = cc.Call(ctx, fn, arg)
 		return err
