@@ -11,7 +11,9 @@ import (
 	// The bundled back-ends register themselves in sdk's registries; the
 	// out-of-process placement re-executes this binary, whose main calls
 	// plugin.ServeBundled, which serves the same registration.
+	"github.com/loopkernel/loopkernel/driver/completion"
 	_ "github.com/loopkernel/loopkernel/plugins/executor"
+	_ "github.com/loopkernel/loopkernel/plugins/proactor"
 	_ "github.com/loopkernel/loopkernel/plugins/resolver"
 	_ "github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -29,6 +31,12 @@ func init() {
 		Name:        "poll",
 		Description: "in-process poll(2) selector (accepts every descriptor kind, regular files too)",
 		Selector:    "poll",
+	})
+	Register(Policy{
+		Name:        "uring",
+		Description: "in-process io_uring proactor (completion driver: one io_uring_enter per iteration; fails naming epoll where io_uring is refused)",
+		Selector:    "epoll", // what selector-only commands (conformance of a selector) use
+		Proactor:    "uring",
 	})
 	Register(Policy{
 		Name:        "epoll-plugin",
@@ -79,3 +87,18 @@ func fallbackFor[T any](on bool, reg *sdk.Registry[T], spec, def string) string 
 var pluginLogger = sync.OnceValue(func() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Level: hclog.Warn, Output: os.Stderr})
 })
+
+// openProactor opens the in-process completion back-end name and the
+// completion driver over it.
+func openProactor(name string) (sdk.Driver, error) {
+	p, err := sdk.Proactors.New(name)
+	if err != nil {
+		return nil, err
+	}
+	d, err := completion.New(p)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return d, nil
+}

@@ -103,5 +103,8 @@ func (p *Policy) Backends() (selector, resolver, executor string) {
 	if executor == "" {
 		executor = sdk.DefaultExecutor
 	}
+	if p.Proactor != "" {
+		return "proactor:" + p.Proactor, resolver, executor
+	}
 	return p.Selector, resolver, executor
 }

@@ -72,6 +72,12 @@ type Policy struct {
 	//	plugin:NAME   the back-end NAME in a plugin process
 	//	plugin:PATH   the plugin executable at PATH (a spec containing '/')
 	Selector string
+	// Proactor, if set, names an in-process completion back-end
+	// (sdk.Proactors, e.g. "uring"): each new loop then runs on the
+	// completion driver (driver/completion) over it, and Selector is not
+	// opened. Where the back-end is refused, NewEventLoop fails with an
+	// error that says why and names the epoll policy.
+	Proactor string
 	// Resolver is the resolver spec (getaddrinfo, getnameinfo) of each new
 	// loop, of the same forms as Selector over sdk.Resolvers; empty means
 	// sdk.DefaultResolver in process.
@@ -145,6 +151,13 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 	}
 	if p.DefaultExecutor != nil {
 		opts = append(opts, kernel.WithExecutor(p.DefaultExecutor()))
+	}
+	if p.Proactor != "" {
+		d, err := openProactor(p.Proactor)
+		if err != nil {
+			return nil, err
+		}
+		return kernel.NewOnDriver(d, append(opts, p.Options...)...), nil
 	}
 	sel, err := openBackend(ctx, sdk.Selectors, p.Selector, fallbackFor(p.PluginFallback, sdk.Selectors, p.Selector, Default))
 	if err != nil {
