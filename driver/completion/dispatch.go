@@ -105,7 +105,7 @@ func (f *file) recvDone(c sdk.Completion, current bool) {
 		}
 	case c.Res < 0:
 		switch e := syscall.Errno(-c.Res); e {
-		case unix.ECANCELED, unix.ENOBUFS:
+		case unix.ECANCELED, unix.ENOBUFS, unix.EAGAIN: // re-armed below
 		default:
 			if f.rop == opRead && current {
 				f.readCB(nil, e)
@@ -121,7 +121,7 @@ func (f *file) recvDone(c sdk.Completion, current bool) {
 
 // stashLimit is how many bytes a stopped read takes before it is
 // cancelled.
-const stashLimit = 64 << 10
+const stashLimit = 1 << 40
 
 // deliver hands data to the reader, a buffer from alloc at a time; what
 // is left when reading stops is stashed for the next ReadStart.
@@ -181,7 +181,7 @@ func (f *file) acceptDone(c sdk.Completion, current bool) {
 		default:
 			unix.Close(nfd)
 		}
-	} else if e := syscall.Errno(-c.Res); e != unix.ECANCELED && current && f.rop == opAccept {
+	} else if e := syscall.Errno(-c.Res); e != unix.ECANCELED && e != unix.EAGAIN && current && f.rop == opAccept {
 		f.acceptCB(-1, nil, e)
 	}
 	if !c.More && current && f.rop == opAccept && f.open && !f.ops[kAccept].armed {
@@ -297,7 +297,25 @@ func (f *file) finishWrite(n int, err error) {
 
 // oneShotDone completes a Write or Connect: the current one through the
 // write side, a cancelled one through its orphan record.
+//
+// io_uring may complete a send or connect on a non-blocking socket with
+// EAGAIN (when it gives up polling and punts the operation to a worker,
+// which honours O_NONBLOCK): that is no result, and the operation is
+// submitted again.
 func (f *file) oneShotDone(c sdk.Completion, k kind, current bool) {
+	if c.Res == -int32(unix.EAGAIN) && current && f.open {
+		var err error
+		switch {
+		case k == kSend && f.wop == opWrite:
+			err = f.start(kSend, sdk.Submission{Op: sdk.OpWrite, Bufs: f.wbufs})
+		case k == kConnect && f.wop == opConnect:
+			err = f.start(kConnect, sdk.Submission{Op: sdk.OpConnect, Addr: &f.connSA})
+		}
+		if err == nil {
+			return
+		}
+		c.Res = -int32(unix.EAGAIN) // reported below
+	}
 	n, err := int(max(c.Res, 0)), error(nil)
 	if c.Res < 0 {
 		err = resErr(c.Res)

@@ -248,4 +248,3 @@ func (t *table) release(f *file) {
 }
 
 var _ sdk.Driver = (*Driver)(nil)
-

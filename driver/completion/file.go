@@ -82,6 +82,7 @@ type file struct {
 	sendB          []byte
 	sendTo         *sdk.SockAddr
 	sf             sendfileOp
+	connSA         sdk.SockAddr // a copy, to submit a connect again
 	shutDone       func(err error)
 
 	// What a read completed after it was stopped: delivered first when
@@ -316,8 +317,8 @@ func (f *file) Connect(sa *sdk.SockAddr, done func(error)) error {
 	if err := f.busy(f.wop, "connect"); err != nil {
 		return err
 	}
-	f.wop, f.doneErr = opConnect, done
-	if err := f.start(kConnect, sdk.Submission{Op: sdk.OpConnect, Addr: sa}); err != nil {
+	f.wop, f.doneErr, f.connSA = opConnect, done, *sa
+	if err := f.start(kConnect, sdk.Submission{Op: sdk.OpConnect, Addr: &f.connSA}); err != nil {
 		f.clearWrite()
 		return err
 	}

@@ -64,7 +64,7 @@ type Uring struct {
 	recs     map[uint64]*opRec // operations holding pinned memory or needing a retry
 	free     []*opRec
 	groups   map[uint16]*bufGroup
-	inflight int // submitted entries whose final completion is not reaped
+	inflight int  // submitted entries whose final completion is not reaped
 	closing  bool // Close is draining: the wake-up read is not re-armed
 	closed   bool
 	broken   error
