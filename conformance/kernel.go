@@ -28,6 +28,11 @@ type KernelConfig struct {
 	// checks, scheduling-site capture, slow-callback timing) in the way.
 	// Without it the loops follow LOOPKERNEL_DEBUG, as kernel.New does.
 	Debug bool
+	// Driver, if set, builds the I/O driver each loop runs on (as
+	// NetConfig.Driver), so the contract certifies a driver such as the
+	// completion driver; nil builds the readiness driver over a selector
+	// from the factory.
+	Driver func() (sdk.Driver, error)
 }
 
 // KernelSuite returns the kernel contract for cfg. Its cases build their
@@ -155,7 +160,13 @@ type loopFix struct {
 // in a recSelector, logging to a buffer. The loop is closed when the case
 // ends and whatever it logged is attached to the case's log.
 func (k *kt) newLoop(opts ...kernel.Option) *loopFix {
-	rec := &recSelector{Selector: k.NewSelector()}
+	var rec *recSelector
+	var drv sdk.Driver
+	if k.cfg.Driver != nil {
+		drv, rec = k.recordingDriver()
+	} else {
+		rec = &recSelector{Selector: k.NewSelector()}
+	}
 	buf := &syncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: buf, Level: hclog.Trace})
 	all := []kernel.Option{kernel.WithLogger(logger)}
@@ -163,7 +174,12 @@ func (k *kt) newLoop(opts ...kernel.Option) *loopFix {
 		all = append(all, kernel.WithDebug(true))
 	}
 	all = append(all, opts...)
-	l := kernel.New(rec, all...)
+	var l *kernel.Loop
+	if drv != nil {
+		l = kernel.NewOnDriver(drv, all...)
+	} else {
+		l = kernel.New(rec, all...)
+	}
 	k.Cleanup(func() {
 		if err := l.Close(); err != nil {
 			k.Errorf("closing the loop at the end of the case: %v", err)

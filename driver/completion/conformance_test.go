@@ -67,3 +67,16 @@ func TestNetConformance(t *testing.T) {
 		conformance.RunSuite(t, netSuite(conformance.NetConfig{Driver: drv, Debug: true}), selector.NewEpoll)
 	})
 }
+
+// TestKernelConformance runs the kernel contract (callbacks, timers,
+// futures, tasks, handlers, descriptor watching through POLL_ADD) on loops
+// built on the io_uring completion driver, plain and in debug mode.
+func TestKernelConformance(t *testing.T) {
+	drv := newUring(t)
+	t.Run("plain", func(t *testing.T) {
+		conformance.RunKernel(t, selector.NewEpoll, conformance.KernelConfig{Driver: drv})
+	})
+	t.Run("debug", func(t *testing.T) {
+		conformance.RunKernel(t, selector.NewEpoll, conformance.KernelConfig{Driver: drv, Debug: true})
+	})
+}

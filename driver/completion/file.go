@@ -367,6 +367,12 @@ func (f *file) Watch(ev sdk.Events, cb func()) error {
 	if err := f.check("watch"); err != nil {
 		return err
 	}
+	// A poll of a closed descriptor would fail only in its completion;
+	// AddReader and AddWriter promise the error now (as epoll_ctl gives
+	// it), so ask the kernel once: watching is not a per-event path.
+	if _, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFD, 0); err != nil {
+		return fmt.Errorf("watch fd %d: %w", f.fd, err)
+	}
 	switch ev {
 	case sdk.Read:
 		if f.rop == opWatchRead {
