@@ -137,3 +137,22 @@ const (
 	asyncCancelAll = 1 << 0
 	asyncCancelAny = 1 << 2
 )
+
+// iovec and msghdr are struct iovec and struct msghdr (LP64) with
+// addresses as integers, so that writing them into mmap'd memory involves
+// no Go pointer store (see Uring.submit).
+type iovec struct {
+	base, len uint64
+}
+
+type msghdr struct {
+	name       uint64
+	namelen    uint32
+	_          uint32
+	iov        uint64
+	iovlen     uint64
+	control    uint64
+	controllen uint64
+	flags      int32
+	_          int32
+}

@@ -236,7 +236,7 @@ func (u *Uring) submit(s *sdk.Submission, fallback bool) error {
 	need := 0
 	switch s.Op {
 	case sdk.OpWrite:
-		need = int(unsafe.Sizeof(unix.Msghdr{})) + maxIovecs*int(unsafe.Sizeof(unix.Iovec{}))
+		need = int(unsafe.Sizeof(msghdr{})) + maxIovecs*int(unsafe.Sizeof(iovec{}))
 	case sdk.OpConnect:
 		need = int(unsafe.Sizeof(unix.RawSockaddrAny{}))
 	}
@@ -275,8 +275,12 @@ func (u *Uring) submit(s *sdk.Submission, fallback bool) error {
 	case sdk.OpWrite:
 		r := u.rec(s)
 		r.fallback = fallback
-		msg := (*unix.Msghdr)(u.scratch(int(unsafe.Sizeof(unix.Msghdr{}))))
-		iov := unsafe.Slice((*unix.Iovec)(u.scratch(maxIovecs*int(unsafe.Sizeof(unix.Iovec{})))), maxIovecs)
+		// The arena is written through pointer-free types only: a store
+		// of a Go pointer type into it would make the write barrier read
+		// the previous batch's value there as a pointer, into memory the
+		// collector may have freed since.
+		msg := (*msghdr)(u.scratch(int(unsafe.Sizeof(msghdr{}))))
+		iov := unsafe.Slice((*iovec)(u.scratch(maxIovecs*int(unsafe.Sizeof(iovec{})))), maxIovecs)
 		n := 0
 		for _, b := range s.Bufs {
 			if n == maxIovecs {
@@ -286,12 +290,10 @@ func (u *Uring) submit(s *sdk.Submission, fallback bool) error {
 				continue
 			}
 			r.pin.Pin(&b[0])
-			iov[n] = unix.Iovec{Base: &b[0]}
-			iov[n].SetLen(len(b))
+			iov[n] = iovec{base: uint64(uintptr(unsafe.Pointer(&b[0]))), len: uint64(len(b))}
 			n++
 		}
-		*msg = unix.Msghdr{Iov: &iov[0]}
-		msg.SetIovlen(n)
+		*msg = msghdr{iov: uint64(uintptr(unsafe.Pointer(&iov[0]))), iovlen: uint64(n)}
 		if fallback {
 			e.opcode, e.addr, e.len, e.off = opWritev, uint64(uintptr(unsafe.Pointer(&iov[0]))), uint32(n), ^uint64(0)
 		} else {
