@@ -303,18 +303,18 @@ func (f *file) finishWrite(n int, err error) {
 // which honours O_NONBLOCK): that is no result, and the operation is
 // submitted again.
 func (f *file) oneShotDone(c sdk.Completion, k kind, current bool) {
-	if c.Res == -int32(unix.EAGAIN) && current && f.open {
+	if c.Res == -int32(unix.EAGAIN) && current && f.open &&
+		(k == kSend && f.wop == opWrite || k == kConnect && f.wop == opConnect) {
 		var err error
-		switch {
-		case k == kSend && f.wop == opWrite:
+		if k == kSend {
 			err = f.start(kSend, sdk.Submission{Op: sdk.OpWrite, Bufs: f.wbufs})
-		case k == kConnect && f.wop == opConnect:
+		} else {
 			err = f.start(kConnect, sdk.Submission{Op: sdk.OpConnect, Addr: &f.connSA})
 		}
-		if err == nil {
-			return
+		if err != nil {
+			f.finishWrite(0, err) // the resubmission's failure is the result
 		}
-		c.Res = -int32(unix.EAGAIN) // reported below
+		return
 	}
 	n, err := int(max(c.Res, 0)), error(nil)
 	if c.Res < 0 {
