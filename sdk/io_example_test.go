@@ -27,8 +27,8 @@ func ExampleDriverCapabilities_Has() {
 	// driver "example" lacks capability "watch"
 }
 
-// No bundled back-end implements the Proactor family yet; its registry
-// lists none.
+// A family's registry lists what the imported back-end packages registered:
+// sdk alone imports none (plugins/proactor registers "uring").
 func ExampleProactor() {
 	fmt.Println(sdk.Proactors.Family(), len(sdk.Proactors.Names()))
 	// Output: proactor 0

@@ -9,9 +9,9 @@ import "time"
 // boundary (on shared-memory rings, issue 7). A completion driver adapts a
 // Proactor to the I/O seam (Driver), as driver/readiness adapts a Selector.
 //
-// No bundled back-end implements Proactor yet: this declaration fixes the
-// shape the io_uring back-end (issue 7) fills in, and the Proactors
-// registry it registers in.
+// The bundled implementation is the io_uring back-end, "uring", in
+// plugins/proactor (in process only so far); driver/completion is the
+// driver over it.
 type Proactor interface {
 	// Submit queues ops; they reach the back-end by the next Complete at
 	// the latest. Each op's buffers belong to the back-end until its

@@ -30,7 +30,8 @@ var (
 	Resolvers = &Registry[Resolver]{family: "resolver"}
 	// Executors: back-ends that run registered functions (see Executor).
 	Executors = &Registry[Executor]{family: "executor"}
-	// Proactors: completion back-ends (see Proactor); none is bundled yet.
+	// Proactors: completion back-ends (see Proactor): io_uring, once
+	// plugins/proactor is imported.
 	Proactors = &Registry[Proactor]{family: "proactor"}
 )
 
