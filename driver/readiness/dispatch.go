@@ -89,7 +89,7 @@ func (f *file) writable() {
 	}
 	switch f.wop {
 	case opWrite:
-		n, err := f.d.sendBufs(f.fd, f.wbufs)
+		n, err := f.write(f.wbufs)
 		if err == unix.EAGAIN {
 			return
 		}

@@ -48,6 +48,7 @@ type file struct {
 	interest         sdk.Events
 	queuedR, queuedW bool // a dispatch callback is in the kernel's queue
 	inWrite          bool // inside a write-side completion
+	notSock          bool // send(2) said ENOTSOCK: a pipe or device, written with write(2)
 	onR, onW         func()
 	rop, wop         op
 	connectRetry     bool // connect said EAGAIN (a full Unix backlog): try again when writable
@@ -209,10 +210,30 @@ func (f *file) TryWrite(bufs [][]byte) (int, error) {
 	if err := f.check("write"); err != nil {
 		return 0, err
 	}
-	if len(bufs) == 1 {
-		return sendNoSignal(f.fd, bufs[0])
+	return f.write(bufs)
+}
+
+// write writes bufs with send(2)/sendmsg(2), whose MSG_NOSIGNAL keeps a
+// write to a closed socket from raising SIGPIPE; on a descriptor that is
+// not a socket (a pipe, a FIFO, a terminal) the first ENOTSOCK switches it
+// to write(2)/writev(2) for good. (A broken pipe there raises SIGPIPE,
+// which the Go runtime ignores for descriptors other than 1 and 2: the
+// write fails with EPIPE.)
+func (f *file) write(bufs [][]byte) (int, error) {
+	if !f.notSock {
+		var n int
+		var err error
+		if len(bufs) == 1 {
+			n, err = sendNoSignal(f.fd, bufs[0])
+		} else {
+			n, err = f.d.sendBufs(f.fd, bufs)
+		}
+		if err != unix.ENOTSOCK {
+			return n, err
+		}
+		f.notSock = true
 	}
-	return f.d.sendBufs(f.fd, bufs)
+	return f.d.writeBufs(f.fd, bufs)
 }
 
 func (f *file) Write(bufs [][]byte, done func(int, error)) error {

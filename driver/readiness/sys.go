@@ -84,6 +84,37 @@ func (d *Driver) sendBufs(fd int, bufs [][]byte) (int, error) {
 	}
 }
 
+// writeBufs writes up to maxIovecs of bufs to a descriptor that is not a
+// socket (a pipe, a FIFO, a terminal) with one writev.
+func (d *Driver) writeBufs(fd int, bufs [][]byte) (int, error) {
+	n := 0
+	for _, b := range bufs {
+		if n == maxIovecs {
+			break
+		}
+		if len(b) == 0 {
+			continue
+		}
+		d.iov[n].Base = &b[0]
+		d.iov[n].SetLen(len(b))
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	for {
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&d.iov[0])), uintptr(n))
+		if e == unix.EINTR {
+			continue
+		}
+		clear(d.iov[:n])
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
+	}
+}
+
 // recvFrom receives one datagram into b and its sender into from.
 func recvFrom(fd int, b []byte, from *sdk.SockAddr) (int, error) {
 	for {
