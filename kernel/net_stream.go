@@ -27,6 +27,7 @@ type eofProtocol interface{ EOFReceived() bool }
 type streamTransport struct {
 	transportCore
 	server *Server
+	kind   streamKind // a socket, or one end of a pipe (kernel/pipe.go)
 
 	data     Protocol         // set when proto is a plain Protocol
 	buffered BufferedProtocol // set when proto is a BufferedProtocol (preferred)
@@ -114,6 +115,9 @@ func (t *streamTransport) start(waiter *Future[struct{}]) {
 	if ok && !t.closing && !t.paused {
 		t.startReading()
 	}
+	if ok && !t.closing && t.kind.writeOnly() {
+		t.watchReader()
+	}
 	t.finishStart(waiter, ok)
 }
 
@@ -128,7 +132,7 @@ func (t *streamTransport) fatalError(err error) {
 }
 
 func (t *streamTransport) startReading() {
-	if t.reading || t.closing || t.paused || t.eofIn || t.io == nil {
+	if t.reading || t.closing || t.paused || t.eofIn || t.io == nil || t.kind.writeOnly() {
 		return
 	}
 	if err := t.io.f.ReadStart(t.allocFn, t.readFn); err != nil {
@@ -213,7 +217,7 @@ func (t *streamTransport) dataRead(data []byte, err error) {
 
 func (t *streamTransport) readEOF() {
 	t.protoBusy = "EOFReceived"
-	if t.eof.EOFReceived() {
+	if t.eof.EOFReceived() && t.kind == socketStream {
 		// Half-close: the protocol may still write, but nothing more can
 		// be read.
 		t.eofIn = true
@@ -290,6 +294,8 @@ func (t *streamTransport) shutdownWrite() {
 
 func (t *streamTransport) writable() error {
 	switch {
+	case t.kind == readPipe:
+		return errReadOnlyPipe
 	case t.eofOut:
 		return ErrWriteAfterEOF
 	case t.emptyWaiter != nil:
@@ -378,14 +384,20 @@ func (t *streamTransport) WriteEOF() error {
 		return nil
 	}
 	t.eofOut = true
+	if t.kind != socketStream {
+		// A pipe cannot half-close: its end is the close (asyncio's
+		// _UnixWritePipeTransport.write_eof).
+		return t.Close()
+	}
 	if t.wq.size == 0 {
 		t.shutdownWrite()
 	}
 	return nil
 }
 
-// CanWriteEOF is true: TCP and Unix stream sockets can half-close.
-func (t *streamTransport) CanWriteEOF() bool { return true }
+// CanWriteEOF is true: TCP and Unix stream sockets can half-close, and a
+// write pipe ends with its close.
+func (t *streamTransport) CanWriteEOF() bool { return t.kind != readPipe }
 
 // Close stops reading, flushes the queue, then closes the socket and calls
 // ConnectionLost(nil).
@@ -424,7 +436,9 @@ func (t *streamTransport) callConnectionLost() {
 
 // IsReading reports whether the transport delivers data: not paused, not
 // closing, and the peer has not sent EOF.
-func (t *streamTransport) IsReading() bool { return !t.paused && !t.closing && !t.eofIn }
+func (t *streamTransport) IsReading() bool {
+	return !t.paused && !t.closing && !t.eofIn && !t.kind.writeOnly()
+}
 
 // PauseReading stops reading until ResumeReading; the kernel's socket
 // buffer then fills and TCP flow control stops the peer.
@@ -485,7 +499,7 @@ func (t *streamTransport) String() string {
 	case t.closing:
 		state = "closing"
 	}
-	return fmt.Sprintf("<StreamTransport fd=%d %s read=%v write=%v bufsize=%d>", t.fd, state, t.IsReading(), t.writing, t.wq.size)
+	return fmt.Sprintf("<%s fd=%d %s read=%v write=%v bufsize=%d>", t.kind, t.fd, state, t.IsReading(), t.writing, t.wq.size)
 }
 
 // makeEmptyWaiter is for Sendfile: it returns a future done when the write

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -25,7 +27,8 @@ type transportOwner interface {
 type transportCore struct {
 	owner transportOwner // the embedding transport, set once
 	loop  *Loop
-	sock  *Socket
+	sock  *Socket  // nil for a pipe (kernel/pipe.go)
+	pipe  *os.File // a pipe the transport was given, nil for one it made
 	fd    int
 	io    *ioRef // the descriptor in the driver; nil once released
 	ioOwn ioRef  // io's storage when the transport opened the descriptor
@@ -71,9 +74,11 @@ const defaultHighWater = 64 << 10
 // opens the descriptor in the loop's I/O driver.
 func (c *transportCore) init(owner transportOwner, l *Loop, sock *Socket, fd int, peer net.Addr) error {
 	*c = transportCore{
-		owner: owner, loop: l, sock: sock, fd: fd,
-		sockname: sock.LocalAddr(), peername: peer,
+		owner: owner, loop: l, sock: sock, fd: fd, peername: peer,
 		high: defaultHighWater, low: defaultHighWater / 4,
+	}
+	if sock != nil {
+		c.sockname = sock.LocalAddr()
 	}
 	io, err := l.acquireIOInto(fd, &c.ioOwn)
 	if err != nil {
@@ -142,6 +147,9 @@ func (c *transportCore) reportPanic(message string, r any) {
 // opError wraps a failed system call with the socket's addresses; addr is
 // the peer concerned, if any.
 func (c *transportCore) opError(op string, addr net.Addr, err error) error {
+	if c.sock == nil {
+		return pipeOpError(op, c.fd, c.pipe, err)
+	}
 	return &net.OpError{Op: op, Net: netName(c.sock.Family(), c.sock.Type()), Source: c.sockname, Addr: addr, Err: os.NewSyscallError(op, err)}
 }
 
@@ -170,16 +178,17 @@ func (c *transportCore) releaseIO() {
 	c.io = nil
 	if r.users > 1 {
 		r.f.Cancel(sdk.Write)
-		r.closeLast = c.sock.Close
+		r.closeLast = c.closeOwned
 		c.sockHandedOver = true
 	}
 	c.loop.releaseIO(r)
 }
 
-// closeSocket closes the socket, unless releaseIO handed that over.
+// closeSocket closes the socket (or the pipe), unless releaseIO handed
+// that over.
 func (c *transportCore) closeSocket() {
 	if !c.sockHandedOver {
-		c.sock.Close()
+		c.closeOwned()
 	}
 }
 
@@ -265,6 +274,22 @@ func (c *transportCore) scheduleConnectionLost() {
 	}
 }
 
+// closeOwned closes what the transport owns: its socket, or its pipe (an
+// *os.File it was given, or a descriptor it made).
+func (c *transportCore) closeOwned() error {
+	switch {
+	case c.sock != nil:
+		return c.sock.Close()
+	case c.pipe != nil:
+		return c.pipe.Close()
+	case c.fd >= 0:
+		fd := c.fd
+		c.fd = -1
+		return unix.Close(fd)
+	}
+	return nil
+}
+
 // tellConnectionLost calls the protocol's ConnectionLost, then releases the
 // socket. It runs once, whichever path got here first, and reports whether
 // this call was the one (so the owner releases what else it holds).
@@ -296,7 +321,8 @@ func (c *transportCore) GetProtocol() BaseProtocol { return c.proto }
 func (c *transportCore) GetWriteBufferLimits() (low, high int) { return c.low, c.high }
 
 // GetExtraInfo answers "peername", "sockname" (net.Addr) and "socket"
-// (*Socket, still owned by the transport: use it for options, not I/O).
+// (*Socket, still owned by the transport: use it for options, not I/O); a
+// pipe transport given an *os.File answers "pipe" with it.
 func (c *transportCore) GetExtraInfo(name string) (any, bool) {
 	switch name {
 	case "peername":
@@ -304,7 +330,9 @@ func (c *transportCore) GetExtraInfo(name string) (any, bool) {
 	case "sockname":
 		return c.sockname, c.sockname != nil
 	case "socket":
-		return c.sock, true
+		return c.sock, c.sock != nil
+	case "pipe":
+		return c.pipe, c.pipe != nil
 	}
 	return nil, false
 }
