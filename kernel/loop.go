@@ -86,7 +86,8 @@ type Loop struct {
 	closed   atomic.Bool // read by other goroutines in CallSoonThreadsafe
 	goid     uint64      // goroutine running the loop, while running
 
-	files ioTable // descriptors open in the driver (kernel/io_table.go)
+	files ioTable   // descriptors open in the driver (kernel/io_table.go)
+	procs procTable // children of SubprocessExec (kernel/subprocess_reap.go)
 	sig   signalState
 
 	excHandler  ExceptionHandler
@@ -263,8 +264,9 @@ func (l *Loop) RunUntilComplete(f Awaitable) error {
 }
 
 // Close closes the loop: pending callbacks and timers are discarded, signal
-// handlers removed, the default executor shut down without waiting, and the
-// I/O driver (and its back-end) closed. Closing a running loop fails; closing twice does nothing.
+// handlers removed, the default executor shut down without waiting, children
+// still running killed and reaped, and the I/O driver (and its back-end)
+// closed. Closing a running loop fails; closing twice does nothing.
 func (l *Loop) Close() error {
 	if l.running {
 		return fmt.Errorf("cannot close a running event loop: %w", ErrRunning)
@@ -290,6 +292,7 @@ func (l *Loop) Close() error {
 		l.executor.Shutdown(false)
 	}
 	l.executor = nil
+	l.procs.closeAll(l) // kills and reaps running children, see kernel/subprocess_reap.go
 	l.files.reset()
 	if err := l.be.close(); err != nil {
 		l.logger.Warn("closing the loop's back-ends failed", "error", err)
