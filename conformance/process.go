@@ -205,10 +205,32 @@ func children() []string {
 	return out
 }
 
-// zombies returns the children in state Z.
-func zombies() []string {
-	var z []string
+// childPids returns the pids of this process's children.
+func childPids() map[string]bool {
+	m := map[string]bool{}
 	for _, c := range children() {
+		m[strings.Fields(c)[0]] = true
+	}
+	return m
+}
+
+// newChildren returns the children that were not in before (a plugin
+// process of the placement under test is a child too, and it may go away
+// when its loop is closed).
+func newChildren(before map[string]bool) []string {
+	var out []string
+	for _, c := range children() {
+		if !before[strings.Fields(c)[0]] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// zombies returns the children in state Z that were not in before.
+func zombies(before map[string]bool) []string {
+	var z []string
+	for _, c := range newChildren(before) {
 		if f := strings.Fields(c); len(f) >= 2 && f[1] == "Z" {
 			z = append(z, c)
 		}

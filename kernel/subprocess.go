@@ -103,8 +103,10 @@ var (
 	StdioStdout = Stdio{mode: stdioStdout}
 )
 
-// StdioFile connects the stream to f, an open file (or pipe, or socket)
-// that stays the caller's: the child gets a copy of it.
+// StdioFile connects the stream to f, an open file (or pipe, socket,
+// terminal) that stays the caller's: the child gets a copy of it. As with
+// os/exec, f is switched to blocking mode (its Fd is taken), because a
+// child's reads and writes on a non-blocking stream fail with EAGAIN.
 func StdioFile(f *os.File) Stdio { return Stdio{mode: stdioFile, file: f} }
 
 // SubprocessOptions configure SubprocessExec and SubprocessShell; nil
@@ -286,6 +288,9 @@ func startSubprocess[P SubprocessProtocol](co *Co, factory func() P, program str
 	return t, p, nil
 }
 
+// pipeSize is the capacity asked for the pipes of a child's streams.
+const pipeSize = 256 << 10
+
 // spawned is a started child: its pid, its pidfd (-1 if the kernel gave
 // none) and the parent's ends of its pipes (-1 where none).
 type spawned struct {
@@ -329,6 +334,12 @@ func spawn(path string, argv []string, o *SubprocessOptions) (sp spawned, err er
 			}
 			sp.pipes[i] = ours
 			closeAfter = append(closeAfter, theirs)
+			// A bigger pipe than Linux's 64 KiB default: bulk output then
+			// takes a quarter of the wake-ups and system calls on both
+			// sides. The memory is only committed as the pipe fills; a
+			// failure (an unprivileged process over
+			// /proc/sys/fs/pipe-max-size) keeps the default.
+			unix.FcntlInt(uintptr(ours), unix.F_SETPIPE_SZ, pipeSize)
 			if err := unix.SetNonblock(ours, true); err != nil {
 				return sp, fmt.Errorf("pipe for fd %d: %w", i, err)
 			}
@@ -346,13 +357,12 @@ func spawn(path string, argv []string, o *SubprocessOptions) (sp spawned, err er
 		case stdioStdout:
 			child[i] = child[1]
 		case stdioFile:
-			fd := -1
-			rc, err := s.file.SyscallConn()
-			if err == nil {
-				err = rc.Control(func(u uintptr) { fd = int(u) })
-			}
-			if err != nil {
-				return sp, fmt.Errorf("file %s for fd %d: %w", s.file.Name(), i, err)
+			// Fd, as os/exec does: it switches the file to blocking mode,
+			// which is what a child expects of its standard streams (a
+			// non-blocking one makes its reads fail with EAGAIN).
+			fd := int(s.file.Fd())
+			if fd < 0 {
+				return sp, fmt.Errorf("file %s for fd %d: %w", s.file.Name(), i, os.ErrClosed)
 			}
 			child[i] = fd
 		}

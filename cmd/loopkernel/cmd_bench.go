@@ -22,7 +22,7 @@ import (
 // measures servers.
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "loop|echo|idle|executor [FLAGS]",
+	synopsis: "loop|echo|idle|executor|spawn [FLAGS]",
 	summary:  "benchmark loopkernel against its peers, measured in the same run",
 	help: `Benchmarks:
   loop     the loop workloads of package bench (call_soon, timer, task_await,
@@ -54,7 +54,8 @@ var benchCmd = &command{
 	flags: func(fs *flag.FlagSet) {
 		echoFlags(fs)
 		benchLoopFlags(fs)
-		idleFlags(fs) // cmd_bench_idle.go
+		idleFlags(fs)  // cmd_bench_idle.go
+		spawnFlags(fs) // cmd_bench_spawn.go
 	},
 	run: runBench,
 }
@@ -66,6 +67,7 @@ var benchSuites = map[string]func(e *env, args []string) error{
 	"idle":     benchIdle,     // cmd_bench_idle.go
 	"resolve":  benchResolve,  // cmd_bench_resolve.go
 	"executor": benchExecutor, // cmd_bench_executor.go
+	"spawn":    benchSpawn,    // cmd_bench_spawn.go
 }
 
 func runBench(e *env, args []string) error {
