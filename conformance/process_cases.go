@@ -31,7 +31,7 @@ var processCases = []ncase{
 	{name: "process/stdio-options", run: pStdioOptions},
 	{name: "process/shell-quoting", run: pShellQuoting},
 	{name: "process/close-kills", run: pCloseKills},
-	{name: "process/loop-close-reaps", run: pLoopCloseReaps},
+	{name: "process/loop-close-reaps", run: pLoopCloseReaps, alone: true},
 	{name: "process/without-watch", run: pWithoutWatch},
 }
 
