@@ -21,6 +21,11 @@ const (
 	writeChunkSize = 16 << 10
 	// maxFreeChunks bounds a loop's pool of write chunks (1 MiB).
 	maxFreeChunks = 64
+	// maxSpareLarge bounds the one large write buffer a loop keeps for
+	// reuse: a bulk writer (a pipe to a child, a file upload) queues a
+	// large remainder on nearly every write, and allocating each one
+	// afresh costs more in collection and returned memory than the copy.
+	maxSpareLarge = 1 << 20
 )
 
 // netState is the per-loop scratch space the transports share. It lives on
@@ -29,6 +34,7 @@ type netState struct {
 	rbuf     []byte
 	one      [1][]byte // a single buffer offered to TryWrite without a slice literal
 	chunks   [][]byte  // free write chunks, each of capacity writeChunkSize
+	large    []byte    // one spare buffer for a large queued write (see maxSpareLarge)
 	waits    *sockWait // free sock_* waits (kernel/sockwait.go)
 	tlsPlain []byte    // decrypted bytes for plain Protocols (kernel/tls_protocol.go)
 }
@@ -55,7 +61,21 @@ func (l *Loop) getChunk() []byte {
 func (l *Loop) putChunk(c []byte) {
 	if cap(c) == writeChunkSize && len(l.net.chunks) < maxFreeChunks {
 		l.net.chunks = append(l.net.chunks, c[:0])
+		return
 	}
+	if cap(c) > writeChunkSize && cap(c) <= maxSpareLarge && cap(c) > cap(l.net.large) {
+		l.net.large = c[:0]
+	}
+}
+
+// getLarge returns an empty buffer for n > writeChunkSize queued bytes:
+// the spare one if it is big enough, else a new one.
+func (l *Loop) getLarge(n int) []byte {
+	if b := l.net.large; cap(b) >= n {
+		l.net.large = nil
+		return b
+	}
+	return make([]byte, 0, n)
 }
 
 // tryWrite offers b to the descriptor now (the driver's TryWrite) through

@@ -32,7 +32,7 @@ func (q *writeQueue) push(l *Loop, b []byte) {
 			}
 		}
 		if len(b) > writeChunkSize {
-			q.bufs = append(q.bufs, append([]byte(nil), b...))
+			q.bufs = append(q.bufs, append(l.getLarge(len(b)), b...))
 			return
 		}
 		q.bufs = append(q.bufs, l.getChunk())
