@@ -50,7 +50,13 @@ var benchCmd = &command{
   executor the process pool (--executor process) against Python's
            ProcessPoolExecutor with run_in_executor, taking turns: call round
            trip, calls/s with 1 and 2 workers, CPU-bound scaling, a 100 MiB
-           argument. Flags: --rounds (3), --benchtime, --python, --json.`,
+           argument. Flags: --rounds (3), --benchtime, --python, --json.
+  spawn    subprocesses against asyncio and uvloop, sides taking turns for
+           --rounds rounds (default 3 here): children started and reaped per
+           second (/bin/true, --concurrency at a time, --children per round)
+           and --bytes (default 1 GiB) through cat's stdin and stdout, with
+           CPU per child and per 100 MB. Flags: --children, --concurrency,
+           --bytes, --rounds, --python, --json.`,
 	flags: func(fs *flag.FlagSet) {
 		echoFlags(fs)
 		benchLoopFlags(fs)
