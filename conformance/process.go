@@ -238,15 +238,6 @@ func zombies(before map[string]bool) []string {
 	return z
 }
 
-// openFDs counts this process's open descriptors.
-func openFDs() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(ents)
-}
-
 // alive reports whether pid still exists (as anything, a zombie included).
 func alive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil

@@ -214,7 +214,7 @@ func pManyChildren(n *nt) {
 		if err := n.catOnceQuiet(co); err != nil {
 			return err
 		}
-		before = openFDs()
+		before = openFDs(n)
 		ps := make([]*procProto, count)
 		trs := make([]kernel.SubprocessTransport, count)
 		for i := range ps {
@@ -243,7 +243,7 @@ func pManyChildren(n *nt) {
 		return nil
 	})
 	assert.Empty(n, zombies(kids), "rule: no zombie is left")
-	assert.Equal(n, before, openFDs(), "rule: no descriptor is left (counted in /proc/self/fd)")
+	assert.Equal(n, before, openFDs(n), "rule: no descriptor is left (counted in /proc/self/fd)")
 }
 
 // catOnceQuiet runs a small cat round trip (warm-up).
@@ -534,7 +534,7 @@ func pLoopCloseReaps(n *nt) {
 	fds := 0
 	var pid int
 	n.run(l, "start a child", func(co *kernel.Co) error {
-		fds = openFDs()
+		fds = openFDs(n)
 		tr, _, err := kernel.SubprocessExec(co, newProcProto, "sleep", []string{"30"}, nil)
 		if err != nil {
 			return err
@@ -546,7 +546,7 @@ func pLoopCloseReaps(n *nt) {
 	assert.False(n, isChild(pid), "rule: Loop.Close kills and reaps a running child: no zombie")
 	// The driver's own descriptors go with the loop; the child's pipes and
 	// pidfd must not stay.
-	assert.LessOrEqual(n, openFDs(), fds, "rule: Loop.Close leaves none of the child's descriptors")
+	assert.LessOrEqual(n, openFDs(n), fds, "rule: Loop.Close leaves none of the child's descriptors")
 }
 
 // pWithoutWatch: on a driver without the watch capability the exit is

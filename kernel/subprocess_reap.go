@@ -179,7 +179,7 @@ func (p *procTable) closeAll(l *Loop) {
 				t.pipeDone[i] = true
 				pt.connLost, pt.lostDone = true, true
 				pt.releaseIO()
-				pt.closeDescriptor()
+				pt.closeOwned()
 			}
 		}
 		if t.exited {
