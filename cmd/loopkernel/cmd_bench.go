@@ -22,7 +22,7 @@ import (
 // measures servers.
 var benchCmd = &command{
 	name:     "bench",
-	synopsis: "loop|echo|idle|executor|spawn [FLAGS]",
+	synopsis: "loop|echo|idle|resolve|executor|spawn [FLAGS]",
 	summary:  "benchmark loopkernel against its peers, measured in the same run",
 	help: `Benchmarks:
   loop     the loop workloads of package bench (call_soon, timer, task_await,
