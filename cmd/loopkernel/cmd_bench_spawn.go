@@ -136,7 +136,6 @@ func benchSpawn(e *env, args []string) error {
 	return nil
 }
 
-
 // nullProc is a SubprocessProtocol that ignores everything.
 type nullProc struct{}
 
