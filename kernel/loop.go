@@ -84,7 +84,6 @@ type Loop struct {
 	running  bool
 	stopping bool
 	closed   atomic.Bool // read by other goroutines in CallSoonThreadsafe
-	goid     uint64      // goroutine running the loop, while running
 
 	files ioTable // descriptors open in the driver (kernel/io_table.go)
 	sig   signalState
@@ -200,12 +199,7 @@ func (l *Loop) checkUsableSlow() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	if l.debug && l.running {
-		if gid := curGoroutineID(); gid != l.goid && !actsFor(gid, l) {
-			return ErrWrongGoroutine
-		}
-	}
-	return nil
+	return l.checkGoroutine()
 }
 
 // RunForever runs the loop until Stop is called. It returns an error if the
@@ -218,17 +212,19 @@ func (l *Loop) RunForever() error {
 	if l.running {
 		return ErrRunning
 	}
-	gid := curGoroutineID()
-	if err := enterRunning(gid, l); err != nil {
+	// The goroutine acts for l from now on (goroutine.go): RunningLoop
+	// answers l, and no other loop may run here until this one returns.
+	gk := gkey()
+	if err := goroutines.enter(gk, l); err != nil {
 		return err
 	}
-	l.running, l.goid, l.fatal = true, gid, nil
+	l.running, l.fatal = true, nil
 	// A batch cut short by a Goexit in the last run stays in the ready
 	// queue and simply joins the next batch.
 	l.batch = -1
 	defer func() {
-		leaveRunning(gid)
-		l.running, l.stopping, l.goid = false, false, 0
+		goroutines.leave(gk)
+		l.running, l.stopping = false, false
 	}()
 	for !l.iterate(false) {
 	}
