@@ -3,12 +3,14 @@ package kernel
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/driver/readiness"
 	"github.com/loopkernel/loopkernel/internal/yield"
@@ -55,8 +57,22 @@ const (
 	busyClockWork  = 64
 )
 
-// clockEpoch anchors Loop.Time: a monotonic clock shared by every loop.
-var clockEpoch = time.Now()
+// clockEpoch and clockBase anchor Loop.Time, a monotonic clock shared by
+// every loop: the system's CLOCK_MONOTONIC (time since boot), as Python's
+// time.monotonic() under asyncio's loop.time(), read through Go's monotonic
+// clock. A clock that starts far from zero keeps the deadlines of negative
+// delays positive and in order (CallLater(-2s) before CallLater(-1s)) in a
+// program that has just started; deadlines below zero are clamped to zero
+// (see CallAt).
+var clockEpoch, clockBase = monotonicNow()
+
+func monotonicNow() (time.Time, time.Duration) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now(), 0
+	}
+	return time.Now(), time.Duration(ts.Nano())
+}
 
 // Loop is an event loop (asyncio.AbstractEventLoop). Create one with New; a
 // Loop must be closed with Close when it is no longer needed.
@@ -98,6 +114,10 @@ type Loop struct {
 
 	executor    Executor
 	ownExecutor bool
+	// life is cancelled by Close (endLife); made on first use by
+	// lifeContext, the parent of every RunInExecutor call's context.
+	life    context.Context
+	endLife context.CancelFunc
 
 	be backends // resolver and function executor (kernel/backends.go)
 
@@ -172,7 +192,7 @@ func (l *Loop) Logger() hclog.Logger { return l.logger }
 
 // Time returns the loop's clock: a monotonic reading, shared by all loops,
 // against which CallAt deadlines are given (asyncio: loop.time()).
-func (l *Loop) Time() time.Duration { return time.Since(clockEpoch) }
+func (l *Loop) Time() time.Duration { return clockBase + time.Since(clockEpoch) }
 
 // IsRunning reports whether the loop is running.
 func (l *Loop) IsRunning() bool { return l.running }
@@ -286,6 +306,9 @@ func (l *Loop) Close() error {
 		l.executor.Shutdown(false)
 	}
 	l.executor = nil
+	if l.endLife != nil {
+		l.endLife()
+	}
 	l.files.reset()
 	if err := l.be.close(); err != nil {
 		l.logger.Warn("closing the loop's back-ends failed", "error", err)
@@ -514,11 +537,22 @@ func (l *Loop) cancel(h *handle) {
 }
 
 // CallSoon schedules fn to run on the next iteration, after the callbacks
-// already scheduled (FIFO); it runs exactly once unless cancelled. Not
-// thread-safe.
+// already scheduled (FIFO), including those other goroutines scheduled with
+// CallSoonThreadsafe before this call; it runs exactly once unless
+// cancelled. A nil fn fails with ErrNilCallback (asyncio raises TypeError
+// when the callback is scheduled, not when it would run). Not thread-safe.
 func (l *Loop) CallSoon(fn func()) (Handle, error) {
 	if err := l.checkUsable(); err != nil {
 		return Handle{}, fmt.Errorf("call soon: %w", err)
+	}
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon: %w", ErrNilCallback)
+	}
+	// One ready queue, as asyncio's: callbacks other goroutines queued
+	// before this call go ahead of it. Almost always there are none, and the
+	// check is one atomic load.
+	if l.tsLen.Load() > 0 {
+		l.drainThreadsafe()
 	}
 	h := l.newHandle(fn)
 	l.ready.push(h)
@@ -528,6 +562,9 @@ func (l *Loop) CallSoon(fn func()) (Handle, error) {
 // CallSoonContext is CallSoon with a context: fn receives ctx, and if ctx is
 // done by the time the callback is due it is skipped as if cancelled.
 func (l *Loop) CallSoonContext(ctx context.Context, fn func(context.Context)) (Handle, error) {
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon: %w", ErrNilCallback)
+	}
 	h, err := l.CallSoon(func() { fn(ctx) })
 	if err == nil {
 		h.h.ctx = ctx
@@ -536,16 +573,38 @@ func (l *Loop) CallSoonContext(ctx context.Context, fn func(context.Context)) (H
 }
 
 // CallLater schedules fn to run after delay (a negative delay is due at
-// once, in deadline order with other due timers).
+// once, in deadline order with other due timers). The deadline saturates:
+// a delay past the end of the clock (math.MaxInt64) is due never in
+// practice, not at once, and one before its start is due at once.
 func (l *Loop) CallLater(delay time.Duration, fn func()) (TimerHandle, error) {
-	return l.CallAt(l.Time()+delay, fn)
+	return l.CallAt(deadline(l.Time(), delay), fn)
 }
 
-// CallAt schedules fn to run when the loop clock (Time) reaches when.
+// deadline is now+delay saturated to [0, math.MaxInt64], so that no delay
+// wraps round to a deadline on the wrong side of now.
+func deadline(now, delay time.Duration) time.Duration {
+	when := now + delay
+	switch {
+	case delay > 0 && when < now:
+		return math.MaxInt64
+	case when < 0:
+		return 0
+	}
+	return when
+}
+
+// CallAt schedules fn to run when the loop clock (Time) reaches when. A
+// deadline below zero, long past on the loop clock, is clamped to zero (due
+// at once), so When is never negative and the distance from now to a
+// deadline never overflows. A nil fn fails with ErrNilCallback.
 func (l *Loop) CallAt(when time.Duration, fn func()) (TimerHandle, error) {
 	if err := l.checkUsable(); err != nil {
 		return TimerHandle{}, fmt.Errorf("call at: %w", err)
 	}
+	if fn == nil {
+		return TimerHandle{}, fmt.Errorf("call at: %w", ErrNilCallback)
+	}
+	when = max(when, 0)
 	h := l.newHandle(fn)
 	h.when = when
 	l.timerSeq++
@@ -557,11 +616,14 @@ func (l *Loop) CallAt(when time.Duration, fn func()) (TimerHandle, error) {
 // CallLaterContext is CallLater with a context: fn receives ctx, and
 // cancelling ctx cancels the timer.
 func (l *Loop) CallLaterContext(ctx context.Context, delay time.Duration, fn func(context.Context)) (TimerHandle, error) {
-	return l.CallAtContext(ctx, l.Time()+delay, fn)
+	return l.CallAtContext(ctx, deadline(l.Time(), delay), fn)
 }
 
 // CallAtContext is CallAt with a context, as CallLaterContext.
 func (l *Loop) CallAtContext(ctx context.Context, when time.Duration, fn func(context.Context)) (TimerHandle, error) {
+	if fn == nil {
+		return TimerHandle{}, fmt.Errorf("call at: %w", ErrNilCallback)
+	}
 	th, err := l.CallAt(when, func() { fn(ctx) })
 	if err != nil {
 		return th, err
@@ -577,8 +639,13 @@ func (l *Loop) CallAtContext(ctx context.Context, when time.Duration, fn func(co
 }
 
 // CallSoonThreadsafe is CallSoon for any goroutine: it wakes the loop if it
-// is blocked polling its driver.
+// is blocked polling its driver. Callbacks scheduled with it and with
+// CallSoon run in the order the calls were made, as through asyncio's one
+// ready queue. A nil fn fails with ErrNilCallback.
 func (l *Loop) CallSoonThreadsafe(fn func()) (Handle, error) {
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon threadsafe: %w", ErrNilCallback)
+	}
 	h := &handle{loop: l, gen: 1, index: -1, fn: fn}
 	if err := l.pushThreadsafe(h); err != nil {
 		return Handle{}, err
@@ -590,6 +657,9 @@ func (l *Loop) CallSoonThreadsafe(fn func()) (Handle, error) {
 // CallSoonThreadsafeContext is CallSoonThreadsafe with a context, as
 // CallSoonContext.
 func (l *Loop) CallSoonThreadsafeContext(ctx context.Context, fn func(context.Context)) (Handle, error) {
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon threadsafe: %w", ErrNilCallback)
+	}
 	h := &handle{loop: l, gen: 1, index: -1, fn: func() { fn(ctx) }, ctx: ctx}
 	if err := l.pushThreadsafe(h); err != nil {
 		return Handle{}, err
