@@ -282,7 +282,7 @@ func kClosedScheduling(k *kt) {
 	add("AddReader", l.AddReader(a, nop))
 	add("AddWriter", l.AddWriter(a, nop))
 	add("AddSignalHandler", l.AddSignalHandler(syscall.SIGUSR1, nop))
-	_, err = kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 1, nil })
+	_, err = kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { return 1, nil })
 	add("RunInExecutor", err)
 	add("RunForever", l.RunForever())
 	add("RunUntilComplete", l.RunUntilComplete(fut))
