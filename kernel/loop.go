@@ -215,6 +215,10 @@ func (l *Loop) checkUsable() error {
 	return l.checkUsableSlow()
 }
 
+// checkUsableSlow is kept out of line so that checkUsable stays small
+// enough to inline.
+//
+//go:noinline
 func (l *Loop) checkUsableSlow() error {
 	if l.closed.Load() {
 		return ErrClosed
