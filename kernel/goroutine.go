@@ -80,16 +80,23 @@ func (t *gtable) leave(k uintptr) {
 }
 
 // registerCoroutine records the calling coroutine goroutine, new and so
-// never in the table, as acting for l, and returns its key for
+// never in the table, as acting for l, and returns its key (never 0) for
 // unregisterCoroutine, which the body defers so the entry goes before the
-// goroutine does.
-func (l *Loop) registerCoroutine() uintptr {
+// goroutine does. A coroutine goroutine that runs several bodies one after
+// another for the same loop registers once.
+func (l *Loop) registerCoroutine() uint64 {
 	k := gkey()
 	goroutines.enter(k, l)
-	return k
+	return uint64(k)
 }
 
-func unregisterCoroutine(k uintptr) { goroutines.leave(k) }
+// unregisterCoroutine erases what registerCoroutine recorded; 0 is no
+// registration.
+func unregisterCoroutine(k uint64) {
+	if k != 0 {
+		goroutines.leave(uintptr(k))
+	}
+}
 
 // RunningLoop returns the loop running on the calling goroutine, or nil
 // (asyncio: get_running_loop, which raises instead of returning None). Inside
