@@ -39,9 +39,10 @@ func (l *Loop) CancelAllTasks() error {
 		return fmt.Errorf("cancel all tasks: %w", err)
 	}
 	for _, t := range pending {
-		if err := t.fut.err; t.fut.state == finished && err != nil && !errors.Is(err, ErrCancelled) {
+		// Err, not the field: reading it marks the error as retrieved.
+		if err := t.fut.Err(); err != nil && !errors.Is(err, ErrCancelled) {
 			l.CallExceptionHandler(ErrorContext{
-				Message: "unhandled exception during shutdown (task " + t.name + ")",
+				Message: "unhandled exception during shutdown",
 				Err:     err,
 				Future:  t.fut,
 			})
