@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/loopkernel/loopkernel"
@@ -206,4 +208,27 @@ func TestRunUnknownPolicy(t *testing.T) {
 	_, err := loopkernel.Run(context.Background(), func(co *kernel.Co) (struct{}, error) { return struct{}{}, nil },
 		loopkernel.WithFlags(policy.Flags{Policy: "no-such-policy"}))
 	require.ErrorIs(t, err, policy.ErrUnknownPolicy)
+}
+
+// A task that answers its shutdown cancellation with an error is reported
+// to the exception handler, since nobody is left to read it (asyncio.run's
+// "unhandled exception during asyncio.run() shutdown").
+func TestRunReportsErrorsAtShutdown(t *testing.T) {
+	var log strings.Builder
+	logger := hclog.New(&hclog.LoggerOptions{Output: &log})
+	_, err := loopkernel.Run(context.Background(), func(co *kernel.Co) (struct{}, error) {
+		_, err := kernel.CreateTask(co.Loop(), func(co *kernel.Co) (struct{}, error) {
+			if err := co.Sleep(time.Hour); err != nil {
+				return struct{}{}, errors.New("clean-up failed")
+			}
+			return struct{}{}, nil
+		})
+		if err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, co.Yield()
+	}, loopkernel.WithSignals(), loopkernel.WithLoopOptions(kernel.WithLogger(logger)))
+	require.NoError(t, err)
+	require.Contains(t, log.String(), "unhandled exception during shutdown")
+	require.Contains(t, log.String(), "clean-up failed")
 }
