@@ -1,8 +1,8 @@
 package conformance
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
