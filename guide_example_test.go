@@ -169,3 +169,43 @@ func Example_pluginPolicy() {
 	// selector epoll, out of process: true
 	// error: <nil>
 }
+
+// Several tasks under one budget with what the loop has without the task
+// toolkit: each fetch is a task, a timer cancels those still running when
+// the budget is spent, and awaiting each one collects its outcome.
+func Example_tasksWithTimeout() {
+	_, err := loopkernel.Run(context.Background(), func(co *kernel.Co) (struct{}, error) {
+		l := co.Loop()
+		fetch := func(d time.Duration) func(co *kernel.Co) (time.Duration, error) {
+			return func(co *kernel.Co) (time.Duration, error) { return d, co.Sleep(d) }
+		}
+		var tasks []*kernel.Task[time.Duration]
+		for _, d := range []time.Duration{time.Millisecond, 10 * time.Millisecond, time.Hour} {
+			t, err := kernel.CreateTask(l, fetch(d))
+			if err != nil {
+				return struct{}{}, err
+			}
+			tasks = append(tasks, t)
+		}
+		budget, err := l.CallLater(200*time.Millisecond, func() {
+			for _, t := range tasks {
+				t.Cancel() // does nothing to a task that is done
+			}
+		})
+		if err != nil {
+			return struct{}{}, err
+		}
+		defer budget.Cancel()
+		for _, t := range tasks {
+			d, err := t.Await(co)
+			fmt.Println(d, "cancelled:", errors.Is(err, kernel.ErrCancelled))
+		}
+		return struct{}{}, nil
+	})
+	fmt.Println("error:", err)
+	// Output:
+	// 1ms cancelled: false
+	// 10ms cancelled: false
+	// 0s cancelled: true
+	// error: <nil>
+}
