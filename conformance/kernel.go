@@ -51,6 +51,7 @@ func KernelSuite(cfg KernelConfig) Suite {
 		kernelTaskCases,
 		kernelHandlerCases,
 		kernelIOCases,
+		kernelEdgeCases,
 	} {
 		for _, kc := range group {
 			cases = append(cases, Case{Name: kc.name, Needs: kc.needs, Run: func(c *C) {

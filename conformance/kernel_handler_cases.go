@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -200,7 +201,7 @@ func kDebugWrongGoroutine(k *kt) {
 			_, errs["CallAt"] = l.CallAt(l.Time()+time.Hour, nop)
 			_, errs["CreateTask"] = kernel.CreateTask(l.Loop, func(*kernel.Co) (int, error) { return 0, nil })
 			errs["AddReader"] = l.AddReader(a, nop)
-			_, errs["RunInExecutor"] = kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 0, nil })
+			_, errs["RunInExecutor"] = kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { return 0, nil })
 			errs["Future.SetResult"] = fut.SetResult(1)
 			errs["Future.SetException"] = fut.SetException(errors.New("x"))
 			_, errs["CallSoonThreadsafe"] = l.CallSoonThreadsafe(func() { threadsafeRan.Store(true); l.Stop() })

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -207,7 +208,7 @@ func kFDNotStarved(k *kt) {
 func kExecResult(k *kt) {
 	l := k.newLoop()
 	var onLoop atomic.Bool
-	f, err := kernel.RunInExecutor(l.Loop, nil, func() (string, error) {
+	f, err := kernel.RunInExecutor(l.Loop, nil, func(context.Context) (string, error) {
 		onLoop.Store(kernel.RunningLoop() != nil)
 		return "from the executor", nil
 	})
@@ -221,7 +222,7 @@ func kExecResult(k *kt) {
 
 func kExecPanic(k *kt) {
 	l := k.newLoop()
-	f, err := kernel.RunInExecutor(l.Loop, nil, func() (int, error) { panic("executor panic") })
+	f, err := kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { panic("executor panic") })
 	k.must(err, "RunInExecutor")
 	err = k.runUntil(l, f, "executor panic")
 	var pe *kernel.PanicError
@@ -229,7 +230,7 @@ func kExecPanic(k *kt) {
 	require.Equal(k, "executor panic", pe.Value)
 
 	boom := errors.New("boom")
-	g, err := kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 0, boom })
+	g, err := kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { return 0, boom })
 	k.must(err, "RunInExecutor")
 	require.ErrorIs(k, k.runUntil(l, g, "executor error"), boom, "rule: an executor function's error becomes its future's error")
 }
@@ -261,14 +262,14 @@ func (e *countingExecutor) Shutdown(wait bool) {
 func kExecCustom(k *kt) {
 	l := k.newLoop()
 	explicit := &countingExecutor{}
-	f, err := kernel.RunInExecutor(l.Loop, explicit, func() (int, error) { return 1, nil })
+	f, err := kernel.RunInExecutor(l.Loop, explicit, func(context.Context) (int, error) { return 1, nil })
 	k.must(err, "RunInExecutor")
 	require.NoError(k, k.runUntil(l, f, "explicit executor"))
 	require.EqualValues(k, 1, explicit.submitted.Load(), "rule: RunInExecutor uses the executor it is given")
 
 	def, def2 := &countingExecutor{}, &countingExecutor{}
 	l.SetDefaultExecutor(def)
-	g, err := kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 2, nil })
+	g, err := kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { return 2, nil })
 	k.must(err, "RunInExecutor")
 	require.NoError(k, k.runUntil(l, g, "default executor"))
 	require.EqualValues(k, 1, def.submitted.Load(), "rule: RunInExecutor(nil) uses the default executor set")
@@ -277,24 +278,24 @@ func kExecCustom(k *kt) {
 	k.must(err, "ShutdownDefaultExecutor")
 	require.NoError(k, k.runUntil(l, sd, "shutdown default executor"), "rule: ShutdownDefaultExecutor's future completes")
 	require.True(k, def.shut.Load(), "rule: ShutdownDefaultExecutor shuts the default executor down")
-	_, err = kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 0, nil })
+	_, err = kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { return 0, nil })
 	require.ErrorIs(k, err, kernel.ErrExecutorShutdown, "rule: after ShutdownDefaultExecutor, RunInExecutor without an executor fails")
 	require.EqualValues(k, 1, def.submitted.Load())
 	l.SetDefaultExecutor(def2)
-	h, err := kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 3, nil })
+	h, err := kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { return 3, nil })
 	k.must(err, "RunInExecutor after SetDefaultExecutor")
 	require.NoError(k, k.runUntil(l, h, "new default executor"))
 	require.EqualValues(k, 1, def2.submitted.Load(), "rule: SetDefaultExecutor after a shutdown installs a working default")
 	def2.Shutdown(true)
 
 	explicit.Shutdown(true)
-	_, err = kernel.RunInExecutor(l.Loop, explicit, func() (int, error) { return 0, nil })
+	_, err = kernel.RunInExecutor(l.Loop, explicit, func(context.Context) (int, error) { return 0, nil })
 	require.ErrorIs(k, err, kernel.ErrExecutorShutdown, "rule: RunInExecutor reports an executor that refuses work")
 
 	// WithExecutor: the default from the start, and not the loop's to shut.
 	given := &countingExecutor{}
 	l2 := k.newLoop(kernel.WithExecutor(given))
-	f2, err := kernel.RunInExecutor(l2.Loop, nil, func() (int, error) { return 4, nil })
+	f2, err := kernel.RunInExecutor(l2.Loop, nil, func(context.Context) (int, error) { return 4, nil })
 	k.must(err, "RunInExecutor")
 	require.NoError(k, k.runUntil(l2, f2, "WithExecutor"))
 	require.EqualValues(k, 1, given.submitted.Load(), "rule: WithExecutor sets the default executor")
@@ -309,7 +310,7 @@ func kExecCancelled(k *kt) {
 	l.SetExceptionHandler(func(_ *kernel.Loop, ctx kernel.ErrorContext) { handled = append(handled, ctx) })
 	release := make(chan struct{})
 	var finished atomic.Bool
-	f, err := kernel.RunInExecutor(l.Loop, nil, func() (int, error) {
+	f, err := kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) {
 		<-release
 		finished.Store(true)
 		return 1, nil

@@ -282,7 +282,7 @@ func kClosedScheduling(k *kt) {
 	add("AddReader", l.AddReader(a, nop))
 	add("AddWriter", l.AddWriter(a, nop))
 	add("AddSignalHandler", l.AddSignalHandler(syscall.SIGUSR1, nop))
-	_, err = kernel.RunInExecutor(l.Loop, nil, func() (int, error) { return 1, nil })
+	_, err = kernel.RunInExecutor(l.Loop, nil, func(context.Context) (int, error) { return 1, nil })
 	add("RunInExecutor", err)
 	add("RunForever", l.RunForever())
 	add("RunUntilComplete", l.RunUntilComplete(fut))
@@ -392,9 +392,6 @@ func kOtherLoop(k *kt) {
 // kOtherLoopFromTask is kOtherLoop from inside a coroutine: a task runs on
 // its loop's behalf, so the one-loop rule applies to it as well.
 func kOtherLoopFromTask(k *kt) {
-	if !k.cfg.Debug {
-		k.Skip("needs debug mode: outside it the kernel does not track which goroutine runs a coroutine, so a task can run another loop")
-	}
 	l1, l2 := k.newLoop(), k.newLoop()
 	nestedRan := false
 	_, err := l2.CallSoon(func() { nestedRan = true })
@@ -416,8 +413,9 @@ func kOtherLoopFromTask(k *kt) {
 	require.ErrorIs(k, sameErr, kernel.ErrRunning, "rule: a task cannot run its own loop again (ErrRunning)")
 }
 
-// kRunningLoop: RunningLoop names the loop on its goroutine; a coroutine,
-// which runs on a goroutine of its own, reaches its loop through Co.Loop.
+// kRunningLoop: RunningLoop names the loop on its goroutine; a coroutine
+// also reaches its loop through Co.Loop (and RunningLoop, see
+// kEdgeRunningLoopInTask).
 func kRunningLoop(k *kt) {
 	l := k.newLoop()
 	require.Nil(k, kernel.RunningLoop(), "rule: RunningLoop is nil outside a running loop")

@@ -58,6 +58,7 @@ func NetSuite(cfg NetConfig) Suite {
 		netSockCases,
 		netSendfileCases,
 		netTLSCases,
+		netEdgeCases,
 	} {
 		for _, nc := range group {
 			cases = append(cases, Case{Name: nc.name, Needs: nc.needs, Alone: nc.alone, Run: func(c *C) {

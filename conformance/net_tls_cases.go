@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -85,7 +86,7 @@ func tlsDial(co *kernel.Co, port string, cli *recProto, cfg *tls.Config, pki *te
 // offLoop runs fn on a goroutine of the loop's default executor while the
 // coroutine waits: where a Go net peer blocks.
 func offLoop[T any](co *kernel.Co, fn func() (T, error)) (T, error) {
-	f, err := kernel.RunInExecutor(co.Loop(), nil, fn)
+	f, err := kernel.RunInExecutor(co.Loop(), nil, func(context.Context) (T, error) { return fn() })
 	if err != nil {
 		var zero T
 		return zero, err

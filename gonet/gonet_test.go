@@ -23,7 +23,7 @@ import (
 // offLoop runs fn on a goroutine of its own, as net code runs, while the
 // coroutine waits for it on the loop.
 func offLoop[T any](co *kernel.Co, fn func() (T, error)) (T, error) {
-	f, err := kernel.RunInExecutor(co.Loop(), nil, fn)
+	f, err := kernel.RunInExecutor(co.Loop(), nil, func(context.Context) (T, error) { return fn() })
 	if err != nil {
 		var zero T
 		return zero, err

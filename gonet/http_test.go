@@ -201,7 +201,7 @@ func Example() {
 		go srv.Serve(ln)
 		defer srv.Close()
 		// net code blocks, so it runs off the loop while the task waits.
-		f, err := kernel.RunInExecutor(co.Loop(), nil, func() (string, error) {
+		f, err := kernel.RunInExecutor(co.Loop(), nil, func(context.Context) (string, error) {
 			resp, err := http.Get("http://" + ln.Addr().String() + "/")
 			if err != nil {
 				return "", err
@@ -238,7 +238,7 @@ func ExampleDialer() {
 	defer l.Close()
 	client := &http.Client{Transport: &http.Transport{DialContext: gonet.Dialer{Loop: l}.DialContext}}
 	task, _ := kernel.CreateTask(l, func(co *kernel.Co) (string, error) {
-		f, err := kernel.RunInExecutor(co.Loop(), nil, func() (string, error) {
+		f, err := kernel.RunInExecutor(co.Loop(), nil, func(context.Context) (string, error) {
 			resp, err := client.Get("http://" + ln.Addr().String() + "/")
 			if err != nil {
 				return "", err

@@ -52,18 +52,12 @@ func NewAsyncGen[T any](l *Loop, body func(co *Co, yield func(T) bool) error) (*
 	}
 	g := &AsyncGen[T]{loop: l}
 	g.next, g.stop = iter.Pull(func(pull func(genStep[T]) bool) {
-		// Debug mode must know this goroutine acts for l (see coroutines).
-		var gid uint64
-		if l.debug {
-			gid = l.registerCoroutine()
-		}
+		// This goroutine acts for l while the body runs (goroutine.go).
+		gid := l.registerCoroutine()
 		defer unregisterCoroutine(gid)
 		co := &Co{loop: l, suspend: func(w *futureCore) error {
 			if !pull(genStep[T]{wait: w}) {
 				return errAbandoned
-			}
-			if gid == 0 && l.debug {
-				gid = l.registerCoroutine()
 			}
 			err := g.resumeErr
 			g.resumeErr = nil

@@ -1,13 +1,10 @@
 package kernel
 
 import (
-	"bytes"
 	"fmt"
 	"reflect"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -70,93 +67,14 @@ func callerPC() uintptr {
 	return 0
 }
 
-// curGoroutineID reads the current goroutine's id from its stack header.
-// Go hides goroutine identity on purpose; the kernel needs it only when a
-// loop starts running and for debug-mode thread checks, never per callback
-// in normal mode.
-func curGoroutineID() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
-}
-
-// running maps goroutine ids to the loop each is running, for
-// RunningLoop and the one-loop-per-goroutine rule.
-var running sync.Map // uint64 -> *Loop
-
-// coroutines maps the goroutine of each live task or async-generator body
-// to its loop, in debug mode only. iter.Pull runs a body on a goroutine of
-// its own, so without this debug mode's goroutine check would refuse every
-// call a coroutine makes (and silently drop the callbacks a task schedules
-// when it completes), and a coroutine could run a second loop inside its
-// own. Finding a goroutine's id costs microseconds, which is why only debug
-// mode pays it.
-var coroutines sync.Map // uint64 -> *Loop
-
-// registerCoroutine records the calling coroutine goroutine as acting for l
-// and returns its id for unregisterCoroutine.
-func (l *Loop) registerCoroutine() uint64 {
-	gid := curGoroutineID()
-	coroutines.Store(gid, l)
-	return gid
-}
-
-func unregisterCoroutine(gid uint64) {
-	if gid != 0 {
-		coroutines.Delete(gid)
-	}
-}
-
 // checkGoroutine is debug mode's goroutine check on its own, for calls that
 // are not refused on a closed loop. Completing a future from a foreign
 // goroutine must fail loudly: otherwise the CallSoon that schedules its done
 // callbacks fails inside it, the callbacks are dropped and whoever awaits the
 // future hangs without a word.
 func (l *Loop) checkGoroutine() error {
-	if l.debug && l.running {
-		if gid := curGoroutineID(); gid != l.goid && !actsFor(gid, l) {
-			return ErrWrongGoroutine
-		}
-	}
-	return nil
-}
-
-// actsFor reports whether goroutine gid is a coroutine of l (debug mode).
-func actsFor(gid uint64, l *Loop) bool {
-	owner, ok := coroutines.Load(gid)
-	return ok && owner.(*Loop) == l
-}
-
-func enterRunning(gid uint64, l *Loop) error {
-	if owner, ok := coroutines.Load(gid); ok {
-		if owner.(*Loop) == l {
-			return ErrRunning
-		}
-		return ErrOtherLoopRunning
-	}
-	if other, loaded := running.LoadOrStore(gid, l); loaded {
-		if other.(*Loop) == l {
-			return ErrRunning
-		}
-		return ErrOtherLoopRunning
-	}
-	return nil
-}
-
-func leaveRunning(gid uint64) { running.Delete(gid) }
-
-// RunningLoop returns the loop running on the calling goroutine, or nil
-// (asyncio: get_running_loop, which raises instead of returning None).
-// A task's coroutine runs on a goroutine of its own, where RunningLoop
-// returns nil: a coroutine reaches its loop through Co.Loop.
-func RunningLoop() *Loop {
-	if l, ok := running.Load(curGoroutineID()); ok {
-		return l.(*Loop)
+	if l.debug && l.running && goroutines.lookup(gkey()) != l {
+		return ErrWrongGoroutine
 	}
 	return nil
 }

@@ -35,6 +35,10 @@ var (
 	ErrInvalidFD = errors.New("invalid file descriptor")
 	// ErrDifferentLoop: a future or task that belongs to another loop.
 	ErrDifferentLoop = errors.New("future belongs to a different loop")
+	// ErrNilCallback: a nil function given as a callback; it is refused
+	// when it is scheduled (asyncio raises TypeError there) rather than
+	// left to panic inside the loop later.
+	ErrNilCallback = errors.New("nil callback")
 )
 
 // CancelledError is the error of a cancelled future or task. Msg is the

@@ -1,6 +1,7 @@
 package kernel_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -226,13 +227,19 @@ func ExampleCreateFuture() {
 }
 
 // RunInExecutor runs a blocking function off the loop and returns a future
-// for its result, so the loop keeps serving callbacks meanwhile.
+// for its result, so the loop keeps serving callbacks meanwhile. The
+// function's context ends when the future is done or cancelled, or the loop
+// closes.
 func ExampleRunInExecutor() {
 	loop := newEpollLoop()
 	defer loop.Close()
 
-	blocking := func() (int, error) {
-		time.Sleep(5 * time.Millisecond) // stands in for a blocking call
+	blocking := func(ctx context.Context) (int, error) {
+		select { // stands in for a blocking call that honours its context
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 		return 1 + 2 + 3, nil
 	}
 	fut, err := kernel.RunInExecutor(loop, nil, blocking)

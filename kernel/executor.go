@@ -107,11 +107,18 @@ func (shutDownExecutor) Submit(func()) error { return ErrExecutorShutdown }
 func (shutDownExecutor) Shutdown(bool)       {}
 
 // RunInExecutor runs fn on ex (the loop's default executor when ex is nil)
-// and returns a future for its result (asyncio: loop.run_in_executor). A
-// panic in fn becomes a *PanicError.
-func RunInExecutor[T any](l *Loop, ex Executor, fn func() (T, error)) (*Future[T], error) {
+// and returns a future for its result (asyncio: loop.run_in_executor). fn
+// gets a context that is cancelled when the future is done, whether it was
+// cancelled (directly or through the task awaiting it) or completed, and
+// when the loop is closed: a blocking call that honours its context is
+// abandoned instead of left running for nobody. A panic in fn becomes a
+// *PanicError.
+func RunInExecutor[T any](l *Loop, ex Executor, fn func(ctx context.Context) (T, error)) (*Future[T], error) {
 	if err := l.checkUsable(); err != nil {
 		return nil, fmt.Errorf("run in executor: %w", err)
+	}
+	if fn == nil {
+		return nil, fmt.Errorf("run in executor: %w", ErrNilCallback)
 	}
 	if ex == nil {
 		if l.executor == nil {
@@ -119,9 +126,10 @@ func RunInExecutor[T any](l *Loop, ex Executor, fn func() (T, error)) (*Future[T
 		}
 		ex = l.executor
 	}
+	ctx, cancel := context.WithCancel(l.lifeContext())
 	f := CreateFuture[T](l)
 	err := ex.Submit(func() {
-		v, err := callGuarded(fn)
+		v, err := callGuarded(func() (T, error) { return fn(ctx) })
 		l.CallSoonThreadsafe(func() {
 			if f.Done() { // cancelled meanwhile
 				return
@@ -134,9 +142,20 @@ func RunInExecutor[T any](l *Loop, ex Executor, fn func() (T, error)) (*Future[T
 		})
 	})
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("run in executor: %w", err)
 	}
+	f.addDone(cancel)
 	return f, nil
+}
+
+// lifeContext is a context cancelled when the loop is closed, made on first
+// use: the parent of the contexts RunInExecutor hands out.
+func (l *Loop) lifeContext() context.Context {
+	if l.life == nil {
+		l.life, l.endLife = context.WithCancel(context.Background())
+	}
+	return l.life
 }
 
 func callGuarded[T any](fn func() (T, error)) (v T, err error) {
@@ -148,17 +167,13 @@ func callGuarded[T any](fn func() (T, error)) (v T, err error) {
 	return fn()
 }
 
-// offLoop runs a blocking lookup on the default executor with a context
-// that is cancelled when the returned future is done, so cancelling the
-// future (or the task awaiting it) abandons the lookup instead of leaving it
-// to run on.
+// offLoop runs a blocking lookup on the default executor; its context ends
+// with the returned future (see RunInExecutor), so cancelling the future (or
+// the task awaiting it) abandons the lookup instead of leaving it to run on.
 func offLoop[T any](l *Loop, op string, fn func(ctx context.Context) (T, error)) (*Future[T], error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	f, err := RunInExecutor(l, nil, func() (T, error) { return fn(ctx) })
+	f, err := RunInExecutor(l, nil, fn)
 	if err != nil {
-		cancel()
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	f.addDone(cancel)
 	return f, nil
 }

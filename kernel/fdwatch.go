@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/loopkernel/loopkernel/sdk"
@@ -40,7 +41,10 @@ func (l *Loop) addWatch(fd int, ev sdk.Events, fn func()) error {
 		return fmt.Errorf("%s: fd %d: %w", op, fd, ErrInvalidFD)
 	}
 	if fn == nil {
-		return fmt.Errorf("%s: fd %d: nil callback", op, fd)
+		return fmt.Errorf("%s: fd %d: %w", op, fd, ErrNilCallback)
+	}
+	if err := l.ensureNoTransport(op, fd); err != nil {
+		return err
 	}
 	if c := l.drv.Capabilities(); !c.Has(sdk.CapWatch) {
 		return fmt.Errorf("%s: fd %d: driver %q lacks capability %q: %w", op, fd, c.Name, sdk.CapWatch, sdk.ErrUnsupported)
@@ -63,6 +67,21 @@ func (l *Loop) addWatch(fd int, ev sdk.Events, fn func()) error {
 		r.reader = true
 	} else {
 		r.writer = true
+	}
+	return nil
+}
+
+// ErrFDUsedByTransport: AddReader, AddWriter or a sock_* call on a
+// descriptor an open transport is using. Taking it over would starve the
+// transport of its data (or interleave writes with its own), so asyncio
+// refuses it too ("File descriptor N is used by transport T").
+var ErrFDUsedByTransport = errors.New("file descriptor is used by a transport")
+
+// ensureNoTransport refuses fd while an open transport uses it; one that is
+// closing no longer counts, as in asyncio.
+func (l *Loop) ensureNoTransport(op string, fd int) error {
+	if r := l.files.m[fd]; r != nil && r.transport != nil && !r.transport.IsClosing() {
+		return fmt.Errorf("%s: file descriptor %d is used by transport %v: %w", op, fd, r.transport, ErrFDUsedByTransport)
 	}
 	return nil
 }

@@ -31,6 +31,14 @@ type ioRef struct {
 	// still held it, so the number is never closed, and reused by the next
 	// accept, while the driver still knows it.
 	closeLast func() error
+	// transport is the transport using the descriptor, if any: AddReader,
+	// AddWriter and the sock_* calls refuse it while it is open
+	// (ensureNoTransport).
+	transport transportOwner
+	// sockw is the sock_* call waiting on the descriptor in each direction
+	// (0 read, 1 write), so that a new call can take over from one whose
+	// task was cancelled but has not resumed yet (see getWait).
+	sockw [2]*sockWait
 }
 
 func (t *ioTable) reset() { t.m, t.free = nil, nil }

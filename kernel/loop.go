@@ -3,12 +3,14 @@ package kernel
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/driver/readiness"
 	"github.com/loopkernel/loopkernel/internal/yield"
@@ -55,8 +57,22 @@ const (
 	busyClockWork  = 64
 )
 
-// clockEpoch anchors Loop.Time: a monotonic clock shared by every loop.
-var clockEpoch = time.Now()
+// clockEpoch and clockBase anchor Loop.Time, a monotonic clock shared by
+// every loop: the system's CLOCK_MONOTONIC (time since boot), as Python's
+// time.monotonic() under asyncio's loop.time(), read through Go's monotonic
+// clock. A clock that starts far from zero keeps the deadlines of negative
+// delays positive and in order (CallLater(-2s) before CallLater(-1s)) in a
+// program that has just started; deadlines below zero are clamped to zero
+// (see CallAt).
+var clockEpoch, clockBase = monotonicNow()
+
+func monotonicNow() (time.Time, time.Duration) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now(), 0
+	}
+	return time.Now(), time.Duration(ts.Nano())
+}
 
 // Loop is an event loop (asyncio.AbstractEventLoop). Create one with New; a
 // Loop must be closed with Close when it is no longer needed.
@@ -84,7 +100,6 @@ type Loop struct {
 	running  bool
 	stopping bool
 	closed   atomic.Bool // read by other goroutines in CallSoonThreadsafe
-	goid     uint64      // goroutine running the loop, while running
 
 	files ioTable   // descriptors open in the driver (kernel/io_table.go)
 	procs procTable // children of SubprocessExec (kernel/subprocess_reap.go)
@@ -100,6 +115,10 @@ type Loop struct {
 
 	executor    Executor
 	ownExecutor bool
+	// life is cancelled by Close (endLife); made on first use by
+	// lifeContext, the parent of every RunInExecutor call's context.
+	life    context.Context
+	endLife context.CancelFunc
 
 	be backends // resolver and function executor (kernel/backends.go)
 
@@ -174,7 +193,7 @@ func (l *Loop) Logger() hclog.Logger { return l.logger }
 
 // Time returns the loop's clock: a monotonic reading, shared by all loops,
 // against which CallAt deadlines are given (asyncio: loop.time()).
-func (l *Loop) Time() time.Duration { return time.Since(clockEpoch) }
+func (l *Loop) Time() time.Duration { return clockBase + time.Since(clockEpoch) }
 
 // IsRunning reports whether the loop is running.
 func (l *Loop) IsRunning() bool { return l.running }
@@ -197,16 +216,15 @@ func (l *Loop) checkUsable() error {
 	return l.checkUsableSlow()
 }
 
+// checkUsableSlow is kept out of line so that checkUsable stays small
+// enough to inline.
+//
+//go:noinline
 func (l *Loop) checkUsableSlow() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	if l.debug && l.running {
-		if gid := curGoroutineID(); gid != l.goid && !actsFor(gid, l) {
-			return ErrWrongGoroutine
-		}
-	}
-	return nil
+	return l.checkGoroutine()
 }
 
 // RunForever runs the loop until Stop is called. It returns an error if the
@@ -219,17 +237,19 @@ func (l *Loop) RunForever() error {
 	if l.running {
 		return ErrRunning
 	}
-	gid := curGoroutineID()
-	if err := enterRunning(gid, l); err != nil {
+	// The goroutine acts for l from now on (goroutine.go): RunningLoop
+	// answers l, and no other loop may run here until this one returns.
+	gk := gkey()
+	if err := goroutines.enter(gk, l); err != nil {
 		return err
 	}
-	l.running, l.goid, l.fatal = true, gid, nil
+	l.running, l.fatal = true, nil
 	// A batch cut short by a Goexit in the last run stays in the ready
 	// queue and simply joins the next batch.
 	l.batch = -1
 	defer func() {
-		leaveRunning(gid)
-		l.running, l.stopping, l.goid = false, false, 0
+		goroutines.leave(gk)
+		l.running, l.stopping = false, false
 	}()
 	for !l.iterate(false) {
 	}
@@ -293,6 +313,9 @@ func (l *Loop) Close() error {
 	}
 	l.executor = nil
 	l.procs.closeAll(l) // kills and reaps running children, see kernel/subprocess_reap.go
+	if l.endLife != nil {
+		l.endLife()
+	}
 	l.files.reset()
 	if err := l.be.close(); err != nil {
 		l.logger.Warn("closing the loop's back-ends failed", "error", err)
@@ -521,11 +544,22 @@ func (l *Loop) cancel(h *handle) {
 }
 
 // CallSoon schedules fn to run on the next iteration, after the callbacks
-// already scheduled (FIFO); it runs exactly once unless cancelled. Not
-// thread-safe.
+// already scheduled (FIFO), including those other goroutines scheduled with
+// CallSoonThreadsafe before this call; it runs exactly once unless
+// cancelled. A nil fn fails with ErrNilCallback (asyncio raises TypeError
+// when the callback is scheduled, not when it would run). Not thread-safe.
 func (l *Loop) CallSoon(fn func()) (Handle, error) {
 	if err := l.checkUsable(); err != nil {
 		return Handle{}, fmt.Errorf("call soon: %w", err)
+	}
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon: %w", ErrNilCallback)
+	}
+	// One ready queue, as asyncio's: callbacks other goroutines queued
+	// before this call go ahead of it. Almost always there are none, and the
+	// check is one atomic load.
+	if l.tsLen.Load() > 0 {
+		l.drainThreadsafe()
 	}
 	h := l.newHandle(fn)
 	l.ready.push(h)
@@ -535,6 +569,9 @@ func (l *Loop) CallSoon(fn func()) (Handle, error) {
 // CallSoonContext is CallSoon with a context: fn receives ctx, and if ctx is
 // done by the time the callback is due it is skipped as if cancelled.
 func (l *Loop) CallSoonContext(ctx context.Context, fn func(context.Context)) (Handle, error) {
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon: %w", ErrNilCallback)
+	}
 	h, err := l.CallSoon(func() { fn(ctx) })
 	if err == nil {
 		h.h.ctx = ctx
@@ -543,16 +580,38 @@ func (l *Loop) CallSoonContext(ctx context.Context, fn func(context.Context)) (H
 }
 
 // CallLater schedules fn to run after delay (a negative delay is due at
-// once, in deadline order with other due timers).
+// once, in deadline order with other due timers). The deadline saturates:
+// a delay past the end of the clock (math.MaxInt64) is due never in
+// practice, not at once, and one before its start is due at once.
 func (l *Loop) CallLater(delay time.Duration, fn func()) (TimerHandle, error) {
-	return l.CallAt(l.Time()+delay, fn)
+	return l.CallAt(deadline(l.Time(), delay), fn)
 }
 
-// CallAt schedules fn to run when the loop clock (Time) reaches when.
+// deadline is now+delay saturated to [0, math.MaxInt64], so that no delay
+// wraps round to a deadline on the wrong side of now.
+func deadline(now, delay time.Duration) time.Duration {
+	when := now + delay
+	switch {
+	case delay > 0 && when < now:
+		return math.MaxInt64
+	case when < 0:
+		return 0
+	}
+	return when
+}
+
+// CallAt schedules fn to run when the loop clock (Time) reaches when. A
+// deadline below zero, long past on the loop clock, is clamped to zero (due
+// at once), so When is never negative and the distance from now to a
+// deadline never overflows. A nil fn fails with ErrNilCallback.
 func (l *Loop) CallAt(when time.Duration, fn func()) (TimerHandle, error) {
 	if err := l.checkUsable(); err != nil {
 		return TimerHandle{}, fmt.Errorf("call at: %w", err)
 	}
+	if fn == nil {
+		return TimerHandle{}, fmt.Errorf("call at: %w", ErrNilCallback)
+	}
+	when = max(when, 0)
 	h := l.newHandle(fn)
 	h.when = when
 	l.timerSeq++
@@ -564,11 +623,14 @@ func (l *Loop) CallAt(when time.Duration, fn func()) (TimerHandle, error) {
 // CallLaterContext is CallLater with a context: fn receives ctx, and
 // cancelling ctx cancels the timer.
 func (l *Loop) CallLaterContext(ctx context.Context, delay time.Duration, fn func(context.Context)) (TimerHandle, error) {
-	return l.CallAtContext(ctx, l.Time()+delay, fn)
+	return l.CallAtContext(ctx, deadline(l.Time(), delay), fn)
 }
 
 // CallAtContext is CallAt with a context, as CallLaterContext.
 func (l *Loop) CallAtContext(ctx context.Context, when time.Duration, fn func(context.Context)) (TimerHandle, error) {
+	if fn == nil {
+		return TimerHandle{}, fmt.Errorf("call at: %w", ErrNilCallback)
+	}
 	th, err := l.CallAt(when, func() { fn(ctx) })
 	if err != nil {
 		return th, err
@@ -584,8 +646,13 @@ func (l *Loop) CallAtContext(ctx context.Context, when time.Duration, fn func(co
 }
 
 // CallSoonThreadsafe is CallSoon for any goroutine: it wakes the loop if it
-// is blocked polling its driver.
+// is blocked polling its driver. Callbacks scheduled with it and with
+// CallSoon run in the order the calls were made, as through asyncio's one
+// ready queue. A nil fn fails with ErrNilCallback.
 func (l *Loop) CallSoonThreadsafe(fn func()) (Handle, error) {
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon threadsafe: %w", ErrNilCallback)
+	}
 	h := &handle{loop: l, gen: 1, index: -1, fn: fn}
 	if err := l.pushThreadsafe(h); err != nil {
 		return Handle{}, err
@@ -597,6 +664,9 @@ func (l *Loop) CallSoonThreadsafe(fn func()) (Handle, error) {
 // CallSoonThreadsafeContext is CallSoonThreadsafe with a context, as
 // CallSoonContext.
 func (l *Loop) CallSoonThreadsafeContext(ctx context.Context, fn func(context.Context)) (Handle, error) {
+	if fn == nil {
+		return Handle{}, fmt.Errorf("call soon threadsafe: %w", ErrNilCallback)
+	}
 	h := &handle{loop: l, gen: 1, index: -1, fn: func() { fn(ctx) }, ctx: ctx}
 	if err := l.pushThreadsafe(h); err != nil {
 		return Handle{}, err

@@ -85,6 +85,7 @@ func (c *transportCore) init(owner transportOwner, l *Loop, sock *Socket, fd int
 		return busyErr("transport", fd, err)
 	}
 	c.io = io
+	io.transport = owner
 	return nil
 }
 
@@ -176,6 +177,9 @@ func (c *transportCore) releaseIO() {
 		return
 	}
 	c.io = nil
+	if r.transport == c.owner {
+		r.transport = nil
+	}
 	if r.users > 1 {
 		r.f.Cancel(sdk.Write)
 		r.closeLast = c.closeOwned

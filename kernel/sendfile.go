@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -135,7 +136,7 @@ func (l *Loop) sockSendfileNative(co *Co, sock *Socket, file *os.File, offset, c
 	defer l.releaseIO(r)
 	for pos < end {
 		at, chunk := pos, int(min(end-pos, maxSendfileChunk))
-		w := l.getWait(r, nil)
+		w := l.getWait(r, sdk.Write, nil)
 		res, werr := w.wait(co, sdk.Write, op, r.f.Sendfile(ffd, at, chunk, w.nFn))
 		if werr != nil {
 			return sent, werr
@@ -201,7 +202,7 @@ func (l *Loop) sendfileFallback(co *Co, file *os.File, offset, count int64, send
 		}
 		b := buf[:want]
 		at := offset + sent
-		f, err := RunInExecutor(l, nil, func() (int, error) {
+		f, err := RunInExecutor(l, nil, func(context.Context) (int, error) {
 			var n int
 			var err error
 			if seekable {
@@ -319,6 +320,18 @@ func (l *Loop) sendfileOverSocket(co *Co, t Transport, st sendfileTransport, soc
 	}
 	if _, err := w.Await(co); err != nil {
 		return 0, err
+	}
+	// The transport lends its socket to SockSendfile, which refuses a
+	// descriptor an open transport uses (asyncio also takes the transport
+	// out of its table for the transfer).
+	if r := l.files.m[sock.Fd()]; r != nil && r.transport != nil {
+		owner := r.transport
+		r.transport = nil
+		defer func() {
+			if l.files.m[sock.Fd()] == r && r.transport == nil {
+				r.transport = owner
+			}
+		}()
 	}
 	return SockSendfile(co, sock, file, offset, count, false)
 }

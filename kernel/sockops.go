@@ -52,6 +52,9 @@ func sockCheck(co *Co, sock *Socket, op string) (*Loop, int, error) {
 	if sock.blocking {
 		return nil, -1, fmt.Errorf("%s: fd %d: %w", op, fd, ErrBlockingSocket)
 	}
+	if err := l.ensureNoTransport(op, fd); err != nil {
+		return nil, -1, err
+	}
 	return l, fd, nil
 }
 
@@ -112,7 +115,7 @@ func SockRecvInto(co *Co, sock *Socket, buf []byte) (int, error) {
 	defer l.releaseIO(r)
 	n, err := r.f.TryRead(buf)
 	if errors.Is(err, sdk.ErrWouldBlock) {
-		w := l.getWait(r, buf)
+		w := l.getWait(r, sdk.Read, buf)
 		res, werr := w.wait(co, sdk.Read, op, r.f.ReadStart(w.allocFn, w.readFn))
 		if werr != nil {
 			return 0, werr
@@ -156,7 +159,7 @@ func SockRecvfromInto(co *Co, sock *Socket, buf []byte) (int, net.Addr, error) {
 	var from sdk.SockAddr
 	n, err := r.f.TryRecvFrom(buf, &from)
 	if errors.Is(err, sdk.ErrWouldBlock) {
-		w := l.getWait(r, buf)
+		w := l.getWait(r, sdk.Read, buf)
 		res, werr := w.wait(co, sdk.Read, op, r.f.RecvFromStart(w.allocFn, w.recvFn))
 		if werr != nil {
 			return 0, nil, werr
@@ -193,7 +196,7 @@ func sockSendall(co *Co, sock *Socket, data []byte) (int, error) {
 	for {
 		n, err := l.tryWrite(r, data[sent:])
 		if errors.Is(err, sdk.ErrWouldBlock) {
-			w := l.getWait(r, nil)
+			w := l.getWait(r, sdk.Write, nil)
 			w.bufs[0] = data[sent:]
 			res, werr := w.wait(co, sdk.Write, op, r.f.Write(w.bufs[:], w.nFn))
 			if werr != nil {
@@ -220,7 +223,7 @@ func SockSendto(co *Co, sock *Socket, data []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	defer l.releaseIO(r)
-	w := l.getWait(r, nil)
+	w := l.getWait(r, sdk.Write, nil)
 	var to *sdk.SockAddr
 	if addr != nil {
 		sa, err := addrToSockaddr(sock.family, addr)
@@ -276,7 +279,7 @@ func SockConnect(co *Co, sock *Socket, address string) error {
 		return err
 	}
 	defer l.releaseIO(r)
-	w := l.getWait(r, nil)
+	w := l.getWait(r, sdk.Write, nil)
 	w.to = sa
 	res, err := w.wait(co, sdk.Write, op, r.f.Connect(&w.to, w.errFn))
 	if err != nil {
@@ -326,7 +329,7 @@ func SockAccept(co *Co, sock *Socket) (*Socket, net.Addr, error) {
 		return nil, nil, err
 	}
 	defer l.releaseIO(r)
-	w := l.getWait(r, nil)
+	w := l.getWait(r, sdk.Read, nil)
 	res, err := w.wait(co, sdk.Read, op, r.f.Accept(1, w.acceptFn))
 	if err != nil {
 		return nil, nil, err

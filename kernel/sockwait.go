@@ -30,7 +30,12 @@ type sockWait struct {
 	fut     *Future[struct{}]
 	res     opResult
 	pending bool // the operation may still call back
-	next    *sockWait
+	// dir is the direction of the operation; opCancelled is set once it
+	// was cancelled in the driver, so that it is cancelled only once (a
+	// second Cancel would hit the operation that took its place).
+	dir         sdk.Events
+	opCancelled bool
+	next        *sockWait
 
 	allocFn  func(int) []byte
 	readFn   func([]byte, error)
@@ -40,8 +45,16 @@ type sockWait struct {
 	errFn    func(error)
 }
 
-// getWait takes a wait from the loop's free list for an operation on r.
-func (l *Loop) getWait(r *ioRef, buf []byte) *sockWait {
+// getWait takes a wait from the loop's free list for an operation on r in
+// direction dir, which the caller submits next. A sock_* call of a task that
+// was cancelled while it waited, but has not resumed to withdraw its
+// operation yet, gives way to it (asyncio: the second sock_recv replaces the
+// reader of the first), instead of the new call failing with ErrFDBusy.
+func (l *Loop) getWait(r *ioRef, dir sdk.Events, buf []byte) *sockWait {
+	slot := &r.sockw[dirSlot(dir)]
+	if old := *slot; old != nil && old.pending && old.fut != nil && old.fut.Done() {
+		old.cancelOp()
+	}
 	w := l.net.waits
 	if w != nil {
 		l.net.waits, w.next = w.next, nil
@@ -49,13 +62,37 @@ func (l *Loop) getWait(r *ioRef, buf []byte) *sockWait {
 		w = &sockWait{l: l}
 		w.allocFn, w.readFn, w.recvFn, w.acceptFn, w.nFn, w.errFn = w.alloc, w.read, w.recv, w.accept, w.doneN, w.doneErr
 	}
-	w.r, w.buf, w.res, w.pending = r, buf, opResult{fd: -1}, true
+	w.r, w.buf, w.res, w.pending, w.dir, w.opCancelled = r, buf, opResult{fd: -1}, true, dir, false
 	return w
 }
 
+func dirSlot(dir sdk.Events) int {
+	if dir == sdk.Read {
+		return 0
+	}
+	return 1
+}
+
 func (w *sockWait) put() {
+	if slot := &w.r.sockw[dirSlot(w.dir)]; *slot == w {
+		*slot = nil
+	}
 	w.r, w.buf, w.bufs[0], w.fut, w.res = nil, nil, nil, nil, opResult{}
 	w.next, w.l.net.waits = w.l.net.waits, w
+}
+
+// cancelOp cancels the pending operation in the driver, once. A read-side
+// operation stops without a callback; a write-side one completes later with
+// ErrCanceled, which recycles the wait (see complete).
+func (w *sockWait) cancelOp() {
+	if w.opCancelled || !w.pending {
+		return
+	}
+	w.opCancelled = true
+	w.r.f.Cancel(w.dir)
+	if w.dir == sdk.Read {
+		w.pending = false
+	}
 }
 
 // wait suspends co until the operation that submitted (submitErr is what
@@ -67,6 +104,7 @@ func (w *sockWait) wait(co *Co, dir sdk.Events, op string, submitErr error) (opR
 		w.put()
 		return opResult{}, busyErr(op, fd, submitErr)
 	}
+	w.r.sockw[dirSlot(w.dir)] = w
 	// The future is made only now, when there is something to wait for;
 	// no completion can come before the task suspends, since callbacks
 	// never run inside the call that submitted their operation.
@@ -74,10 +112,7 @@ func (w *sockWait) wait(co *Co, dir sdk.Events, op string, submitErr error) (opR
 	_, err := w.fut.Await(co)
 	if err != nil {
 		if w.pending {
-			w.r.f.Cancel(dir)
-			if dir == sdk.Read {
-				w.pending = false // a stopped read-side operation calls nothing back
-			}
+			w.cancelOp()
 		} else if w.res.fd >= 0 && w.res.err == nil {
 			unix.Close(w.res.fd) // accepted, but nobody is there to take it
 		}

@@ -123,11 +123,8 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 	t.name = fmt.Sprintf("Task-%d", taskCounter.Add(1))
 	t.stepFn = t.newStep()
 	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
-		// Debug mode must know this goroutine acts for l (see coroutines).
-		var gid uint64
-		if l.debug {
-			gid = l.registerCoroutine()
-		}
+		// This goroutine acts for l while the body runs (goroutine.go).
+		gid := l.registerCoroutine()
 		defer unregisterCoroutine(gid)
 		co := &Co{loop: l, suspend: func(w *futureCore) error {
 			if t.mustCancel {
@@ -137,9 +134,6 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 			t.waiter = w
 			if !yield(struct{}{}) {
 				return errAbandoned
-			}
-			if gid == 0 && l.debug { // debug mode turned on meanwhile
-				gid = l.registerCoroutine()
 			}
 			t.waiter = nil
 			if t.mustCancel {

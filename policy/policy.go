@@ -23,9 +23,8 @@
 //
 // Unlike asyncio, whose policies keep one current loop per OS thread, a Go
 // program has no goroutine-local storage, so the policy keeps one current
-// loop for the process; GetEventLoop still returns the loop running on the
-// calling goroutine first, as asyncio.get_event_loop does inside a callback
-// or coroutine.
+// loop for the process; GetEventLoop still returns the running loop first
+// inside a callback or coroutine, as asyncio.get_event_loop does.
 package policy
 
 import (
@@ -320,9 +319,11 @@ func NewEventLoop() (*kernel.Loop, error) {
 	return GetEventLoopPolicy().NewEventLoop()
 }
 
-// GetEventLoop returns the loop running on the calling goroutine if there is
-// one; otherwise the current loop, which it creates from the policy in force
-// on first use, like asyncio.get_event_loop() on the main thread. A current
+// GetEventLoop returns the running loop when called from a callback or from
+// a task's or async generator's coroutine (kernel.RunningLoop, which knows
+// the goroutine a coroutine runs on); otherwise the current loop, which it
+// creates from the policy in force on first use, like
+// asyncio.get_event_loop() on the main thread. A current
 // loop that has been closed is returned as it is (scheduling on it fails with
 // kernel.ErrClosed), as in asyncio; SetEventLoop replaces it.
 func GetEventLoop() (*kernel.Loop, error) {

@@ -324,7 +324,7 @@ func TestRegisterCustomPolicyWithExecutorAndOptions(t *testing.T) {
 	assert.True(t, l.GetDebug())
 	assert.Equal(t, "poll", l.Driver().Capabilities().Backend)
 
-	f, err := kernel.RunInExecutor(l, nil, func() (int, error) { return 42, nil })
+	f, err := kernel.RunInExecutor(l, nil, func(context.Context) (int, error) { return 42, nil })
 	require.NoError(t, err)
 	require.NoError(t, l.RunUntilComplete(f))
 	v, err := f.Result()
