@@ -93,6 +93,7 @@ type Loop struct {
 	taskFactory TaskFactory
 	currentTask *taskState
 	tasks       map[*taskState]struct{} // pending tasks, ended by Close
+	unretrieved map[*unretrieved]struct{} // failed tasks whose error nobody read (kernel/tasks_unretrieved.go)
 
 	debug        bool
 	slowCallback time.Duration

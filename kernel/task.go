@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -18,6 +19,7 @@ var errAbandoned = fmt.Errorf("task abandoned: %w", ErrClosed)
 // *Co as its argument and must use it only on its own goroutine of control.
 type Co struct {
 	loop *Loop
+	ctx  context.Context // the task's context (CreateTaskContext), nil for none
 	// suspend parks the coroutine until w is done (w == nil: until the loop
 	// has run one batch of callbacks) and returns a cancellation delivered
 	// meanwhile. Tasks and async generators suspend differently.
@@ -26,6 +28,16 @@ type Co struct {
 
 // Loop returns the loop the coroutine runs on.
 func (co *Co) Loop() *Loop { return co.loop }
+
+// Context returns the context the task was created with (CreateTaskContext),
+// or context.Background() for a task created without one: what a coroutine
+// passes on to Go code that takes a context.
+func (co *Co) Context() context.Context {
+	if co.ctx == nil {
+		return context.Background()
+	}
+	return co.ctx
+}
 
 func (co *Co) await(w *futureCore) error {
 	if w.loop != co.loop {
@@ -75,6 +87,13 @@ type taskState struct {
 	cancelMsg  string
 	started    bool
 	stepFn     func() // the step, made once so scheduling allocates nothing (see newStep)
+	// cancels counts cancellation requests not yet withdrawn with Uncancel
+	// (asyncio's Task.cancelling()); timeouts and task groups compare it to
+	// tell their own cancellation from one that came from outside.
+	cancels int
+	self    Awaitable   // the *Task[T] this state belongs to, for error contexts
+	ctxStop func() bool // stops the context watch of CreateTaskContext
+	report  *unretrieved
 }
 
 var taskCounter atomic.Uint64
@@ -113,12 +132,45 @@ func (l *Loop) GetTaskFactory() TaskFactory { return l.taskFactory }
 // requested before it returned, makes the task cancelled; a panic becomes a
 // *PanicError.
 func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) {
+	return createTask(l, nil, coro)
+}
+
+// CreateTaskContext is CreateTask for a task that belongs to ctx: when ctx is
+// done the task is cancelled (on the loop goroutine, whichever goroutine ended
+// the context), with the context's cause as the cancellation message, and
+// co.Context() hands ctx to the coroutine. A context that is already done
+// cancels the task before its coroutine starts. The watch on ctx ends when
+// the task does.
+func CreateTaskContext[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error)) (*Task[T], error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("create task: nil context: %w", ErrInvalidState)
+	}
+	task, err := createTask(l, ctx, coro)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		task.t.cancel(context.Cause(ctx).Error())
+		return task, nil
+	}
+	if ctx.Done() != nil {
+		task.t.ctxStop = context.AfterFunc(ctx, func() {
+			// Cancel on the loop goroutine; if the loop is closed the task
+			// was abandoned with it and there is nothing to cancel.
+			l.CallSoonThreadsafe(func() { task.t.cancel(context.Cause(ctx).Error()) })
+		})
+	}
+	return task, nil
+}
+
+func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error)) (*Task[T], error) {
 	if err := l.checkUsable(); err != nil {
 		return nil, fmt.Errorf("create task: %w", err)
 	}
 	task := &Task[T]{outcome: outcome[T]{futureCore: futureCore{loop: l}}}
 	t := &task.t
 	t.fut = &task.futureCore
+	t.self = task
 	task.futureCore.task = t
 	t.name = fmt.Sprintf("Task-%d", taskCounter.Add(1))
 	t.stepFn = t.newStep()
@@ -129,7 +181,7 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 			gid = l.registerCoroutine()
 		}
 		defer unregisterCoroutine(gid)
-		co := &Co{loop: l, suspend: func(w *futureCore) error {
+		co := &Co{loop: l, ctx: ctx, suspend: func(w *futureCore) error {
 			if t.mustCancel {
 				t.mustCancel = false
 				return &CancelledError{Msg: t.cancelMsg}
@@ -181,15 +233,25 @@ func runCoro[T any](t *taskState, co *Co, coro func(co *Co) (T, error)) (v T, er
 func (task *Task[T]) complete(v T, err error) {
 	t := &task.t
 	delete(task.loop.tasks, t)
+	if t.ctxStop != nil {
+		t.ctxStop()
+		t.ctxStop = nil
+	}
 	switch {
 	case err != nil && errors.Is(err, ErrCancelled):
 		t.fut.state, t.fut.err = cancelled, err
 		t.fut.scheduleCallbacks()
+	case err != nil:
+		// An error wins over a cancellation not yet delivered, as in
+		// asyncio, where only a coroutine that returns normally is
+		// cancelled "right before it stopped".
+		task.finish(err)
+		if !task.loop.closed.Load() { // not a coroutine abandoned by Close
+			trackUnretrieved(task)
+		}
 	case t.mustCancel:
 		// Cancelled right before the coroutine returned.
 		t.fut.cancelNow(t.cancelMsg)
-	case err != nil:
-		task.finish(err)
 	default:
 		task.value = v
 		task.finish(nil)
@@ -205,6 +267,27 @@ func (task *Task[T]) SetName(name string) { task.t.name = name }
 // AddDoneCallback schedules fn(task) with CallSoon once the task is done.
 func (task *Task[T]) AddDoneCallback(fn func(*Task[T])) {
 	task.addDone(func() { fn(task) })
+}
+
+// Cancelling reports how many cancellation requests the task has had that
+// Uncancel has not withdrawn (asyncio: Task.cancelling). Structured
+// concurrency uses it: a timeout or task group that cancelled its task
+// withdraws its own request and can then see whether anyone else asked.
+func (task *Task[T]) Cancelling() int { return task.t.cancels }
+
+// Uncancel withdraws one cancellation request and returns how many remain
+// (asyncio: Task.uncancel). When none remain, a cancellation not yet
+// delivered to the coroutine is dropped too, as in Python 3.13.
+func (task *Task[T]) Uncancel() int { return task.t.uncancel() }
+
+func (t *taskState) uncancel() int {
+	if t.cancels > 0 {
+		t.cancels--
+		if t.cancels == 0 {
+			t.mustCancel = false
+		}
+	}
+	return t.cancels
 }
 
 func (task *Task[T]) String() string {
@@ -258,6 +341,7 @@ func (t *taskState) cancel(msg string) bool {
 	if t.fut.done() {
 		return false
 	}
+	t.cancels++
 	if t.waiter != nil && t.waiter.cancel(msg) {
 		return true
 	}
@@ -271,6 +355,9 @@ func (t *taskState) cancel(msg string) bool {
 // that generator as it ends).
 func (l *Loop) abandonTasks() {
 	for t := range l.tasks {
+		if t.ctxStop != nil {
+			t.ctxStop()
+		}
 		t.stop()
 	}
 	clear(l.tasks)
@@ -278,4 +365,5 @@ func (l *Loop) abandonTasks() {
 		g.abandon()
 	}
 	clear(l.asyncgens)
+	l.reportUnretrieved()
 }
