@@ -92,7 +92,7 @@ type Loop struct {
 	excHandler  ExceptionHandler
 	taskFactory TaskFactory
 	currentTask *taskState
-	tasks       map[*taskState]struct{} // pending tasks, ended by Close
+	tasks       map[*taskState]struct{}   // pending tasks, ended by Close
 	unretrieved map[*unretrieved]struct{} // failed tasks whose error nobody read (kernel/tasks_unretrieved.go)
 
 	debug        bool
