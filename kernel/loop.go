@@ -92,8 +92,10 @@ type Loop struct {
 	excHandler  ExceptionHandler
 	taskFactory TaskFactory
 	currentTask *taskState
-	tasks       map[*taskState]struct{}   // pending tasks, ended by Close
-	unretrieved map[*unretrieved]struct{} // failed tasks whose error nobody read (kernel/tasks_unretrieved.go)
+	tasks       map[*taskState]struct{} // pending tasks, ended by Close
+
+	// unretrieved: failed tasks whose error nobody read (tasks_unretrieved.go).
+	unretrieved map[*unretrieved]struct{}
 
 	debug        bool
 	slowCallback time.Duration
