@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -79,6 +80,7 @@ func (co *Co) Sleep(d time.Duration) error {
 // direct switch (~75 ns) rather than a channel hand-off between goroutines.
 type taskState struct {
 	fut        *futureCore
+	id         uint64 // names the task "Task-<id>" until SetName
 	name       string
 	next       func() (struct{}, bool)
 	stop       func()
@@ -172,7 +174,7 @@ func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error
 	t.fut = &task.futureCore
 	t.self = task
 	task.futureCore.task = t
-	t.name = fmt.Sprintf("Task-%d", taskCounter.Add(1))
+	t.id = taskCounter.Add(1)
 	t.stepFn = t.newStep()
 	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
 		// Debug mode must know this goroutine acts for l (see coroutines).
@@ -259,7 +261,16 @@ func (task *Task[T]) complete(v T, err error) {
 }
 
 // Name returns the task's name ("Task-N" unless set).
-func (task *Task[T]) Name() string { return task.t.name }
+func (task *Task[T]) Name() string { return task.t.nameOf() }
+
+// nameOf formats the default name on demand: most tasks are never asked
+// for theirs, and formatting it in CreateTask cost an allocation each.
+func (t *taskState) nameOf() string {
+	if t.name == "" {
+		return "Task-" + strconv.FormatUint(t.id, 10)
+	}
+	return t.name
+}
 
 // SetName renames the task.
 func (task *Task[T]) SetName(name string) { task.t.name = name }
@@ -291,7 +302,7 @@ func (t *taskState) uncancel() int {
 }
 
 func (task *Task[T]) String() string {
-	return fmt.Sprintf("<Task %s name=%s>", task.stateString(), task.t.name)
+	return fmt.Sprintf("<Task %s name=%s>", task.stateString(), task.t.nameOf())
 }
 
 func (t *taskState) start() {

@@ -50,7 +50,7 @@ func (d *droppedTask) String() string {
 // trackUnretrieved arms the report for a task that just failed.
 func trackUnretrieved[T any](task *Task[T]) {
 	l := task.loop
-	r := &unretrieved{loop: l, err: task.err, name: task.t.name}
+	r := &unretrieved{loop: l, err: task.err, name: task.t.nameOf()}
 	r.cleanup = runtime.AddCleanup(task, (*unretrieved).dropped, r)
 	task.t.report = r
 	if l.unretrieved == nil {
