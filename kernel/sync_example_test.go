@@ -1,6 +1,7 @@
 package kernel_test
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,8 +17,10 @@ func ExampleQueue() {
 			kernel.CreateTask(co.Loop(), func(co *kernel.Co) (int, error) {
 				for {
 					v, err := q.Get(co)
-					if err != nil {
-						return 0, err // ErrQueueShutDown ends the worker
+					if errors.Is(err, kernel.ErrQueueShutDown) {
+						return 0, nil // the end of the work
+					} else if err != nil {
+						return 0, err
 					}
 					sum += v
 					q.TaskDone()

@@ -59,7 +59,8 @@ func ExampleGatherReturnErrors() {
 // Wait splits the awaitables into done and pending; it cancels nothing.
 func ExampleWait() {
 	run(func(co *kernel.Co) error {
-		slow := square(co, 0)
+		never := kernel.CreateFuture[int](co.Loop())
+		slow, _ := kernel.CreateTask(co.Loop(), func(co *kernel.Co) (int, error) { return never.Await(co) })
 		fast := square(co, 4)
 		done, pending, err := kernel.Wait(co, []*kernel.Task[int]{slow, fast}, kernel.FirstCompleted, kernel.NoTimeout)
 		fmt.Println(len(done), done[0] == fast, len(pending), err)
