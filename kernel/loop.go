@@ -94,8 +94,7 @@ type Loop struct {
 	currentTask *taskState
 	tasks       map[*taskState]struct{} // pending tasks, ended by Close
 
-	// unretrieved: failed tasks whose error nobody read (tasks_unretrieved.go).
-	unretrieved map[*unretrieved]struct{}
+	taskAux taskAux // idle coroutine runners, unread task errors (task.go)
 
 	debug        bool
 	slowCallback time.Duration

@@ -21,6 +21,9 @@ var errAbandoned = fmt.Errorf("task abandoned: %w", ErrClosed)
 type Co struct {
 	loop *Loop
 	ctx  context.Context // the task's context (CreateTaskContext), nil for none
+	// t is the task whose coroutine this is; nil for an async generator's
+	// body, which suspends through suspend instead.
+	t *taskState
 	// suspend parks the coroutine until w is done (w == nil: until the loop
 	// has run one batch of callbacks) and returns a cancellation delivered
 	// meanwhile. Tasks and async generators suspend differently.
@@ -51,13 +54,21 @@ func (co *Co) await(w *futureCore) error {
 		// It would wait for itself forever (asyncio raises RuntimeError).
 		return fmt.Errorf("await: a task cannot await itself: %w", ErrInvalidState)
 	}
+	if co.t != nil {
+		return co.t.suspend(w)
+	}
 	return co.suspend(w)
 }
 
 // Yield gives the loop one turn before the coroutine continues (asyncio:
 // await asyncio.sleep(0)). It returns a *CancelledError if the task was
 // cancelled meanwhile.
-func (co *Co) Yield() error { return co.suspend(nil) }
+func (co *Co) Yield() error {
+	if co.t != nil {
+		return co.t.suspend(nil)
+	}
+	return co.suspend(nil)
+}
 
 // Sleep suspends the coroutine for d (asyncio.sleep).
 func (co *Co) Sleep(d time.Duration) error {
@@ -76,14 +87,16 @@ func (co *Co) Sleep(d time.Duration) error {
 	return nil
 }
 
-// taskState drives one coroutine with iter.Pull: resuming the coroutine is a
-// direct switch (~75 ns) rather than a channel hand-off between goroutines.
+// taskState drives one coroutine on a runner (an iter.Pull coroutine, see
+// runner): resuming the coroutine is a direct switch (~75 ns) rather than a
+// channel hand-off between goroutines.
 type taskState struct {
 	fut        *futureCore
 	id         uint64 // names the task "Task-<id>" until SetName
 	name       string
-	next       func() (struct{}, bool)
-	stop       func()
+	job        taskJob // the *Task[T]: runs the coroutine to its end and completes the task
+	co         Co      // the coroutine's handle, kept here to save an allocation
+	r          *runner // the runner, from the first step to the last
 	waiter     *futureCore
 	mustCancel bool
 	cancelMsg  string
@@ -108,7 +121,20 @@ var taskCounter atomic.Uint64
 // set_result/set_exception; here the call does not compile).
 type Task[T any] struct {
 	outcome[T]
-	t taskState
+	t    taskState
+	coro func(co *Co) (T, error)
+}
+
+// taskJob is what a runner runs: a task's coroutine, start to end. An
+// interface over *Task[T] rather than a closure, so creating a task does not
+// allocate one.
+type taskJob interface{ runCoroutine() }
+
+func (task *Task[T]) runCoroutine() {
+	coro := task.coro
+	task.coro = nil // the task may outlive what its coroutine referenced
+	v, err := runCoro(&task.t, &task.t.co, coro)
+	task.complete(v, err)
 }
 
 // TaskFactory decides how a new task is started (asyncio:
@@ -176,35 +202,8 @@ func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error
 	task.futureCore.task = t
 	t.id = taskCounter.Add(1)
 	t.stepFn = t.newStep()
-	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
-		// Debug mode must know this goroutine acts for l (see coroutines).
-		var gid uint64
-		if l.debug {
-			gid = l.registerCoroutine()
-		}
-		defer unregisterCoroutine(gid)
-		co := &Co{loop: l, ctx: ctx, suspend: func(w *futureCore) error {
-			if t.mustCancel {
-				t.mustCancel = false
-				return &CancelledError{Msg: t.cancelMsg}
-			}
-			t.waiter = w
-			if !yield(struct{}{}) {
-				return errAbandoned
-			}
-			if gid == 0 && l.debug { // debug mode turned on meanwhile
-				gid = l.registerCoroutine()
-			}
-			t.waiter = nil
-			if t.mustCancel {
-				t.mustCancel = false
-				return &CancelledError{Msg: t.cancelMsg}
-			}
-			return nil
-		}}
-		v, err := runCoro(t, co, coro)
-		task.complete(v, err)
-	})
+	t.co = Co{loop: l, ctx: ctx, t: t}
+	task.coro, t.job = coro, task
 	if l.tasks == nil {
 		l.tasks = make(map[*taskState]struct{})
 	}
@@ -215,6 +214,29 @@ func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error
 		l.CallSoon(t.start)
 	}
 	return task, nil
+}
+
+// suspend is a task's side of Co.await and Co.Yield: it parks the
+// coroutine on its runner until the step resumes it.
+func (t *taskState) suspend(w *futureCore) error {
+	if t.mustCancel {
+		t.mustCancel = false
+		return &CancelledError{Msg: t.cancelMsg}
+	}
+	t.waiter = w
+	r := t.r
+	if !r.yield(struct{}{}) {
+		return errAbandoned
+	}
+	if r.gid == 0 && r.loop.debug { // debug mode turned on meanwhile
+		r.gid = r.loop.registerCoroutine()
+	}
+	t.waiter = nil
+	if t.mustCancel {
+		t.mustCancel = false
+		return &CancelledError{Msg: t.cancelMsg}
+	}
+	return nil
 }
 
 // runCoro runs the body, turning a cancellation requested before the first
@@ -326,11 +348,21 @@ func (t *taskState) newStep() func() {
 			return
 		}
 		l := t.fut.loop
+		r := t.r
+		if r == nil {
+			r = l.getRunner()
+			r.job, t.r = t.job, r
+		}
 		prev := l.currentTask
 		l.currentTask = t
-		_, more := t.next()
+		_, more := r.next()
 		l.currentTask = prev
 		if !more {
+			return
+		}
+		if r.idle { // the coroutine returned: the runner is free again
+			t.r = nil
+			l.putRunner(r)
 			return
 		}
 		w := t.waiter
@@ -369,12 +401,82 @@ func (l *Loop) abandonTasks() {
 		if t.ctxStop != nil {
 			t.ctxStop()
 		}
-		t.stop()
+		if t.r != nil {
+			t.r.stop()
+		}
 	}
+	for _, r := range l.taskAux.runners {
+		r.stop()
+	}
+	clear(l.taskAux.runners)
+	l.taskAux.runners = nil
 	clear(l.tasks)
 	for g := range l.asyncgens {
 		g.abandon()
 	}
 	clear(l.asyncgens)
 	l.reportUnretrieved()
+}
+
+// runner is a coroutine (an iter.Pull goroutine) that runs task bodies one
+// after another. Creating a goroutine and its coroutine was more than half
+// of what CreateTask cost; a task takes a runner at its first step and gives
+// it back when its body returns, so a loop that runs many short tasks
+// reuses a few goroutines. An idle runner is parked in the loop's pool
+// (at most maxIdleRunners) and stopped at Close.
+type runner struct {
+	loop  *Loop
+	next  func() (struct{}, bool)
+	stop  func()
+	yield func(struct{}) bool
+	job   taskJob // the coroutine the next resume starts
+	idle  bool    // the job returned; set until the runner is reused
+	gid   uint64  // debug mode: this goroutine acts for loop
+}
+
+const maxIdleRunners = 128
+
+// taskAux is the loop's task bookkeeping beyond the pending set: idle
+// runners and failed tasks whose error nobody read.
+type taskAux struct {
+	runners     []*runner
+	unretrieved map[*unretrieved]struct{}
+}
+
+func (l *Loop) getRunner() *runner {
+	if n := len(l.taskAux.runners); n > 0 {
+		r := l.taskAux.runners[n-1]
+		l.taskAux.runners[n-1] = nil
+		l.taskAux.runners = l.taskAux.runners[:n-1]
+		r.idle = false
+		return r
+	}
+	r := &runner{loop: l}
+	r.next, r.stop = iter.Pull(func(yield func(struct{}) bool) {
+		r.yield = yield
+		defer func() { unregisterCoroutine(r.gid) }()
+		for {
+			// Debug mode must know this goroutine acts for l (see
+			// coroutines), also when it was turned on since the last job.
+			if r.gid == 0 && l.debug {
+				r.gid = l.registerCoroutine()
+			}
+			job := r.job
+			r.job = nil
+			job.runCoroutine()
+			r.idle = true
+			if !yield(struct{}{}) {
+				return
+			}
+		}
+	})
+	return r
+}
+
+func (l *Loop) putRunner(r *runner) {
+	if len(l.taskAux.runners) >= maxIdleRunners || l.closed.Load() {
+		r.stop()
+		return
+	}
+	l.taskAux.runners = append(l.taskAux.runners, r)
 }

@@ -53,10 +53,10 @@ func trackUnretrieved[T any](task *Task[T]) {
 	r := &unretrieved{loop: l, err: task.err, name: task.t.nameOf()}
 	r.cleanup = runtime.AddCleanup(task, (*unretrieved).dropped, r)
 	task.t.report = r
-	if l.unretrieved == nil {
-		l.unretrieved = make(map[*unretrieved]struct{})
+	if l.taskAux.unretrieved == nil {
+		l.taskAux.unretrieved = make(map[*unretrieved]struct{})
 	}
-	l.unretrieved[r] = struct{}{}
+	l.taskAux.unretrieved[r] = struct{}{}
 }
 
 // retrieved withdraws the report: the task's error has been read.
@@ -65,13 +65,13 @@ func (t *taskState) retrieved() {
 	t.report = nil
 	r.state.Store(1)
 	r.cleanup.Stop()
-	delete(r.loop.unretrieved, r)
+	delete(r.loop.taskAux.unretrieved, r)
 }
 
 // dropped runs on a cleanup goroutine after the collector took the task.
 func (r *unretrieved) dropped() {
 	if _, err := r.loop.CallSoonThreadsafe(func() {
-		delete(r.loop.unretrieved, r)
+		delete(r.loop.taskAux.unretrieved, r)
 		r.report(r.loop.CallExceptionHandler)
 	}); err != nil {
 		// The loop is closed: Close reported it, unless this goroutine
@@ -93,9 +93,9 @@ func (r *unretrieved) report(handler func(ErrorContext)) {
 
 // reportUnretrieved is Close's half: every failed task still unread.
 func (l *Loop) reportUnretrieved() {
-	for r := range l.unretrieved {
+	for r := range l.taskAux.unretrieved {
 		r.cleanup.Stop()
 		r.report(l.CallExceptionHandler)
 	}
-	clear(l.unretrieved)
+	clear(l.taskAux.unretrieved)
 }
