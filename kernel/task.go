@@ -109,6 +109,10 @@ type taskState struct {
 	self    Awaitable   // the *Task[T] this state belongs to, for error contexts
 	ctxStop func() bool // stops the context watch of CreateTaskContext
 	report  *unretrieved
+	// waitForFire is WaitFor's expiry callback, made once per task that
+	// uses WaitFor; waitForExpired records that it fired.
+	waitForFire    func()
+	waitForExpired bool
 }
 
 var taskCounter atomic.Uint64
