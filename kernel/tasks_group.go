@@ -62,8 +62,11 @@ func (e *TaskGroupError) Unwrap() []error { return e.Errs }
 // the group's tasks; that error joins theirs. The result is nil, the
 // parent's *CancelledError, or a *TaskGroupError.
 func RunTaskGroup(co *Co, body func(tg *TaskGroup) error) error {
-	t := co.loop.currentTask
-	if t == nil {
+	t := co.t
+	if t == nil { // an async generator's body: the task consuming it
+		t = co.loop.currentTask
+	}
+	if t == nil || t.fut.done() {
 		return fmt.Errorf("task group: must be used inside a task: %w", ErrInvalidState)
 	}
 	tg := &TaskGroup{loop: co.loop, parent: t}

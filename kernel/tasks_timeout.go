@@ -57,8 +57,11 @@ func Timeout(co *Co, delay time.Duration, body func(s *TimeoutScope) error) erro
 // TimeoutAt is Timeout with an absolute deadline on the loop's clock
 // (Loop.Time), as asyncio.timeout_at.
 func TimeoutAt(co *Co, when time.Duration, body func(s *TimeoutScope) error) (err error) {
-	t := co.loop.currentTask
-	if t == nil {
+	t := co.t
+	if t == nil { // an async generator's body: the task consuming it
+		t = co.loop.currentTask
+	}
+	if t == nil || t.fut.done() {
 		return fmt.Errorf("timeout: must be used inside a task: %w", ErrInvalidState)
 	}
 	s := &TimeoutScope{loop: co.loop, task: t, cancelling: t.cancels}
@@ -188,7 +191,7 @@ func WaitFor[T any](co *Co, aw AwaitableOf[T], timeout time.Duration) (T, error)
 	if t == nil {
 		t = co.loop.currentTask
 	}
-	if t == nil {
+	if t == nil || t.fut.done() {
 		var zero T
 		return zero, fmt.Errorf("wait for: must be used inside a task: %w", ErrInvalidState)
 	}
