@@ -215,7 +215,9 @@ func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error
 	if l.taskFactory != nil {
 		l.taskFactory(l, task, t.start)
 	} else {
-		l.CallSoon(t.start)
+		// The step itself, not the method value t.start, which would cost
+		// an allocation per task; the default factory starts exactly once.
+		l.CallSoon(t.stepFn)
 	}
 	return task, nil
 }
