@@ -91,17 +91,15 @@ func (co *Co) Sleep(d time.Duration) error {
 // runner): resuming the coroutine is a direct switch (~75 ns) rather than a
 // channel hand-off between goroutines.
 type taskState struct {
-	fut        *futureCore
-	id         uint64 // names the task "Task-<id>" until SetName
-	name       string
-	job        taskJob // the *Task[T]: runs the coroutine to its end and completes the task
-	co         Co      // the coroutine's handle, kept here to save an allocation
-	r          *runner // the runner, from the first step to the last
-	waiter     *futureCore
-	mustCancel bool
-	cancelMsg  string
-	started    bool
-	stepFn     func() // the step, made once so scheduling allocates nothing (see newStep)
+	fut       *futureCore
+	id        uint64 // names the task "Task-<id>" until SetName
+	name      string
+	job       taskJob // the *Task[T]: runs the coroutine to its end and completes the task
+	co        Co      // the coroutine's handle, kept here to save an allocation
+	r         *runner // the runner, from the first step to the last
+	waiter    *futureCore
+	cancelMsg string
+	stepFn    func() // the step, made once so scheduling allocates nothing (see newStep)
 	// cancels counts cancellation requests not yet withdrawn with Uncancel
 	// (asyncio's Task.cancelling()); timeouts and task groups compare it to
 	// tell their own cancellation from one that came from outside.
@@ -111,7 +109,10 @@ type taskState struct {
 	report  *unretrieved
 	// waitForFire is WaitFor's expiry callback, made once per task that
 	// uses WaitFor; waitForExpired records that it fired.
-	waitForFire    func()
+	waitForFire func()
+	// The flags sit together: a Task[int] fits the 256-byte size class.
+	mustCancel     bool
+	started        bool
 	waitForExpired bool
 }
 
