@@ -488,11 +488,23 @@ func kTimeoutNested(k *kt) {
 
 func kAsCompleted(k *kt) {
 	l := k.newLoop()
-	a := after(k, l, 4*time.Millisecond, "a", nil)
-	b := after(k, l, 0, "b", nil)
-	c := after(k, l, 2*time.Millisecond, "c", nil)
+	// The gates open one loop iteration apart, b then c then a, so the
+	// completion order does not depend on timing.
+	fa, fb, fc := kernel.CreateFuture[string](l.Loop), kernel.CreateFuture[string](l.Loop), kernel.CreateFuture[string](l.Loop)
+	gated := func(f *kernel.Future[string]) *kernel.Task[string] {
+		return spawn(k, l, func(co *kernel.Co) (string, error) { return f.Await(co) })
+	}
+	a, b, c := gated(fa), gated(fb), gated(fc)
+	_, err := l.CallSoon(func() {
+		fb.SetResult("b")
+		l.CallSoon(func() {
+			fc.SetResult("c")
+			l.CallSoon(func() { fa.SetResult("a") })
+		})
+	})
+	k.must(err, "CallSoon")
 	var order []string
-	err := k.mainTask(l, func(co *kernel.Co) error {
+	err = k.mainTask(l, func(co *kernel.Co) error {
 		for t, err := range kernel.AsCompleted(co, []*kernel.Task[string]{a, b, c}, kernel.NoTimeout) {
 			if err != nil {
 				return err

@@ -121,7 +121,10 @@ func ExampleTimeoutAt() {
 // AsCompleted yields the tasks as they finish.
 func ExampleAsCompleted() {
 	run(func(co *kernel.Co) error {
-		ts := []*kernel.Task[int]{square(co, 1), square(co, 2), square(co, 3)}
+		// Created in this order, their deadlines are ordered whatever the
+		// machine's load: 3 sleeps least, 1 most.
+		c, b, a := square(co, 3), square(co, 2), square(co, 1)
+		ts := []*kernel.Task[int]{a, b, c}
 		for t, err := range kernel.AsCompleted(co, ts, time.Second) {
 			if err != nil {
 				return err
@@ -139,14 +142,14 @@ func ExampleAsCompleted() {
 func ExampleShield() {
 	loop := newEpollLoop()
 	defer loop.Close()
-	inner, _ := kernel.CreateTask(loop, func(co *kernel.Co) (string, error) {
-		return kernel.SleepResult(co, 2*time.Millisecond, "survived")
-	})
+	gate := kernel.CreateFuture[string](loop)
+	inner, _ := kernel.CreateTask(loop, func(co *kernel.Co) (string, error) { return gate.Await(co) })
 	outer, _ := kernel.CreateTask(loop, func(co *kernel.Co) (string, error) {
 		return kernel.Shield[string](inner).Await(co)
 	})
 	loop.CallLater(time.Millisecond, func() { outer.Cancel() })
 	fmt.Println(errors.Is(loop.RunUntilComplete(outer), kernel.ErrCancelled))
+	gate.SetResult("survived")
 	loop.RunUntilComplete(inner)
 	fmt.Println(inner.Result())
 	// Output:
