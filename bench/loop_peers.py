@@ -144,11 +144,112 @@ def task_yield(loop, n):
     return dt, dc
 
 
+GATHER_TASKS = 1000  # bench.GatherTasks
+QUEUE_SIZE = 64  # bench.QueueSize
+LOCK_TASKS = 10  # bench.LockTasks
+
+
+def run_main(loop, body):
+    """Run body() as the main task, timing only the run."""
+    task = loop.create_task(body())
+    t0, c0 = time.perf_counter_ns(), time.process_time_ns()
+    loop.run_until_complete(task)
+    return time.perf_counter_ns() - t0, time.process_time_ns() - c0
+
+
+def gather(loop, n):
+    """n times: gather 1000 coroutines (each wrapped in a task) that return
+    their index."""
+    total = 0
+
+    async def child(i):
+        return i
+
+    async def body():
+        nonlocal total
+        for _ in range(n):
+            vals = await asyncio.gather(*[child(i) for i in range(GATHER_TASKS)])
+            total += vals[-1]
+
+    dt, dc = run_main(loop, body)
+    assert total == n * (GATHER_TASKS - 1), (total, n)
+    return dt, dc
+
+
+def queue(loop, n):
+    """n items through asyncio.Queue(64) from a producer task to the main
+    task."""
+    got = 0
+
+    async def body():
+        nonlocal got
+        q = asyncio.Queue(QUEUE_SIZE)
+
+        async def producer():
+            for i in range(n):
+                await q.put(i)
+
+        prod = asyncio.ensure_future(producer())
+        for i in range(n):
+            v = await q.get()
+            assert v == i
+            got += 1
+        await prod
+
+    dt, dc = run_main(loop, body)
+    assert got == n, (got, n)
+    return dt, dc
+
+
+def lock(loop, n):
+    """n acquisitions of one asyncio.Lock by 10 tasks, each holding it
+    across await asyncio.sleep(0)."""
+    done = 0
+
+    async def body():
+        lk = asyncio.Lock()
+
+        async def worker(share):
+            nonlocal done
+            for _ in range(share):
+                async with lk:
+                    await asyncio.sleep(0)
+                done += 1
+
+        shares = [n // LOCK_TASKS + (1 if w < n % LOCK_TASKS else 0) for w in range(LOCK_TASKS)]
+        await asyncio.gather(*[worker(s) for s in shares])
+
+    dt, dc = run_main(loop, body)
+    assert done == n, (done, n)
+    return dt, dc
+
+
+def wait_for(loop, n):
+    """task_await with the await under asyncio.wait_for(f, 10)."""
+    done = 0
+
+    async def body():
+        nonlocal done
+        for _ in range(n):
+            f = loop.create_future()
+            loop.call_soon(f.set_result, None)
+            await asyncio.wait_for(f, 10)
+            done += 1
+
+    dt, dc = run_main(loop, body)
+    assert done == n, (done, n)
+    return dt, dc
+
+
 WORKLOADS = {
     "call_soon": call_soon,
     "timer": timer,
     "task_await": task_await,
     "task_yield": task_yield,
+    "gather": gather,
+    "queue": queue,
+    "lock": lock,
+    "wait_for": wait_for,
 }
 
 
@@ -163,7 +264,7 @@ def measure_once(new_loop, work, n):
 def measure(new_loop, work, min_time, repeat):
     """Grow n until one run lasts min_time, then take the median of repeat
     runs at that n (the growth runs double as warm-up)."""
-    n = 1000
+    n = 1  # grows fast; a gather op alone is milliseconds
     while True:
         dt, dc = measure_once(new_loop, work, n)
         if dt >= min_time * 1e9:

@@ -49,6 +49,8 @@ func KernelSuite(cfg KernelConfig) Suite {
 		kernelTimerCases,
 		kernelFutureCases,
 		kernelTaskCases,
+		kernelToolkitCases,
+		kernelSyncCases,
 		kernelHandlerCases,
 		kernelIOCases,
 		kernelEdgeCases,

@@ -64,6 +64,9 @@ func (f *futureCore) errOf() error {
 	if f.state == pending {
 		return fmt.Errorf("future is pending: %w", ErrInvalidState)
 	}
+	if f.task != nil && f.task.report != nil {
+		f.task.retrieved()
+	}
 	return f.err
 }
 

@@ -110,6 +110,8 @@ type Loop struct {
 	currentTask *taskState
 	tasks       map[*taskState]struct{} // pending tasks, ended by Close
 
+	taskAux taskAux // idle coroutine runners, unread task errors (task.go)
+
 	debug        bool
 	slowCallback time.Duration
 

@@ -1,9 +1,11 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -18,6 +20,10 @@ var errAbandoned = fmt.Errorf("task abandoned: %w", ErrClosed)
 // *Co as its argument and must use it only on its own goroutine of control.
 type Co struct {
 	loop *Loop
+	ctx  context.Context // the task's context (CreateTaskContext), nil for none
+	// t is the task whose coroutine this is; nil for an async generator's
+	// body, which suspends through suspend instead.
+	t *taskState
 	// suspend parks the coroutine until w is done (w == nil: until the loop
 	// has run one batch of callbacks) and returns a cancellation delivered
 	// meanwhile. Tasks and async generators suspend differently.
@@ -26,6 +32,16 @@ type Co struct {
 
 // Loop returns the loop the coroutine runs on.
 func (co *Co) Loop() *Loop { return co.loop }
+
+// Context returns the context the task was created with (CreateTaskContext),
+// or context.Background() for a task created without one: what a coroutine
+// passes on to Go code that takes a context.
+func (co *Co) Context() context.Context {
+	if co.ctx == nil {
+		return context.Background()
+	}
+	return co.ctx
+}
 
 func (co *Co) await(w *futureCore) error {
 	if w.loop != co.loop {
@@ -38,13 +54,21 @@ func (co *Co) await(w *futureCore) error {
 		// It would wait for itself forever (asyncio raises RuntimeError).
 		return fmt.Errorf("await: a task cannot await itself: %w", ErrInvalidState)
 	}
+	if co.t != nil {
+		return co.t.suspend(w)
+	}
 	return co.suspend(w)
 }
 
 // Yield gives the loop one turn before the coroutine continues (asyncio:
 // await asyncio.sleep(0)). It returns a *CancelledError if the task was
 // cancelled meanwhile.
-func (co *Co) Yield() error { return co.suspend(nil) }
+func (co *Co) Yield() error {
+	if co.t != nil {
+		return co.t.suspend(nil)
+	}
+	return co.suspend(nil)
+}
 
 // Sleep suspends the coroutine for d (asyncio.sleep).
 func (co *Co) Sleep(d time.Duration) error {
@@ -63,18 +87,33 @@ func (co *Co) Sleep(d time.Duration) error {
 	return nil
 }
 
-// taskState drives one coroutine with iter.Pull: resuming the coroutine is a
-// direct switch (~75 ns) rather than a channel hand-off between goroutines.
+// taskState drives one coroutine on a runner (an iter.Pull coroutine, see
+// runner): resuming the coroutine is a direct switch (~75 ns) rather than a
+// channel hand-off between goroutines.
 type taskState struct {
-	fut        *futureCore
-	name       string
-	next       func() (struct{}, bool)
-	stop       func()
-	waiter     *futureCore
-	mustCancel bool
-	cancelMsg  string
-	started    bool
-	stepFn     func() // the step, made once so scheduling allocates nothing (see newStep)
+	fut       *futureCore
+	id        uint64 // names the task "Task-<id>" until SetName
+	name      string
+	job       taskJob // the *Task[T]: runs the coroutine to its end and completes the task
+	co        Co      // the coroutine's handle, kept here to save an allocation
+	r         *runner // the runner, from the first step to the last
+	waiter    *futureCore
+	cancelMsg string
+	stepFn    func() // the step, made once so scheduling allocates nothing (see newStep)
+	// cancels counts cancellation requests not yet withdrawn with Uncancel
+	// (asyncio's Task.cancelling()); timeouts and task groups compare it to
+	// tell their own cancellation from one that came from outside.
+	cancels int
+	self    Awaitable   // the *Task[T] this state belongs to, for error contexts
+	ctxStop func() bool // stops the context watch of CreateTaskContext
+	report  *unretrieved
+	// waitForFire is WaitFor's expiry callback, made once per task that
+	// uses WaitFor; waitForExpired records that it fired.
+	waitForFire func()
+	// The flags sit together: a Task[int] fits the 256-byte size class.
+	mustCancel     bool
+	started        bool
+	waitForExpired bool
 }
 
 var taskCounter atomic.Uint64
@@ -87,7 +126,20 @@ var taskCounter atomic.Uint64
 // set_result/set_exception; here the call does not compile).
 type Task[T any] struct {
 	outcome[T]
-	t taskState
+	t    taskState
+	coro func(co *Co) (T, error)
+}
+
+// taskJob is what a runner runs: a task's coroutine, start to end. An
+// interface over *Task[T] rather than a closure, so creating a task does not
+// allocate one.
+type taskJob interface{ runCoroutine() }
+
+func (task *Task[T]) runCoroutine() {
+	coro := task.coro
+	task.coro = nil // the task may outlive what its coroutine referenced
+	v, err := runCoro(&task.t, &task.t.co, coro)
+	task.complete(v, err)
 }
 
 // TaskFactory decides how a new task is started (asyncio:
@@ -113,38 +165,50 @@ func (l *Loop) GetTaskFactory() TaskFactory { return l.taskFactory }
 // requested before it returned, makes the task cancelled; a panic becomes a
 // *PanicError.
 func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) {
+	return createTask(l, nil, coro)
+}
+
+// CreateTaskContext is CreateTask for a task that belongs to ctx: when ctx is
+// done the task is cancelled (on the loop goroutine, whichever goroutine ended
+// the context), with the context's cause as the cancellation message, and
+// co.Context() hands ctx to the coroutine. A context that is already done
+// cancels the task before its coroutine starts. The watch on ctx ends when
+// the task does.
+func CreateTaskContext[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error)) (*Task[T], error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("create task: nil context: %w", ErrInvalidState)
+	}
+	task, err := createTask(l, ctx, coro)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		task.t.cancel(context.Cause(ctx).Error())
+		return task, nil
+	}
+	if ctx.Done() != nil {
+		task.t.ctxStop = context.AfterFunc(ctx, func() {
+			// Cancel on the loop goroutine; if the loop is closed the task
+			// was abandoned with it and there is nothing to cancel.
+			l.CallSoonThreadsafe(func() { task.t.cancel(context.Cause(ctx).Error()) })
+		})
+	}
+	return task, nil
+}
+
+func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error)) (*Task[T], error) {
 	if err := l.checkUsable(); err != nil {
 		return nil, fmt.Errorf("create task: %w", err)
 	}
 	task := &Task[T]{outcome: outcome[T]{futureCore: futureCore{loop: l}}}
 	t := &task.t
 	t.fut = &task.futureCore
+	t.self = task
 	task.futureCore.task = t
-	t.name = fmt.Sprintf("Task-%d", taskCounter.Add(1))
+	t.id = taskCounter.Add(1)
 	t.stepFn = t.newStep()
-	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
-		// This goroutine acts for l while the body runs (goroutine.go).
-		gid := l.registerCoroutine()
-		defer unregisterCoroutine(gid)
-		co := &Co{loop: l, suspend: func(w *futureCore) error {
-			if t.mustCancel {
-				t.mustCancel = false
-				return &CancelledError{Msg: t.cancelMsg}
-			}
-			t.waiter = w
-			if !yield(struct{}{}) {
-				return errAbandoned
-			}
-			t.waiter = nil
-			if t.mustCancel {
-				t.mustCancel = false
-				return &CancelledError{Msg: t.cancelMsg}
-			}
-			return nil
-		}}
-		v, err := runCoro(t, co, coro)
-		task.complete(v, err)
-	})
+	t.co = Co{loop: l, ctx: ctx, t: t}
+	task.coro, t.job = coro, task
 	if l.tasks == nil {
 		l.tasks = make(map[*taskState]struct{})
 	}
@@ -152,9 +216,31 @@ func CreateTask[T any](l *Loop, coro func(co *Co) (T, error)) (*Task[T], error) 
 	if l.taskFactory != nil {
 		l.taskFactory(l, task, t.start)
 	} else {
-		l.CallSoon(t.start)
+		// The step itself, not the method value t.start, which would cost
+		// an allocation per task; the default factory starts exactly once.
+		l.CallSoon(t.stepFn)
 	}
 	return task, nil
+}
+
+// suspend is a task's side of Co.await and Co.Yield: it parks the
+// coroutine on its runner until the step resumes it.
+func (t *taskState) suspend(w *futureCore) error {
+	if t.mustCancel {
+		t.mustCancel = false
+		return &CancelledError{Msg: t.cancelMsg}
+	}
+	t.waiter = w
+	r := t.r
+	if !r.yield(struct{}{}) {
+		return errAbandoned
+	}
+	t.waiter = nil
+	if t.mustCancel {
+		t.mustCancel = false
+		return &CancelledError{Msg: t.cancelMsg}
+	}
+	return nil
 }
 
 // runCoro runs the body, turning a cancellation requested before the first
@@ -175,15 +261,25 @@ func runCoro[T any](t *taskState, co *Co, coro func(co *Co) (T, error)) (v T, er
 func (task *Task[T]) complete(v T, err error) {
 	t := &task.t
 	delete(task.loop.tasks, t)
+	if t.ctxStop != nil {
+		t.ctxStop()
+		t.ctxStop = nil
+	}
 	switch {
 	case err != nil && errors.Is(err, ErrCancelled):
 		t.fut.state, t.fut.err = cancelled, err
 		t.fut.scheduleCallbacks()
+	case err != nil:
+		// An error wins over a cancellation not yet delivered, as in
+		// asyncio, where only a coroutine that returns normally is
+		// cancelled "right before it stopped".
+		task.finish(err)
+		if !task.loop.closed.Load() { // not a coroutine abandoned by Close
+			trackUnretrieved(task)
+		}
 	case t.mustCancel:
 		// Cancelled right before the coroutine returned.
 		t.fut.cancelNow(t.cancelMsg)
-	case err != nil:
-		task.finish(err)
 	default:
 		task.value = v
 		task.finish(nil)
@@ -191,7 +287,16 @@ func (task *Task[T]) complete(v T, err error) {
 }
 
 // Name returns the task's name ("Task-N" unless set).
-func (task *Task[T]) Name() string { return task.t.name }
+func (task *Task[T]) Name() string { return task.t.nameOf() }
+
+// nameOf formats the default name on demand: most tasks are never asked
+// for theirs, and formatting it in CreateTask cost an allocation each.
+func (t *taskState) nameOf() string {
+	if t.name == "" {
+		return "Task-" + strconv.FormatUint(t.id, 10)
+	}
+	return t.name
+}
 
 // SetName renames the task.
 func (task *Task[T]) SetName(name string) { task.t.name = name }
@@ -201,8 +306,29 @@ func (task *Task[T]) AddDoneCallback(fn func(*Task[T])) {
 	task.addDone(func() { fn(task) })
 }
 
+// Cancelling reports how many cancellation requests the task has had that
+// Uncancel has not withdrawn (asyncio: Task.cancelling). Structured
+// concurrency uses it: a timeout or task group that cancelled its task
+// withdraws its own request and can then see whether anyone else asked.
+func (task *Task[T]) Cancelling() int { return task.t.cancels }
+
+// Uncancel withdraws one cancellation request and returns how many remain
+// (asyncio: Task.uncancel). When none remain, a cancellation not yet
+// delivered to the coroutine is dropped too, as in Python 3.13.
+func (task *Task[T]) Uncancel() int { return task.t.uncancel() }
+
+func (t *taskState) uncancel() int {
+	if t.cancels > 0 {
+		t.cancels--
+		if t.cancels == 0 {
+			t.mustCancel = false
+		}
+	}
+	return t.cancels
+}
+
 func (task *Task[T]) String() string {
-	return fmt.Sprintf("<Task %s name=%s>", task.stateString(), task.t.name)
+	return fmt.Sprintf("<Task %s name=%s>", task.stateString(), task.t.nameOf())
 }
 
 func (t *taskState) start() {
@@ -226,11 +352,21 @@ func (t *taskState) newStep() func() {
 			return
 		}
 		l := t.fut.loop
+		r := t.r
+		if r == nil {
+			r = l.getRunner()
+			r.job, t.r = t.job, r
+		}
 		prev := l.currentTask
 		l.currentTask = t
-		_, more := t.next()
+		_, more := r.next()
 		l.currentTask = prev
 		if !more {
+			return
+		}
+		if r.idle { // the coroutine returned: the runner is free again
+			t.r = nil
+			l.putRunner(r)
 			return
 		}
 		w := t.waiter
@@ -252,6 +388,7 @@ func (t *taskState) cancel(msg string) bool {
 	if t.fut.done() {
 		return false
 	}
+	t.cancels++
 	if t.waiter != nil && t.waiter.cancel(msg) {
 		return true
 	}
@@ -265,11 +402,83 @@ func (t *taskState) cancel(msg string) bool {
 // that generator as it ends).
 func (l *Loop) abandonTasks() {
 	for t := range l.tasks {
-		t.stop()
+		if t.ctxStop != nil {
+			t.ctxStop()
+		}
+		if t.r != nil {
+			t.r.stop()
+		}
 	}
+	for _, r := range l.taskAux.runners {
+		r.stop()
+	}
+	clear(l.taskAux.runners)
+	l.taskAux.runners = nil
 	clear(l.tasks)
 	for g := range l.asyncgens {
 		g.abandon()
 	}
 	clear(l.asyncgens)
+	l.reportUnretrieved()
+}
+
+// runner is a coroutine (an iter.Pull goroutine) that runs task bodies one
+// after another. Creating a goroutine and its coroutine was more than half
+// of what CreateTask cost; a task takes a runner at its first step and gives
+// it back when its body returns, so a loop that runs many short tasks
+// reuses a few goroutines. An idle runner is parked in the loop's pool
+// (at most maxIdleRunners) and stopped at Close.
+type runner struct {
+	loop  *Loop
+	next  func() (struct{}, bool)
+	stop  func()
+	yield func(struct{}) bool
+	job   taskJob // the coroutine the next resume starts
+	idle  bool    // the job returned; set until the runner is reused
+	gid   uint64  // debug mode: this goroutine acts for loop
+}
+
+const maxIdleRunners = 128
+
+// taskAux is the loop's task bookkeeping beyond the pending set: idle
+// runners and failed tasks whose error nobody read.
+type taskAux struct {
+	runners     []*runner
+	unretrieved map[*unretrieved]struct{}
+}
+
+func (l *Loop) getRunner() *runner {
+	if n := len(l.taskAux.runners); n > 0 {
+		r := l.taskAux.runners[n-1]
+		l.taskAux.runners[n-1] = nil
+		l.taskAux.runners = l.taskAux.runners[:n-1]
+		r.idle = false
+		return r
+	}
+	r := &runner{loop: l}
+	r.next, r.stop = iter.Pull(func(yield func(struct{}) bool) {
+		r.yield = yield
+		// This goroutine acts for l for as long as the runner lives, so
+		// RunningLoop answers l inside every task it runs (goroutine.go).
+		r.gid = l.registerCoroutine()
+		defer func() { unregisterCoroutine(r.gid) }()
+		for {
+			job := r.job
+			r.job = nil
+			job.runCoroutine()
+			r.idle = true
+			if !yield(struct{}{}) {
+				return
+			}
+		}
+	})
+	return r
+}
+
+func (l *Loop) putRunner(r *runner) {
+	if len(l.taskAux.runners) >= maxIdleRunners || l.closed.Load() {
+		r.stop()
+		return
+	}
+	l.taskAux.runners = append(l.taskAux.runners, r)
 }
