@@ -53,7 +53,7 @@ func KernelSuite(cfg KernelConfig) Suite {
 			}})
 		}
 	}
-	return Suite{Name: name, Cases: cases}
+	return Suite{Name: name, Cases: cases, Requires: []string{"selector"}}
 }
 
 // RunKernel binds every kernel-contract case to t as a subtest, each loop

@@ -71,7 +71,7 @@ func NetSuite(cfg NetConfig) Suite {
 			}})
 		}
 	}
-	return Suite{Name: name, Cases: cases}
+	return Suite{Name: name, Cases: cases, Requires: []string{"selector"}}
 }
 
 // RunNet binds every networking case to t as a subtest, each loop built on a

@@ -24,11 +24,11 @@ import (
 // still pass cases the breakage does not touch.
 func TestBrokenSelectorIsCaught(t *testing.T) {
 	want := map[string]string{
-		"level-triggered/read": ruleLevelRead,
-		"wake/interrupts-wait": ruleWakeInterrupts,
-		"wake/before-wait":     ruleWakeBeforeWait,
-		"unknown-token":        "",
-		"closed-selector":      "",
+		"selector/level-triggered/read": ruleLevelRead,
+		"selector/wake/interrupts-wait": ruleWakeInterrupts,
+		"selector/wake/before-wait":     ruleWakeBeforeWait,
+		"selector/unknown-token":        "",
+		"selector/closed-selector":      "",
 	}
 	for _, r := range runNamed(t, SelectorSuite(), brokensel.New, 0, want) {
 		assert.Equal(t, "selector", r.Suite)
@@ -103,6 +103,9 @@ func TestRunOutcomes(t *testing.T) {
 		Match:    func(name string) bool { return name != "filtered-out" },
 		Subject:  "fake (test)",
 		Progress: func(r Result) { progress = append(progress, r.Case+":"+string(r.Status)) },
+		// Without it, every case after the hang would be Blocked (see
+		// TestSessionFailsFast).
+		KeepGoing: true,
 	})
 	require.NoError(t, err)
 	cleaned.Wait() // FailNow still runs cleanups
@@ -138,6 +141,51 @@ func TestRunOutcomes(t *testing.T) {
 
 	require.Len(t, progress, 2*len(rs))
 	assert.Equal(t, []string{"pass:run", "pass:pass", "errorf:run", "errorf:fail"}, progress[:4])
+}
+
+// TestSessionFailsFast: after a hang the rest of the run is blocked, and a
+// suite whose required suite failed is blocked whole, each blocked case
+// naming why, at once; KeepGoing runs them anyway.
+func TestSessionFailsFast(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	base := Suite{Name: "base", Cases: []Case{
+		{Name: "base/ok", Run: func(c *C) {}},
+		{Name: "base/broken", Run: func(c *C) { c.Errorf("rule: the base holds"); c.FailNow() }},
+	}}
+	ran := false
+	upper := Suite{Name: "upper", Requires: []string{"base"}, Cases: []Case{
+		{Name: "upper/a", Run: func(c *C) { ran = true }},
+	}}
+	other := Suite{Name: "other", Cases: []Case{
+		{Name: "other/hang", Run: func(c *C) { <-release }},
+		{Name: "other/after", Run: func(c *C) { ran = true }},
+	}}
+	ss, err := NewSession(nil, Options{Timeout: 100 * time.Millisecond, Subject: "s"})
+	require.NoError(t, err)
+	var all []Result
+	for _, s := range []Suite{base, upper, other} {
+		rs, err := ss.Run(context.Background(), s)
+		require.NoError(t, err)
+		all = append(all, rs...)
+	}
+	require.Len(t, all, 5)
+	assert.False(t, ran, "a blocked case must not run")
+	assert.Equal(t, []Status{Pass, Fail, Blocked, Hang, Blocked}, []Status{all[0].Status, all[1].Status, all[2].Status, all[3].Status, all[4].Status})
+	assert.Contains(t, all[2].Message, "the base suite it is built on failed (first: base/broken: rule: the base holds")
+	assert.Contains(t, all[4].Message, "other/hang hung earlier in this run")
+	sum := Summarize(all)
+	assert.Equal(t, Summary{Cases: 5, Pass: 1, Fail: 1, Hang: 1, Blocked: 2}, sum)
+	assert.False(t, sum.OK())
+
+	ss, err = NewSession(nil, Options{KeepGoing: true})
+	require.NoError(t, err)
+	_, err = ss.Run(context.Background(), base)
+	require.NoError(t, err)
+	rs, err := ss.Run(context.Background(), upper)
+	require.NoError(t, err)
+	assert.Equal(t, Pass, rs[0].Status)
+	assert.True(t, ran)
 }
 
 func TestRunFactoryAndContextErrors(t *testing.T) {
@@ -206,7 +254,7 @@ func TestRunSuiteReplaysOntoSubtests(t *testing.T) {
 	suite := SelectorSuite()
 	var cases []Case
 	for _, cs := range suite.Cases {
-		if cs.Name == "regular-file" || cs.Name == "read-readiness/socket" {
+		if cs.Name == "selector/regular-file" || cs.Name == "selector/read-readiness/socket" {
 			cases = append(cases, cs)
 		}
 	}
