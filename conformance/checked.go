@@ -357,7 +357,11 @@ func (s *checked) inspect(seq uint64) {
 	case s.timeout >= 0 && blocked >= s.timeout+s.c.patience:
 		rule, why = ruleTimeoutEnds, fmt.Sprintf("Wait(%v) was still blocked after %v", s.timeout, blocked.Round(time.Millisecond))
 	case s.lastWake.After(s.prevReturn) && now.Sub(later(s.lastWake, s.start)) >= s.c.patience:
-		rule, why = ruleWakeInterrupts, fmt.Sprintf("Wait(%v) was still blocked %v after Wake", s.timeout, now.Sub(s.lastWake).Round(time.Millisecond))
+		rule = ruleWakeInterrupts
+		if s.lastWake.Before(s.start) {
+			rule = ruleWakeBeforeWait
+		}
+		why = fmt.Sprintf("Wait(%v) was still blocked %v after Wake", s.timeout, now.Sub(s.lastWake).Round(time.Millisecond))
 	default:
 		if tok, found, ok := s.readyLocked(); ok {
 			if s.readySince.IsZero() {
