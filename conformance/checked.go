@@ -24,7 +24,9 @@ import (
 //     none for an empty interest set;
 //   - every reported condition holds: poll(2) on the descriptor, right after
 //     Wait returns, agrees that it is readable, writable or hung up (on the
-//     loop goroutine, before anything can consume the readiness);
+//     loop goroutine, before anything can consume the readiness; Error is
+//     not checked, since it also reports a registration the selector could
+//     not make);
 //   - a Wait ends once its timeout has passed, once a Wake came, or once a
 //     registration has been ready for a while; one that does not is
 //     reported with what was observed, woken by the checker, and if even
@@ -263,10 +265,12 @@ func unheld(fd int, reported sdk.Events) (missing sdk.Events, found string, ok b
 	if err != nil || re&unix.POLLNVAL != 0 {
 		return 0, "", false
 	}
+	// Error is not checked: besides POLLERR it is how a selector reports a
+	// registration it could not make (the plugin placement's host reports
+	// one the plugin refused), which poll(2) cannot see.
 	holds := map[sdk.Events]int16{
 		sdk.Read:   unix.POLLIN | unix.POLLPRI | unix.POLLRDHUP | unix.POLLHUP | unix.POLLERR,
 		sdk.Write:  unix.POLLOUT | unix.POLLHUP | unix.POLLERR,
-		sdk.Error:  unix.POLLERR | unix.POLLHUP | unix.POLLRDHUP,
 		sdk.Hangup: unix.POLLHUP | unix.POLLRDHUP | unix.POLLERR,
 	}
 	for bit, mask := range holds {
