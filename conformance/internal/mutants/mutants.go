@@ -121,9 +121,22 @@ func All() []Mutant {
 		},
 		{
 			Name:  "ignores-modify",
-			Fault: "Modify succeeds and changes nothing",
+			Fault: "Modify of a registered token succeeds and changes nothing",
 			Rule:  "Modify replaces the interest set",
-			New:   wrap(func(m *mutant) { m.modify = func(sdk.Token, sdk.Events) error { return m.closedErr() } }),
+			New: wrap(func(m *mutant) {
+				m.modify = func(tok sdk.Token, interest sdk.Events) error {
+					if err := m.closedErr(); err != nil {
+						return err
+					}
+					m.mu.Lock()
+					_, known := m.regs[tok]
+					m.mu.Unlock()
+					if !known {
+						return m.Selector.Modify(tok, interest) // the ErrNotRegistered rule still holds
+					}
+					return nil
+				}
+			}),
 		},
 		{
 			Name:  "hangs",
