@@ -278,7 +278,9 @@ func (s supervisedSel) Incidents() plugin.Incidents { return s.inc }
 // and the JUnit report.
 func TestIncidentsFailUnprovokedCases(t *testing.T) {
 	inc := plugin.Incidents{Restarts: 3, Exits: 1, Unanswered: 1, ProtocolViolations: 1, Last: "dataplane: peer gone"}
-	f := func() (sdk.Selector, error) { return supervisedSel{fakeSel{caps: sdk.Capabilities{Name: "sup"}}, inc}, nil }
+	f := func() (sdk.Selector, error) {
+		return supervisedSel{fakeSel{caps: sdk.Capabilities{Name: "sup"}}, inc}, nil
+	}
 	suite := Suite{Name: "sup", Cases: []Case{
 		{Name: "sup/unprovoked", Run: func(c *C) { c.NewSelector() }},
 		{Name: "sup/provoked", Run: func(c *C) { c.AllowIncidents("kills its plugin on purpose"); c.NewSelector() }},
