@@ -203,16 +203,16 @@ func caseTimeoutHonoured(c *C) {
 	require.NoError(c, s.Register(a, sdk.MakeToken(10, 1), sdk.Read), msgRegister)
 	buf := make([]sdk.Event, 8)
 	for _, tc := range []struct {
-		d, early time.Duration
-		tries    int
+		d, early     time.Duration
+		tries, limit int
 	}{
-		{50 * time.Millisecond, time.Millisecond, 5},
+		{50 * time.Millisecond, time.Millisecond, 5, 3},
 		// Catches a conversion to milliseconds that rounds down: such a
 		// Wait returns about 0.9ms early, which a loaded machine's
 		// scheduling delay often hides, so it gets more tries.
-		{1900 * time.Microsecond, 100 * time.Microsecond, 15},
+		{1900 * time.Microsecond, 100 * time.Microsecond, 15, 2},
 	} {
-		early := earlyWaits(tc.d, tc.early, tc.tries, func() time.Duration {
+		early := earlyWaits(tc.d, tc.early, tc.tries, tc.limit, func() time.Duration {
 			start := time.Now()
 			n, err := s.Wait(buf, tc.d)
 			el := time.Since(start)
@@ -308,7 +308,7 @@ func caseWakeCoalesces(c *C) {
 	// report: it breaks the timeout rule, not this one.)
 	const d = 100 * time.Millisecond
 	var batches []map[sdk.Token]sdk.Events
-	early := earlyWaits(d, time.Millisecond, 5, func() time.Duration {
+	early := earlyWaits(d, time.Millisecond, 5, 3, func() time.Duration {
 		start := time.Now()
 		batches = append(batches, c.waitOnce(s, buf, d))
 		return time.Since(start)
@@ -547,7 +547,7 @@ func caseInterestZero(c *C) {
 	// Nor may the hangup end Wait early with nothing to show (a busy loop).
 	const d = 50 * time.Millisecond
 	buf := make([]sdk.Event, 8)
-	early := earlyWaits(d, time.Millisecond, 5, func() time.Duration { return c.timedWait(s, buf, d) })
+	early := earlyWaits(d, time.Millisecond, 5, 3, func() time.Duration { return c.timedWait(s, buf, d) })
 	require.Empty(c, early, "rule: a hung-up registration with an empty interest set does not end Wait early: %v Waits returned after %v", d, early)
 	require.NoError(c, s.Modify(tok, sdk.Read), msgModify)
 	c.expect(s, tok, sdk.Read|sdk.Hangup, "a paused registration whose peer closed reports once resumed")
