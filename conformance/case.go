@@ -206,7 +206,16 @@ func (c *C) Cleanup(f func()) {
 // The selector comes wrapped in the contract checker (checked.go): every
 // Wait is held to the rules whatever the case body looks at, and a plugin
 // selector's supervision incidents are counted (Watch).
-func (c *C) NewSelector() sdk.Selector {
+func (c *C) NewSelector() sdk.Selector { return c.newSelector(true) }
+
+// loopSelector is NewSelector for a selector a loop will own (the kernel
+// and net suites): the same checks but poll(2)'s confirmation of each
+// event, a system call per event on the loop's hot path that only a case
+// seeing the events itself needs (and a loop case's timing may not afford
+// on a loaded machine).
+func (c *C) loopSelector() sdk.Selector { return c.newSelector(false) }
+
+func (c *C) newSelector(confirm bool) sdk.Selector {
 	if c.factory == nil {
 		c.Errorf("fixture: this suite was run without a selector factory (not a back-end failure)")
 		c.FailNow()
@@ -218,6 +227,7 @@ func (c *C) NewSelector() sdk.Selector {
 	}
 	c.Watch(s)
 	cs := newChecked(c, s)
+	cs.confirm = confirm
 	c.Cleanup(func() { cs.Close() }) // ErrClosed when the case closed it itself
 	return cs
 }

@@ -155,7 +155,7 @@ type loopFix struct {
 // in a recSelector, logging to a buffer. The loop is closed when the case
 // ends and whatever it logged is attached to the case's log.
 func (k *kt) newLoop(opts ...kernel.Option) *loopFix {
-	rec := &recSelector{Selector: k.NewSelector()}
+	rec := &recSelector{Selector: k.loopSelector()}
 	buf := &syncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: buf, Level: hclog.Trace})
 	all := []kernel.Option{kernel.WithLogger(logger)}

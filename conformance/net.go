@@ -123,7 +123,7 @@ func (n *nt) newDriver() sdk.Driver {
 			n.FailNow()
 		}
 	} else {
-		d = readiness.New(n.NewSelector())
+		d = readiness.New(n.loopSelector())
 	}
 	n.Cleanup(func() { d.Close() })
 	return d
