@@ -36,6 +36,9 @@ type Mutant struct {
 	Rule string
 	// New builds one selector with the fault.
 	New func() (sdk.Selector, error)
+	// PluginRule, if set, replaces Rule out of process, where the SDK's
+	// supervision catches the fault first (and names its own rule).
+	PluginRule string
 	// InProcessOnly, if set, says why the fault cannot be expressed out of
 	// process (the SDK's plugin side does the job for the selector there),
 	// so the mutant is certified in process only.
@@ -102,7 +105,7 @@ func All() []Mutant {
 		{
 			Name:  "drops-events",
 			Fault: "every second event is dropped",
-			Rule:  "level-triggered read readiness is reported on every Wait until drained",
+			Rule:  "every ready registration is reported in one batch",
 			New:   wrap(func(m *mutant) { m.wait = m.dropEverySecond }),
 		},
 		{
@@ -142,7 +145,10 @@ func All() []Mutant {
 			Name:  "hangs",
 			Fault: "after 100 Waits, Wait blocks for ever (deaf to Wake and readiness)",
 			Rule:  "Wait returns once its timeout has passed",
-			New:   wrap(func(m *mutant) { m.wait = m.hangAfter100 }),
+			// The health check kills the hung plugin before the checker's
+			// patience runs out.
+			PluginRule: "the back-end answers every call within its deadline (health check)",
+			New:        wrap(func(m *mutant) { m.wait = m.hangAfter100 }),
 		},
 	}
 }
