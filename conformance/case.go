@@ -1,7 +1,7 @@
-// Package conformance is the certification suite every Selector back-end and
+// Package conformance is the certification suite every back-end and
 // placement must pass: the same case bodies run under `go test` (RunSuite,
-// RunSelector) and from a command-line runner that has no *testing.T (Run,
-// WriteJUnit, WriteJSON).
+// RunSelector) and from a command-line runner that has no *testing.T
+// (Session, Run, WriteJUnit, WriteJSON).
 //
 // The shape follows Twisted's reactor mixins and csi-sanity: a case is
 // written once against a factory, then bound to every implementation; a case
@@ -9,6 +9,18 @@
 // capability named, and every failure names the contract rule that broke, so
 // a back-end author reads "rule: ..." and knows what to fix without reading
 // the case.
+//
+// A verdict must mean something, so the runner does more than run bodies:
+// every selector a case builds is wrapped in a checker (checked.go) that
+// holds each Wait to the contract whatever the case looks at (an event must
+// belong to a registration that is ready, a Wait must end once its timeout
+// has passed or a Wake came, Wait must not panic); lateness is measured
+// against a reference selector in the same run (latency.go); a supervised
+// plugin's restarts, health failures and protocol violations fail the case
+// that did not provoke them (incidents.go); and a run fails fast (a suite
+// built on a failed one is blocked, a hang blocks the rest) instead of
+// waiting out every timeout. The suite's own certificate is the mutation
+// test in internal/mutants: broken back-ends that must each fail here.
 //
 // Case bodies use testify (require/assert) against *C, which implements
 // testify's TestingT without depending on the testing package's runner.
@@ -21,12 +33,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // Factory builds a fresh selector under test. Each case calls it as often as
-// it needs, so it must return an independent selector every time.
+// it needs, so it must return an independent selector every time. A suite
+// of another family (resolver, executor) binds its own factory in its case
+// bodies, as KernelSuite binds its configuration, and is run with a nil
+// Factory.
 type Factory func() (sdk.Selector, error)
 
 // Case is one contract check.
@@ -53,6 +69,12 @@ type Case struct {
 type Suite struct {
 	Name  string
 	Cases []Case
+	// Requires names suites this one is built on. When a Session has run
+	// one of them and it failed, every case of this suite is reported
+	// Blocked, naming the failure, instead of being run: its failures would
+	// only repeat that one, slowly (the kernel and net suites require the
+	// selector suite).
+	Requires []string
 }
 
 // missing returns why caps does not satisfy need, or "" if it does.
@@ -102,10 +124,28 @@ type C struct {
 	// owned is the fixture descriptors the case has not closed yet; they are
 	// closed when it ends (see fixtures.go).
 	owned map[int]bool
+
+	// watched is every supervised back-end the case built (incidents.go);
+	// provoked says why the case expects supervision incidents, if it does.
+	watched  []supervised
+	provoked string
+	// violated holds the rules the selector checker has already reported,
+	// so that a broken selector's thousandth violation adds no line.
+	violated map[string]int
+	// abandoned is closed (once, with why set) when the checker finds the
+	// case stuck in a selector call nothing will end: the runner reports it
+	// at once instead of waiting out the case's time limit.
+	abandoned   chan struct{}
+	abandonOnce sync.Once
+	why         string
+	// patience is how long past its deadline the checker lets a Wait stay
+	// blocked (overrun, or overrunAfterFailure once the run has failed).
+	patience time.Duration
 }
 
 func newC(ctx context.Context, name string, f Factory, caps sdk.Capabilities) *C {
-	return &C{name: name, ctx: ctx, factory: f, caps: caps, owned: make(map[int]bool)}
+	return &C{name: name, ctx: ctx, factory: f, caps: caps, owned: make(map[int]bool),
+		violated: make(map[string]int), abandoned: make(chan struct{}), patience: overrun}
 }
 
 // Name is the case name (testify prints it in failure reports).
@@ -162,14 +202,45 @@ func (c *C) Cleanup(f func()) {
 
 // NewSelector builds a selector from the factory under test and closes it
 // when the case ends. A factory failure ends the case as failed.
-func (c *C) NewSelector() sdk.Selector {
+//
+// The selector comes wrapped in the contract checker (checked.go): every
+// Wait is held to the rules whatever the case body looks at, and a plugin
+// selector's supervision incidents are counted (Watch).
+func (c *C) NewSelector() sdk.Selector { return c.newSelector(true) }
+
+// loopSelector is NewSelector for a selector a loop will own (the kernel
+// and net suites): the same checks but poll(2)'s confirmation of each
+// event, a system call per event on the loop's hot path that only a case
+// seeing the events itself needs (and a loop case's timing may not afford
+// on a loaded machine).
+func (c *C) loopSelector() sdk.Selector { return c.newSelector(false) }
+
+func (c *C) newSelector(confirm bool) sdk.Selector {
+	if c.factory == nil {
+		c.Errorf("fixture: this suite was run without a selector factory (not a back-end failure)")
+		c.FailNow()
+	}
 	s, err := c.factory()
 	if err != nil {
 		c.Errorf("factory: %v", err)
 		c.FailNow()
 	}
-	c.Cleanup(func() { s.Close() }) // ErrClosed when the case closed it itself
-	return s
+	c.Watch(s)
+	cs := newChecked(c, s)
+	cs.confirm = confirm
+	c.Cleanup(func() { cs.Close() }) // ErrClosed when the case closed it itself
+	return cs
+}
+
+// abandon ends the case at once as a hang, with why, while its goroutine
+// stays blocked in a call that will never return.
+func (c *C) abandon(why string) {
+	c.abandonOnce.Do(func() {
+		c.mu.Lock()
+		c.why = why
+		c.mu.Unlock()
+		close(c.abandoned)
+	})
 }
 
 // runCleanups runs the registered cleanups, each protected so that a

@@ -15,10 +15,12 @@ import (
 // Run with a per-case limit and a progress callback, then a report.
 func ExampleRun() {
 	results, err := conformance.Run(context.Background(), conformance.SelectorSuite(), selector.NewPoll, conformance.Options{
-		Match: func(name string) bool { return strings.HasPrefix(name, "wake/") || name == "regular-file" },
+		Match: func(name string) bool {
+			return strings.HasPrefix(name, "selector/wake/") || name == "selector/regular-file"
+		},
 		Progress: func(r conformance.Result) {
 			if r.Status != conformance.Running {
-				fmt.Printf("%-22s %s\n", r.Case, r.Status)
+				fmt.Printf("%-31s %s\n", r.Case, r.Status)
 			}
 		},
 	})
@@ -32,10 +34,10 @@ func ExampleRun() {
 	}
 	fmt.Println(strings.Count(junit.String(), "<testcase "), "cases in the JUnit report")
 	// Output:
-	// wake/interrupts-wait   pass
-	// wake/before-wait       pass
-	// wake/coalesces         pass
-	// wake/concurrent        pass
-	// regular-file           pass
+	// selector/wake/interrupts-wait   pass
+	// selector/wake/before-wait       pass
+	// selector/wake/coalesces         pass
+	// selector/wake/concurrent        pass
+	// selector/regular-file           pass
 	// 5 cases in the JUnit report
 }

@@ -108,7 +108,7 @@ func RunExecutor(t *testing.T, cfg ExecutorConfig) {
 	s := ExecutorSuite(cfg)
 	for _, cs := range s.Cases {
 		t.Run(cs.Name, func(t *testing.T) {
-			r := runCase(context.Background(), cs, nil, sdk.Capabilities{Name: cfg.Name}, timeout)
+			r := runCase(context.Background(), cs, nil, sdk.Capabilities{Name: cfg.Name}, timeout, overrun)
 			r.Suite, r.Subject, r.Case = s.Name, cfg.Name, cs.Name
 			replay(t, r)
 		})

@@ -61,7 +61,7 @@ func KernelSuite(cfg KernelConfig) Suite {
 			}})
 		}
 	}
-	return Suite{Name: name, Cases: cases}
+	return Suite{Name: name, Cases: cases, Requires: []string{"selector"}}
 }
 
 // RunKernel binds every kernel-contract case to t as a subtest, each loop
@@ -168,7 +168,7 @@ func (k *kt) newLoop(opts ...kernel.Option) *loopFix {
 	if k.cfg.Driver != nil {
 		drv, rec = k.recordingDriver()
 	} else {
-		rec = &recSelector{Selector: k.NewSelector()}
+		rec = &recSelector{Selector: k.loopSelector()}
 	}
 	buf := &syncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Output: buf, Level: hclog.Trace})

@@ -151,7 +151,7 @@ func kDebugEnv(k *kt) {
 		} else {
 			os.Setenv("LOOPKERNEL_DEBUG", val)
 		}
-		l := kernel.New(k.NewSelector(), append([]kernel.Option{quiet}, opts...)...)
+		l := kernel.New(k.loopSelector(), append([]kernel.Option{quiet}, opts...)...)
 		defer l.Close()
 		return l.GetDebug()
 	}

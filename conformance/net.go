@@ -72,7 +72,7 @@ func NetSuite(cfg NetConfig) Suite {
 			}})
 		}
 	}
-	return Suite{Name: name, Cases: cases}
+	return Suite{Name: name, Cases: cases, Requires: []string{"selector"}}
 }
 
 // RunNet binds every networking case to t as a subtest, each loop built on a
@@ -124,7 +124,7 @@ func (n *nt) newDriver() sdk.Driver {
 			n.FailNow()
 		}
 	} else {
-		d = readiness.New(n.NewSelector())
+		d = readiness.New(n.loopSelector())
 	}
 	n.Cleanup(func() { d.Close() })
 	return d

@@ -24,7 +24,9 @@ func WriteJSON(w io.Writer, results []Result) error {
 
 // The JUnit XML schema as CI systems (Jenkins, GitLab, GitHub reporters)
 // read it: one <testsuite> per suite and subject, a hang as an <error> so it
-// stands apart from an ordinary failure.
+// stands apart from an ordinary failure, a blocked case as a <failure> of
+// type "blocked", and the supervision incidents as <properties> of the
+// suite (and a line of the case's output).
 type junitSuites struct {
 	XMLName  xml.Name     `xml:"testsuites"`
 	Tests    int          `xml:"tests,attr"`
@@ -42,8 +44,19 @@ type junitSuite struct {
 	Errors   int         `xml:"errors,attr"`
 	Skipped  int         `xml:"skipped,attr"`
 	Time     string      `xml:"time,attr"`
+	Props    *junitProps `xml:"properties,omitempty"`
 	Cases    []junitCase `xml:"testcase"`
 	seconds  float64
+	inc      Incidents
+}
+
+type junitProps struct {
+	Props []junitProp `xml:"property"`
+}
+
+type junitProp struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
 }
 
 type junitCase struct {
@@ -88,7 +101,21 @@ func WriteJUnit(w io.Writer, results []Result) error {
 			Time:      seconds(sec),
 			SystemOut: r.Log,
 		}
+		if !r.Incidents.Zero() {
+			line := "supervision: " + r.Incidents.String()
+			if r.Provoked != "" {
+				line += " (provoked: " + r.Provoked + ")"
+			}
+			if jc.SystemOut != "" {
+				line = "\n" + line
+			}
+			jc.SystemOut += line
+		}
+		s.inc.add(r.Incidents)
 		switch r.Status {
+		case Blocked:
+			jc.Failure = &junitProblem{Message: firstLine(r.Message), Type: "blocked", Text: r.Message}
+			s.Failures++
 		case Fail:
 			jc.Failure = &junitProblem{Message: firstLine(r.Message), Type: "fail", Text: r.Message}
 			s.Failures++
@@ -105,6 +132,12 @@ func WriteJUnit(w io.Writer, results []Result) error {
 	for i := range doc.Suites {
 		s := &doc.Suites[i]
 		s.Time = seconds(s.seconds)
+		s.Props = &junitProps{Props: []junitProp{
+			{"restarts", fmt.Sprint(s.inc.Restarts)},
+			{"crashes", fmt.Sprint(s.inc.Crashes)},
+			{"health_failures", fmt.Sprint(s.inc.HealthFailures)},
+			{"protocol_violations", fmt.Sprint(s.inc.ProtocolViolations)},
+		}}
 		doc.Tests += s.Tests
 		doc.Failures += s.Failures
 		doc.Errors += s.Errors

@@ -200,6 +200,7 @@ func (r *rt) newResolver(settings map[string]string) sdk.Resolver {
 	if c, ok := res.(io.Closer); ok {
 		r.Cleanup(func() { c.Close() })
 	}
+	r.Watch(res) // a plugin's restarts fail the case unless it provoked them
 	return res
 }
 

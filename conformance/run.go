@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loopkernel/loopkernel/sdk"
@@ -20,9 +22,15 @@ const (
 	Pass    Status = "pass"
 	Skip    Status = "skip"
 	Fail    Status = "fail"
-	// Hang: the case did not end within Options.Timeout. Its goroutine is
+	// Hang: the case did not end within Options.Timeout, or the contract
+	// checker found it stuck in a call nothing would end. Its goroutine is
 	// abandoned (Go cannot kill it) and the run moves on.
 	Hang Status = "hang"
+	// Blocked: the case was not run because something it is built on had
+	// already failed in this run (a required suite, or an earlier hang);
+	// the message names it. It counts as a failure: the run is failing
+	// already, and running the case would only have repeated it, slowly.
+	Blocked Status = "blocked"
 )
 
 // DefaultTimeout is the per-case limit when Options.Timeout is zero. Cases
@@ -42,6 +50,11 @@ type Options struct {
 	// Progress, if set, is called from Run's goroutine when each case starts
 	// (Status Running) and when it ends.
 	Progress func(Result)
+	// KeepGoing runs every selected case even after the run has failed in a
+	// way that makes later cases pointless (a hang; a failed suite another
+	// requires), instead of reporting them Blocked at once. Slower: for an
+	// author who wants every symptom.
+	KeepGoing bool
 }
 
 // Result is the outcome of one case.
@@ -58,18 +71,61 @@ type Result struct {
 	SkipReason string `json:"skip_reason,omitempty"`
 	// Log is what the case logged with Logf.
 	Log string `json:"log,omitempty"`
+	// Incidents is what supervision had to do for the case's back-ends; any
+	// fails the case unless it provoked them (Provoked says why).
+	Incidents Incidents `json:"incidents,omitzero"`
+	Provoked  string    `json:"incidents_provoked,omitempty"`
 }
 
 // Run runs the cases of s against the selectors f builds, one at a time, and
 // returns a result per selected case in suite order. It builds one selector
 // first to read its capabilities; if that fails there is nothing to certify
 // and Run returns the error. If ctx is cancelled Run stops and returns the
-// results so far with ctx's error.
+// results so far with ctx's error. f may be nil for a suite whose cases
+// build their own back-ends (see Factory).
+//
+// Run is a Session of one suite; to run several suites against one factory
+// with their dependencies honoured, use a Session.
 func Run(ctx context.Context, s Suite, f Factory, opts Options) ([]Result, error) {
+	ss, err := NewSession(f, opts)
+	if err != nil {
+		return nil, err
+	}
+	return ss.Run(ctx, s)
+}
+
+// A Session runs suites one after another against one factory and fails
+// fast: a suite that Requires one that failed in the session is blocked,
+// and after a hang every later case is blocked (the hung goroutine still
+// holds its selector, plugin process and descriptors, so later verdicts
+// could not be trusted), unless Options.KeepGoing. It is what
+// `loopkernel conformance` runs.
+type Session struct {
+	rn   *runner
+	opts Options
+
+	// failed maps each suite run so far that failed to its first failing
+	// case and rule; hung is the first case that hung.
+	failed map[string]string
+	hung   string
+}
+
+// NewSession builds one selector from f to read its capabilities (f may be
+// nil; see Run).
+func NewSession(f Factory, opts Options) (*Session, error) {
 	rn, err := newRunner(f, opts)
 	if err != nil {
 		return nil, err
 	}
+	return &Session{rn: rn, opts: opts, failed: map[string]string{}}, nil
+}
+
+// Subject is what the session certifies, as its results name it.
+func (ss *Session) Subject() string { return ss.rn.subject }
+
+// Run runs the selected cases of s; see the package Run for the rest.
+func (ss *Session) Run(ctx context.Context, s Suite) ([]Result, error) {
+	opts := ss.opts
 	var results []Result
 	for _, cs := range s.Cases {
 		if opts.Match != nil && !opts.Match(cs.Name) {
@@ -79,15 +135,45 @@ func Run(ctx context.Context, s Suite, f Factory, opts Options) ([]Result, error
 			return results, err
 		}
 		if opts.Progress != nil {
-			opts.Progress(Result{Suite: s.Name, Subject: rn.subject, Case: cs.Name, Status: Running})
+			opts.Progress(Result{Suite: s.Name, Subject: ss.rn.subject, Case: cs.Name, Status: Running})
 		}
-		r := rn.run(ctx, s.Name, cs)
+		var r Result
+		if why := ss.blocker(s); why != "" {
+			r = Result{Suite: s.Name, Subject: ss.rn.subject, Case: cs.Name, Status: Blocked, Message: why}
+		} else {
+			r = ss.rn.run(ctx, s.Name, cs)
+		}
 		if opts.Progress != nil {
 			opts.Progress(r)
 		}
 		results = append(results, r)
+		switch r.Status {
+		case Fail, Hang:
+			if _, ok := ss.failed[s.Name]; !ok {
+				ss.failed[s.Name] = fmt.Sprintf("%s: %s", cs.Name, firstLine(r.Message))
+			}
+			if r.Status == Hang && ss.hung == "" {
+				ss.hung = cs.Name
+			}
+		}
 	}
 	return results, ctx.Err()
+}
+
+// blocker says why the cases of s are not to be run, or "".
+func (ss *Session) blocker(s Suite) string {
+	if ss.opts.KeepGoing {
+		return ""
+	}
+	if ss.hung != "" {
+		return fmt.Sprintf("blocked: not run because %s hung earlier in this run (its goroutine, selector and descriptors were abandoned, so later verdicts could not be trusted; --keep-going runs it anyway)", ss.hung)
+	}
+	for _, req := range s.Requires {
+		if first, ok := ss.failed[req]; ok {
+			return fmt.Sprintf("blocked: not run because the %s suite it is built on failed (first: %s; --keep-going runs it anyway)", req, first)
+		}
+	}
+	return ""
 }
 
 // runner holds what every case of a run shares: the factory and the
@@ -98,20 +184,26 @@ type runner struct {
 	caps    sdk.Capabilities
 	subject string
 	timeout time.Duration
+	// failed is set once a case has failed or hung: the verdict is fail
+	// whatever follows, so the contract checker's patience drops (see
+	// patience) and a broken back-end is done with quickly.
+	failed atomic.Bool
 }
 
 func newRunner(f Factory, opts Options) (*runner, error) {
-	probe, err := f()
-	if err != nil {
-		return nil, fmt.Errorf("conformance: build selector to read capabilities: %w", err)
+	rn := &runner{f: f, subject: opts.Subject, timeout: opts.Timeout}
+	if f != nil {
+		probe, err := f()
+		if err != nil {
+			return nil, fmt.Errorf("conformance: build selector to read capabilities: %w", err)
+		}
+		rn.caps = probe.Capabilities()
+		if err := probe.Close(); err != nil {
+			return nil, fmt.Errorf("conformance: close probe selector %q: %w", rn.caps.Name, err)
+		}
 	}
-	caps := probe.Capabilities()
-	if err := probe.Close(); err != nil {
-		return nil, fmt.Errorf("conformance: close probe selector %q: %w", caps.Name, err)
-	}
-	rn := &runner{f: f, caps: caps, subject: opts.Subject, timeout: opts.Timeout}
 	if rn.subject == "" {
-		rn.subject = caps.Name
+		rn.subject = rn.caps.Name
 	}
 	if rn.timeout <= 0 {
 		rn.timeout = DefaultTimeout
@@ -120,15 +212,22 @@ func newRunner(f Factory, opts Options) (*runner, error) {
 }
 
 func (rn *runner) run(ctx context.Context, suite string, cs Case) Result {
-	r := runCase(ctx, cs, rn.f, rn.caps, rn.timeout)
+	patience := overrun
+	if rn.failed.Load() {
+		patience = overrunAfterFailure
+	}
+	r := runCase(ctx, cs, rn.f, rn.caps, rn.timeout, patience)
 	r.Suite, r.Subject, r.Case = suite, rn.subject, cs.Name
+	if r.Status == Fail || r.Status == Hang {
+		rn.failed.Store(true)
+	}
 	return r
 }
 
 // runCase runs one case body on its own goroutine, so that FailNow and Skip
 // can end it with runtime.Goexit and a case that never returns can be
 // abandoned.
-func runCase(ctx context.Context, cs Case, f Factory, caps sdk.Capabilities, timeout time.Duration) Result {
+func runCase(ctx context.Context, cs Case, f Factory, caps sdk.Capabilities, timeout, patience time.Duration) Result {
 	start := time.Now()
 	if why := missing(caps, cs.Needs); why != "" {
 		return Result{Status: Skip, SkipReason: why}
@@ -140,6 +239,7 @@ func runCase(ctx context.Context, cs Case, f Factory, caps sdk.Capabilities, tim
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := newC(cctx, cs.Name, f, caps)
+	c.patience = patience
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -152,28 +252,41 @@ func runCase(ctx context.Context, cs Case, f Factory, caps sdk.Capabilities, tim
 		}()
 		cs.Run(c)
 	}()
+	hang := ""
 	select {
 	case <-done:
+	case <-c.abandoned:
+		cancel() // so that the case's helper goroutines stop
+		c.mu.Lock()
+		hang = c.why
+		c.mu.Unlock()
 	case <-cctx.Done():
 		// The case may still finish during cleanup; prefer its own verdict.
 		select {
 		case <-done:
 		default:
-			r := Result{Status: Hang, Duration: time.Since(start)}
-			c.mu.Lock()
-			r.Message = fmt.Sprintf("case did not end within %v (%v)", timeout, context.Cause(cctx))
-			if len(c.msgs) > 0 {
-				r.Message += "\n" + strings.Join(c.msgs, "\n")
-			}
-			r.Log = strings.Join(c.logs, "\n")
-			c.mu.Unlock()
-			return r
+			hang = fmt.Sprintf("case did not end within %v (%v)", timeout, context.Cause(cctx))
 		}
 	}
+	// Incidents are read even from a hung case: they may be why it hung.
+	inc := c.settleIncidents()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := Result{Duration: time.Since(start), Log: strings.Join(c.logs, "\n")}
+	r := Result{Duration: time.Since(start), Incidents: inc, Provoked: c.provoked}
+	logs := slices.Clone(c.logs)
+	for rule, n := range c.violated {
+		if n > 1 {
+			logs = append(logs, fmt.Sprintf("rule %q was broken %d more time(s) after the first report", rule, n-1))
+		}
+	}
+	r.Log = strings.Join(logs, "\n")
 	switch {
+	case hang != "":
+		r.Status = Hang
+		r.Message = hang
+		if len(c.msgs) > 0 {
+			r.Message = strings.Join(c.msgs, "\n") + "\n" + hang
+		}
 	case c.failed:
 		r.Status = Fail
 		r.Message = strings.Join(c.msgs, "\n")

@@ -14,6 +14,7 @@ import (
 	"github.com/loopkernel/loopkernel/conformance/internal/brokensel"
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,11 +25,11 @@ import (
 // still pass cases the breakage does not touch.
 func TestBrokenSelectorIsCaught(t *testing.T) {
 	want := map[string]string{
-		"level-triggered/read": ruleLevelRead,
-		"wake/interrupts-wait": ruleWakeInterrupts,
-		"wake/before-wait":     ruleWakeBeforeWait,
-		"unknown-token":        "",
-		"closed-selector":      "",
+		"selector/level-triggered/read": ruleLevelRead,
+		"selector/wake/interrupts-wait": ruleWakeInterrupts,
+		"selector/wake/before-wait":     ruleWakeBeforeWait,
+		"selector/unknown-token":        "",
+		"selector/closed-selector":      "",
 	}
 	for _, r := range runNamed(t, SelectorSuite(), brokensel.New, 0, want) {
 		assert.Equal(t, "selector", r.Suite)
@@ -103,6 +104,9 @@ func TestRunOutcomes(t *testing.T) {
 		Match:    func(name string) bool { return name != "filtered-out" },
 		Subject:  "fake (test)",
 		Progress: func(r Result) { progress = append(progress, r.Case+":"+string(r.Status)) },
+		// Without it, every case after the hang would be Blocked (see
+		// TestSessionFailsFast).
+		KeepGoing: true,
 	})
 	require.NoError(t, err)
 	cleaned.Wait() // FailNow still runs cleanups
@@ -138,6 +142,51 @@ func TestRunOutcomes(t *testing.T) {
 
 	require.Len(t, progress, 2*len(rs))
 	assert.Equal(t, []string{"pass:run", "pass:pass", "errorf:run", "errorf:fail"}, progress[:4])
+}
+
+// TestSessionFailsFast: after a hang the rest of the run is blocked, and a
+// suite whose required suite failed is blocked whole, each blocked case
+// naming why, at once; KeepGoing runs them anyway.
+func TestSessionFailsFast(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	base := Suite{Name: "base", Cases: []Case{
+		{Name: "base/ok", Run: func(c *C) {}},
+		{Name: "base/broken", Run: func(c *C) { c.Errorf("rule: the base holds"); c.FailNow() }},
+	}}
+	ran := false
+	upper := Suite{Name: "upper", Requires: []string{"base"}, Cases: []Case{
+		{Name: "upper/a", Run: func(c *C) { ran = true }},
+	}}
+	other := Suite{Name: "other", Cases: []Case{
+		{Name: "other/hang", Run: func(c *C) { <-release }},
+		{Name: "other/after", Run: func(c *C) { ran = true }},
+	}}
+	ss, err := NewSession(nil, Options{Timeout: 100 * time.Millisecond, Subject: "s"})
+	require.NoError(t, err)
+	var all []Result
+	for _, s := range []Suite{base, upper, other} {
+		rs, err := ss.Run(context.Background(), s)
+		require.NoError(t, err)
+		all = append(all, rs...)
+	}
+	require.Len(t, all, 5)
+	assert.False(t, ran, "a blocked case must not run")
+	assert.Equal(t, []Status{Pass, Fail, Blocked, Hang, Blocked}, []Status{all[0].Status, all[1].Status, all[2].Status, all[3].Status, all[4].Status})
+	assert.Contains(t, all[2].Message, "the base suite it is built on failed (first: base/broken: rule: the base holds")
+	assert.Contains(t, all[4].Message, "other/hang hung earlier in this run")
+	sum := Summarize(all)
+	assert.Equal(t, Summary{Cases: 5, Pass: 1, Fail: 1, Hang: 1, Blocked: 2}, sum)
+	assert.False(t, sum.OK())
+
+	ss, err = NewSession(nil, Options{KeepGoing: true})
+	require.NoError(t, err)
+	_, err = ss.Run(context.Background(), base)
+	require.NoError(t, err)
+	rs, err := ss.Run(context.Background(), upper)
+	require.NoError(t, err)
+	assert.Equal(t, Pass, rs[0].Status)
+	assert.True(t, ran)
 }
 
 func TestRunFactoryAndContextErrors(t *testing.T) {
@@ -206,11 +255,91 @@ func TestRunSuiteReplaysOntoSubtests(t *testing.T) {
 	suite := SelectorSuite()
 	var cases []Case
 	for _, cs := range suite.Cases {
-		if cs.Name == "regular-file" || cs.Name == "read-readiness/socket" {
+		if cs.Name == "selector/regular-file" || cs.Name == "selector/read-readiness/socket" {
 			cases = append(cases, cs)
 		}
 	}
 	require.Len(t, cases, 2)
 	suite.Cases = cases
 	RunSuite(t, suite, selector.NewEpoll)
+}
+
+// supervisedSel is a selector whose supervisor reports incidents.
+type supervisedSel struct {
+	fakeSel
+	inc plugin.Incidents
+}
+
+func (s supervisedSel) Incidents() plugin.Incidents { return s.inc }
+
+// TestIncidentsFailUnprovokedCases: a supervised back-end's restarts fail
+// the case that built it, naming the rule for each kind, unless the case
+// provoked them; either way they are counted in the result, the summary
+// and the JUnit report.
+func TestIncidentsFailUnprovokedCases(t *testing.T) {
+	inc := plugin.Incidents{Restarts: 3, Exits: 1, Unanswered: 1, ProtocolViolations: 1, Last: "dataplane: peer gone"}
+	f := func() (sdk.Selector, error) {
+		return supervisedSel{fakeSel{caps: sdk.Capabilities{Name: "sup"}}, inc}, nil
+	}
+	suite := Suite{Name: "sup", Cases: []Case{
+		{Name: "sup/unprovoked", Run: func(c *C) { c.NewSelector() }},
+		{Name: "sup/provoked", Run: func(c *C) { c.AllowIncidents("kills its plugin on purpose"); c.NewSelector() }},
+		{Name: "sup/none", Run: func(c *C) {}},
+	}}
+	rs, err := Run(context.Background(), suite, f, Options{})
+	require.NoError(t, err)
+	require.Len(t, rs, 3)
+	want := Incidents{Restarts: 3, Crashes: 1, HealthFailures: 1, ProtocolViolations: 1}
+	assert.Equal(t, Fail, rs[0].Status)
+	assert.Equal(t, want, rs[0].Incidents)
+	for _, rule := range []string{ruleNoCrash, ruleAnswers, ruleProtocol} {
+		assert.Contains(t, rs[0].Message, "rule: "+rule)
+	}
+	assert.Contains(t, rs[0].Message, "dataplane: peer gone")
+	assert.Equal(t, Pass, rs[1].Status, rs[1].Message)
+	assert.Equal(t, want, rs[1].Incidents)
+	assert.Equal(t, "kills its plugin on purpose", rs[1].Provoked)
+	assert.Contains(t, rs[1].Log, "provoked on purpose")
+	assert.True(t, rs[2].Incidents.Zero())
+	assert.Equal(t, Incidents{Restarts: 6, Crashes: 2, HealthFailures: 2, ProtocolViolations: 2}, Summarize(rs).Incidents)
+
+	var buf bytes.Buffer
+	require.NoError(t, WriteJUnit(&buf, rs))
+	var doc struct {
+		Suites []struct {
+			Props []struct {
+				Name  string `xml:"name,attr"`
+				Value string `xml:"value,attr"`
+			} `xml:"properties>property"`
+			Cases []struct {
+				Out string `xml:"system-out"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	require.NoError(t, xml.Unmarshal(buf.Bytes(), &doc), buf.String())
+	require.Len(t, doc.Suites, 1)
+	props := map[string]string{}
+	for _, p := range doc.Suites[0].Props {
+		props[p.Name] = p.Value
+	}
+	assert.Equal(t, map[string]string{"restarts": "6", "crashes": "2", "health_failures": "2", "protocol_violations": "2"}, props)
+	assert.Contains(t, doc.Suites[0].Cases[1].Out, "supervision: 3 restarts, 1 crashes, 1 health failures, 1 protocol violations (provoked: kills its plugin on purpose)")
+
+	buf.Reset()
+	require.NoError(t, WriteJSON(&buf, rs))
+	assert.Contains(t, buf.String(), `"health_failures": 1`)
+	assert.Contains(t, buf.String(), `"incidents_provoked": "kills its plugin on purpose"`)
+	assert.NotContains(t, buf.String()[strings.Index(buf.String(), `"sup/none"`):], `"incidents"`, "no incidents, no field")
+}
+
+// TestJUnitBlocked: a blocked case is a failure of type "blocked".
+func TestJUnitBlocked(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, WriteJUnit(&buf, []Result{{Suite: "net", Subject: "x", Case: "net/a", Status: Blocked, Message: "blocked: not run because ..."}}))
+	var doc junitSuites
+	require.NoError(t, xml.Unmarshal(buf.Bytes(), &doc))
+	assert.Equal(t, 1, doc.Failures)
+	require.NotNil(t, doc.Suites[0].Cases[0].Failure)
+	assert.Equal(t, "blocked", doc.Suites[0].Cases[0].Failure.Type)
+	assert.Equal(t, "blocked: not run because ...", doc.Suites[0].Cases[0].Failure.Message)
 }

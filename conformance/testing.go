@@ -21,7 +21,8 @@ func RunSelector(t *testing.T, f Factory) {
 // same runner as the command line (so a hanging case is cut off at
 // DefaultTimeout, or earlier if the test binary's deadline is nearer, instead
 // of stalling the whole binary), and each result is replayed onto its
-// subtest.
+// subtest. After a hang the remaining cases are reported blocked, as on the
+// command line (the hung case's goroutine still holds its selector).
 func RunSuite(t *testing.T, s Suite, f Factory) {
 	t.Helper()
 	timeout := DefaultTimeout
@@ -30,13 +31,16 @@ func RunSuite(t *testing.T, s Suite, f Factory) {
 			timeout = left
 		}
 	}
-	rn, err := newRunner(f, Options{Timeout: timeout})
+	ss, err := NewSession(f, Options{Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, cs := range s.Cases {
 		t.Run(cs.Name, func(t *testing.T) {
-			replay(t, rn.run(context.Background(), s.Name, cs))
+			one := s
+			one.Cases = []Case{cs}
+			rs, _ := ss.Run(context.Background(), one)
+			replay(t, rs[0])
 		})
 	}
 }
@@ -46,12 +50,17 @@ func replay(t *testing.T, r Result) {
 	if r.Log != "" {
 		t.Log(r.Log)
 	}
+	if !r.Incidents.Zero() {
+		t.Logf("supervision: %v", r.Incidents)
+	}
 	switch r.Status {
 	case Pass:
 	case Skip:
 		t.Skip(r.SkipReason)
 	case Hang:
 		t.Errorf("HANG: %s", r.Message)
+	case Blocked:
+		t.Errorf("BLOCKED: %s", r.Message)
 	default:
 		t.Error(r.Message)
 	}

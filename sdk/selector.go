@@ -30,6 +30,17 @@ import (
 
 // Events is a set of readiness conditions. Read and Write are the interest a
 // registration asks for; Error and Hangup are only ever reported.
+//
+// Error and Hangup need no interest of their own: a selector reports them
+// whenever the system does, for any registration with a non-empty interest
+// set, read-only ones included (epoll and poll always do), and never for one
+// whose interest set is empty. A selector is not required to report them
+// separately: for a read-only registration whose peer has hung up, Read
+// alone, Hangup alone or both are all correct (EOF is readable), and for a
+// failed connect, Write or Error; what it must do is report something, on
+// every Wait while the condition lasts. The kernel treats Error and Hangup
+// as making both directions ready, so that the read or write that follows
+// returns the error or EOF.
 type Events uint32
 
 const (
@@ -94,7 +105,17 @@ type Event struct {
 // Capabilities describes what a selector can do, so the conformance suite can
 // skip a case and name the capability that was missing.
 type Capabilities struct {
-	// Name identifies the implementation, e.g. "epoll" or "poll".
+	// Name identifies the implementation, e.g. "epoll" or "poll", in logs
+	// and reports. It is the implementation's own name and need not match
+	// anything else. Three names meet when a selector is a plugin, and only
+	// two must agree: the executable loopkernel-plugin-NAME found in the
+	// plugin directory must serve NAME (the Name passed to plugin.Serve in
+	// plugin.Backends), because `--selector plugin:NAME` starts it under
+	// that name and the handshake refuses a plugin serving another
+	// (`loopkernel plugins` refuses it the same way); a plugin started by
+	// path, `plugin:/path/to/exe`, may serve any name. Capabilities.Name is
+	// free: a plugin named "fast" may serve a selector whose Name is
+	// "epoll".
 	Name string
 	// MaxFDs is the most registrations the selector accepts; 0 means no limit
 	// other than the process's.
@@ -130,6 +151,14 @@ type Selector interface {
 	// or timeout passes (a negative timeout waits indefinitely, zero polls).
 	// It fills events (one entry per ready token, conditions merged) and
 	// returns how many it filled. An interrupted wait returns 0, nil.
+	//
+	// A positive timeout is a minimum: Wait must not return with nothing
+	// before it has passed (but for an interruption), so a system call that
+	// counts in coarser units rounds up, never down (1.9ms is 2ms for
+	// epoll_wait, not 1ms; 1ns is 1ms, not a poll). Past the timeout it
+	// returns promptly: the conformance suite holds a selector's lateness,
+	// and the latency of readiness and of Wake, to a reference measured in
+	// the same run.
 	Wait(events []Event, timeout time.Duration) (int, error)
 	// Wake makes the current Wait, or the next one if none is in progress,
 	// return promptly. It is safe from any goroutine; extra wakes coalesce.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +34,8 @@ var conformanceOpts struct {
 	debug     bool
 	pluginDir string
 	sha256    string
+	list      bool
+	keepGoing bool
 }
 
 var conformanceCmd = &command{
@@ -49,18 +52,30 @@ the selector of the --policy in force):
                 plugin directory
   plugin:PATH   the plugin executable at PATH
 
-The selector suite checks the Selector seam itself; the kernel suite runs
-event loops on the selector and checks what asyncio programs rely on; the net
-suite drives the loop's transports, servers, datagram endpoints, sock_*
-operations and sendfile over loopback on it. Each
-case prints one line when it ends: its status, how long it took, and for a
-skip what it needs that this run lacks (a capability of the selector, or debug
-mode), for a failure the rule it broke. A case that does not end within
---timeout is reported as a hang and abandoned.
+The selector suite checks the Selector seam itself, including how late a
+Wait may be against the in-process epoll selector measured in the same run;
+the kernel suite runs event loops on the selector and checks what asyncio
+programs rely on; the net suite drives the loop's transports, servers,
+datagram endpoints, sock_* operations and sendfile over loopback on it.
+Every Wait of every case is held to the contract (events of live, ready
+registrations only; a Wait ends once its timeout passed or a Wake came).
+--list prints the cases without running anything.
 
-The exit status is 0 when nothing failed or hung, 1 otherwise. --junit and
---json write the results (with each case's log) for CI and later comparison;
-they are written even when cases fail.`,
+Each case prints one line when it ends: its status, how long it took, and
+for a skip what it needs that this run lacks (a capability of the selector,
+or debug mode), for a failure the rule it broke. A case that does not end
+within --timeout, or is found stuck in a Wait nothing ends, is reported as a
+hang and abandoned. A plugin that needs its supervisor (a restart after a
+crash, a kill for not answering, a data-plane protocol violation) fails the
+case it happened in; the counts are in the summary and the reports.
+
+The run fails fast: when the selector suite fails, the kernel and net suites
+(built on it) are reported blocked instead of run, and after a hang every
+later case is blocked; --keep-going runs them anyway.
+
+The exit status is 0 when nothing failed, hung or was blocked, 1 otherwise.
+--junit and --json write the results (with each case's log and incidents)
+for CI and later comparison; they are written even when cases fail.`,
 	flags: func(fs *flag.FlagSet) {
 		o := &conformanceOpts
 		fs.StringVar(&o.suite, "suite", "all", "which contract: selector, kernel, net or all")
@@ -71,6 +86,8 @@ they are written even when cases fail.`,
 		fs.BoolVar(&o.debug, "debug", false, "run the kernel and net suites' loops in debug mode (asyncio's loop.set_debug(True))")
 		fs.StringVar(&o.pluginDir, "plugin-dir", "", "`DIR` searched for loopkernel-plugin-NAME (default $"+plugin.PluginDirEnv+")")
 		fs.StringVar(&o.sha256, "sha256", "", "pin the plugin executable's SHA-256 to `HEX`; checked before every start")
+		fs.BoolVar(&o.list, "list", false, "list the cases of --suite (with what each needs) and exit")
+		fs.BoolVar(&o.keepGoing, "keep-going", false, "run every case even after the run has failed (no blocked cases)")
 	},
 	run: runConformance,
 }
@@ -94,6 +111,9 @@ func runConformance(e *env, args []string) error {
 	}
 	if o.timeout <= 0 {
 		return usagef("--timeout must be positive, not %v", o.timeout)
+	}
+	if o.list {
+		return listCases(e.stdout, suites, match)
 	}
 	// --selector, a common flag, names the selector to certify; without
 	// it, $LOOPKERNEL_SELECTOR or the policy's.
@@ -119,17 +139,27 @@ func runConformance(e *env, args []string) error {
 	start := time.Now()
 	var all []conformance.Result
 	var runErr error
+	width := 0 // of the case-name column, set per suite by runOneSuite
+	session, err := conformance.NewSession(conformance.Factory(factory), conformance.Options{
+		Timeout:   o.timeout,
+		Match:     match,
+		Subject:   spec,
+		KeepGoing: o.keepGoing,
+		Progress:  func(r conformance.Result) { printProgress(e.stdout, r, width) },
+	})
+	if err != nil {
+		return err
+	}
 	for _, s := range suites {
-		rs, err := runOneSuite(ctx, e.stdout, s, conformance.Factory(factory), spec, o.timeout, match)
+		rs, err := runOneSuite(ctx, e.stdout, session, s, spec, match, &width)
 		all = append(all, rs...)
 		if err != nil {
 			runErr = fmt.Errorf("suite %s on %s: %w", s.Name, spec, err)
 			break
 		}
 	}
-	t := tally(all)
-	fmt.Fprintf(e.stdout, "\nconformance %s: %d cases: %d pass, %d skip, %d fail, %d hang (%s)\n",
-		spec, len(all), t.pass, t.skip, t.fail, t.hang, time.Since(start).Round(time.Millisecond))
+	sum := conformance.Summarize(all)
+	fmt.Fprintf(e.stdout, "\nconformance %s: %v (%s)\n", spec, sum, time.Since(start).Round(time.Millisecond))
 
 	// Reports first, so that even an interrupted or failing run leaves them.
 	if err := writeReport(o.junit, all, conformance.WriteJUnit); err != nil {
@@ -143,8 +173,34 @@ func runConformance(e *env, args []string) error {
 		return runErr
 	case len(all) == 0:
 		return fmt.Errorf("no case matched --run %q", o.run)
-	case t.fail > 0 || t.hang > 0:
-		return fmt.Errorf("%s does not conform: %d failed, %d hung", spec, t.fail, t.hang)
+	case !sum.OK():
+		return fmt.Errorf("%s does not conform: %d failed, %d hung, %d blocked", spec, sum.Fail, sum.Hang, sum.Blocked)
+	}
+	return nil
+}
+
+// listCases prints the selected cases of suites, one a line, with what
+// each needs; nothing is started.
+func listCases(w io.Writer, suites []conformance.Suite, match func(string) bool) error {
+	n := 0
+	for _, s := range suites {
+		for _, c := range s.Cases {
+			if match != nil && !match(c.Name) {
+				continue
+			}
+			n++
+			line := c.Name
+			if c.Needs != "" {
+				line += "  needs " + c.Needs
+			}
+			if c.Alone {
+				line += "  (runs alone)"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if n == 0 {
+		return errors.New("no case matched --run")
 	}
 	return nil
 }
@@ -166,13 +222,15 @@ func conformanceSuites(which string, debug bool) ([]conformance.Suite, error) {
 	return nil, usagef("--suite %q: want selector, kernel, net or all", which)
 }
 
-// runOneSuite runs s with a progress line per finished case and a summary.
-func runOneSuite(ctx context.Context, w io.Writer, s conformance.Suite, f conformance.Factory, spec string,
-	timeout time.Duration, match func(string) bool) ([]conformance.Result, error) {
-	width, n := 0, 0
+// runOneSuite runs s in the session (whose Progress prints a line per
+// finished case, in a name column *width wide) and prints a summary.
+func runOneSuite(ctx context.Context, w io.Writer, ss *conformance.Session, s conformance.Suite, spec string,
+	match func(string) bool, width *int) ([]conformance.Result, error) {
+	*width = 0
+	n := 0
 	for _, c := range s.Cases {
 		if match == nil || match(c.Name) {
-			width, n = max(width, len(c.Name)), n+1
+			*width, n = max(*width, len(c.Name)), n+1
 		}
 	}
 	if n == 0 {
@@ -180,15 +238,8 @@ func runOneSuite(ctx context.Context, w io.Writer, s conformance.Suite, f confor
 	}
 	fmt.Fprintf(w, "=== %s suite on %s (%d cases)\n", s.Name, spec, n)
 	start := time.Now()
-	rs, err := conformance.Run(ctx, s, f, conformance.Options{
-		Timeout:  timeout,
-		Match:    match,
-		Subject:  spec,
-		Progress: func(r conformance.Result) { printProgress(w, r, width) },
-	})
-	t := tally(rs)
-	fmt.Fprintf(w, "--- %s: %d pass, %d skip, %d fail, %d hang (%s)\n",
-		s.Name, t.pass, t.skip, t.fail, t.hang, time.Since(start).Round(time.Millisecond))
+	rs, err := ss.Run(ctx, s)
+	fmt.Fprintf(w, "--- %s: %v (%s)\n", s.Name, conformance.Summarize(rs), time.Since(start).Round(time.Millisecond))
 	return rs, err
 }
 
@@ -203,6 +254,14 @@ func printProgress(w io.Writer, r conformance.Result, width int) {
 		line += "  " + r.SkipReason
 	}
 	fmt.Fprintln(w, line)
+	if !r.Incidents.Zero() {
+		line += "  supervision: " + r.Incidents.String()
+	}
+	if r.Status == conformance.Blocked {
+		// One line: the reason is the same for every blocked case.
+		fmt.Fprintf(w, "        %s\n", strings.SplitN(r.Message, "\n", 2)[0])
+		return
+	}
 	if r.Status == conformance.Fail || r.Status == conformance.Hang {
 		for _, l := range strings.Split(strings.TrimRight(r.Message, "\n"), "\n") {
 			fmt.Fprintf(w, "        %s\n", l)
@@ -220,25 +279,6 @@ func fmtDuration(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(100 * time.Millisecond).String()
-}
-
-type counts struct{ pass, skip, fail, hang int }
-
-func tally(rs []conformance.Result) counts {
-	var c counts
-	for _, r := range rs {
-		switch r.Status {
-		case conformance.Pass:
-			c.pass++
-		case conformance.Skip:
-			c.skip++
-		case conformance.Fail:
-			c.fail++
-		case conformance.Hang:
-			c.hang++
-		}
-	}
-	return c
 }
 
 // writeReport writes results to path with write; an empty path writes

@@ -171,7 +171,15 @@ func runPlugins(e *env, args []string) error {
 	fmt.Fprintln(e.stdout)
 	if dir == "" {
 		fmt.Fprintf(e.stdout, "Third-party plugins: no plugin directory (set --plugin-dir or $%s)\n", plugin.PluginDirEnv)
-	} else if err := listThirdParty(e.stdout, dir, func(path string) string { return show(start("plugin:" + path)) }); err != nil {
+	} else if err := listThirdParty(e.stdout, dir, func(s plugin.Spec) string {
+		if o.noStart {
+			return show(probe{err: errNotStarted})
+		}
+		// Started under the name its file gives it, as --selector plugin:NAME
+		// would start it: a plugin whose Serve name differs from its file
+		// name is refused here as it would be there, not listed as healthy.
+		return show(probeSpec(o.startTimeout, s, opts.Template))
+	}); err != nil {
 		return err
 	}
 	if failed > 0 {
@@ -182,9 +190,28 @@ func runPlugins(e *env, args []string) error {
 
 var errNotStarted = errors.New("not started")
 
+// probeSpec starts the third-party selector plugin s (Name from its file
+// name, Path) for a moment and reports what it serves.
+func probeSpec(timeout time.Duration, s plugin.Spec, template plugin.Spec) probe {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	spec := template
+	spec.Name, spec.Path = s.Name, s.Path
+	t0 := time.Now()
+	sel, err := plugin.Launch(ctx, sdk.Selectors, spec)
+	if err != nil {
+		return probe{err: err}
+	}
+	p := probe{took: time.Since(t0), what: capsString(sel.Capabilities())}
+	if err := sel.Close(); err != nil {
+		p.err = fmt.Errorf("close: %w", err)
+	}
+	return p
+}
+
 // listThirdParty lists the plugin executables in dir with what describe
 // says of each.
-func listThirdParty(w io.Writer, dir string, describe func(path string) string) error {
+func listThirdParty(w io.Writer, dir string, describe func(plugin.Spec) string) error {
 	found, err := plugin.Discover(dir)
 	if err != nil {
 		return err
@@ -197,7 +224,7 @@ func listThirdParty(w io.Writer, dir string, describe func(path string) string) 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SELECTOR\tPATH\tCAPABILITIES")
 	for _, s := range found {
-		fmt.Fprintf(tw, "  plugin:%s\t%s\t%s\n", s.Name, s.Path, describe(s.Path))
+		fmt.Fprintf(tw, "  plugin:%s\t%s\t%s\n", s.Name, s.Path, describe(s))
 	}
 	return tw.Flush()
 }

@@ -49,7 +49,7 @@ type buildError struct {
 func (b *buildError) Error() string { return b.err.Error() + "\n" + string(b.out) }
 
 // progressLine is one finished case as the command prints it.
-var progressLine = regexp.MustCompile(`^(PASS|SKIP|FAIL|HANG)  (\S+)\s+(\S+)(?:  (.*))?$`)
+var progressLine = regexp.MustCompile(`^(PASS|SKIP|FAIL|HANG|BLOCKED)  (\S+)\s+(\S+)(?:  (.*))?$`)
 
 // parseProgress returns the case lines of a run's output by case name.
 func parseProgress(t *testing.T, stdout string) map[string][]string {
@@ -100,7 +100,7 @@ func readReports(t *testing.T, junitPath, jsonPath string, progress map[string][
 	var fail, hang, skip int
 	for _, r := range results {
 		switch r.Status {
-		case conformance.Fail:
+		case conformance.Fail, conformance.Blocked:
 			fail++
 		case conformance.Hang:
 			hang++
@@ -126,7 +126,7 @@ func TestConformanceBundled(t *testing.T) {
 			assert.Contains(t, r.stdout, "=== selector suite on "+spec)
 			assert.Contains(t, r.stdout, "=== kernel suite on "+spec)
 			assert.Contains(t, r.stdout, "=== net suite on "+spec)
-			assert.Regexp(t, `(?m)^conformance `+regexp.QuoteMeta(spec)+`: \d+ cases: \d+ pass, \d+ skip, 0 fail, 0 hang \(`, r.stdout)
+			assert.Regexp(t, `(?m)^conformance `+regexp.QuoteMeta(spec)+`: \d+ cases: \d+ pass, \d+ skip, 0 fail, 0 hang, 0 blocked; supervision: 0 restarts, 0 crashes, 0 health failures, 0 protocol violations \(`, r.stdout)
 
 			progress := parseProgress(t, r.stdout)
 			results := readReports(t, junit, js, progress)
@@ -159,9 +159,16 @@ func TestConformanceCatchesBrokenPlugin(t *testing.T) {
 	require.NoError(t, err)
 	dir := t.TempDir()
 	junit, js := filepath.Join(dir, "r.xml"), filepath.Join(dir, "r.json")
-	r := loopkernelLong(t, nil, "conformance", "--selector=plugin:"+path, "--suite", "selector",
-		"--timeout", "20s", "--junit", junit, "--json", js)
+	start := time.Now()
+	r := loopkernelLong(t, nil, "conformance", "--selector=plugin:"+path, "--junit", junit, "--json", js)
+	took := time.Since(start)
 	assert.Equal(t, 1, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	// It fails fast: the kernel and net suites, built on the selector, are
+	// blocked rather than run case by case into their timeouts.
+	assert.Less(t, took, 2*time.Minute, "a broken plugin must fail certification quickly")
+	assert.Regexp(t, `(?m)^BLOCKED  kernel/\S+\s+\S+$\n\s+blocked: not run because the selector suite it is built on failed \(first: selector/`, r.stdout)
+	assert.Regexp(t, `(?m)^BLOCKED  net/\S+`, r.stdout)
+	assert.Regexp(t, `(?m)^conformance plugin:\S+: \d+ cases: \d+ pass, \d+ skip, \d+ fail, \d+ hang, \d+ blocked; supervision: 0 restarts`, r.stdout)
 	assert.Contains(t, r.stderr, "does not conform")
 	assert.Regexp(t, `(?m)^FAIL  `, r.stdout)
 
@@ -169,6 +176,10 @@ func TestConformanceCatchesBrokenPlugin(t *testing.T) {
 	results := readReports(t, junit, js, progress)
 	failed := 0
 	for _, res := range results {
+		if res.Status == conformance.Blocked {
+			assert.NotEqual(t, "selector", res.Suite, res.Case)
+			continue
+		}
 		if res.Status != conformance.Fail {
 			continue
 		}
@@ -182,26 +193,26 @@ func TestConformanceCatchesBrokenPlugin(t *testing.T) {
 	assert.Positive(t, failed)
 	// Cases the breakage does not touch still pass: the suite tells the
 	// broken rules apart instead of failing everything.
-	assert.Equal(t, "PASS", progress["duplicate-registration"][0])
-	assert.Equal(t, "PASS", progress["closed-selector"][0])
+	assert.Equal(t, "PASS", progress["selector/duplicate-registration"][0])
+	assert.Equal(t, "PASS", progress["selector/closed-selector"][0])
 }
 
 func TestConformanceOptions(t *testing.T) {
 	// --run narrows, the default selector is the policy's, --debug names
 	// the debug suite, and a skip shows its capability.
-	r := loopkernel(t, nil, "conformance", "--policy", "poll", "--run", "^(wake/|kernel/call-soon/)", "--debug")
+	r := loopkernel(t, nil, "conformance", "--policy", "poll", "--run", "^(selector/wake/|kernel/call-soon/)", "--debug")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Contains(t, r.stdout, "=== selector suite on poll (4 cases)")
 	assert.Contains(t, r.stdout, "=== kernel-debug suite on poll")
 	for name := range parseProgress(t, r.stdout) {
-		assert.Regexp(t, `^(wake/|kernel/call-soon/)`, name)
+		assert.Regexp(t, `^(selector/wake/|kernel/call-soon/)`, name)
 	}
 
 	// A case that needs what this run lacks is a skip that says what.
 	r = loopkernel(t, nil, "conformance", "--selector", "epoll", "--suite", "kernel", "--run", "^kernel/run/other-loop-from-task$")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Regexp(t, `(?m)^SKIP  kernel/run/other-loop-from-task\s+\S+  needs debug mode: .+$`, r.stdout)
-	assert.Contains(t, r.stdout, "1 cases: 0 pass, 1 skip, 0 fail, 0 hang")
+	assert.Contains(t, r.stdout, "1 cases: 0 pass, 1 skip, 0 fail, 0 hang, 0 blocked")
 	r = loopkernel(t, nil, "conformance", "--selector", "epoll", "--suite", "kernel", "--run", "^kernel/run/other-loop-from-task$", "--debug")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Regexp(t, `(?m)^PASS  kernel/run/other-loop-from-task\s+\S+$`, r.stdout)
@@ -210,18 +221,30 @@ func TestConformanceOptions(t *testing.T) {
 	sum, err := os.ReadFile(thirdParty)
 	require.NoError(t, err)
 	r = loopkernel(t, nil, "conformance", "--selector", "plugin:example", "--plugin-dir", filepath.Dir(thirdParty),
-		"--sha256", fmt.Sprintf("%x", sha256.Sum256(sum)), "--suite", "selector", "--run", "^(wake/|read-readiness/)")
+		"--sha256", fmt.Sprintf("%x", sha256.Sum256(sum)), "--suite", "selector", "--run", "^selector/(wake/|read-readiness/)")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Contains(t, r.stdout, "=== selector suite on plugin:example (6 cases)")
-	assert.Contains(t, r.stdout, "6 cases: 6 pass, 0 skip, 0 fail, 0 hang")
+	assert.Contains(t, r.stdout, "6 cases: 6 pass, 0 skip, 0 fail, 0 hang, 0 blocked")
 
 	// A case past --timeout is a hang: reported, counted, and fatal to the
 	// exit status.
-	r = loopkernel(t, nil, "conformance", "--selector", "poll", "--suite", "selector", "--run", "^timeout/honoured$", "--timeout", "1ms")
+	r = loopkernel(t, nil, "conformance", "--selector", "poll", "--suite", "selector", "--run", "^selector/timeout/honoured$", "--timeout", "1ms")
 	assert.Equal(t, 1, r.code, r.stdout+r.stderr)
-	assert.Regexp(t, `(?m)^HANG  timeout/honoured\s+\S+$\n\s+case did not end within 1ms`, r.stdout)
-	assert.Contains(t, r.stdout, "1 cases: 0 pass, 0 skip, 0 fail, 1 hang")
-	assert.Contains(t, r.stderr, "0 failed, 1 hung")
+	assert.Regexp(t, `(?m)^HANG  selector/timeout/honoured\s+\S+$\n\s+case did not end within 1ms`, r.stdout)
+	assert.Contains(t, r.stdout, "1 cases: 0 pass, 0 skip, 0 fail, 1 hang, 0 blocked")
+	assert.Contains(t, r.stderr, "0 failed, 1 hung, 0 blocked")
+
+	// --list prints the cases without starting anything.
+	r = loopkernel(t, nil, "conformance", "--list", "--selector", "plugin:nosuch-but-not-started", "--run", "^selector/(many-fds|wake/)")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Equal(t, "selector/wake/interrupts-wait\nselector/wake/before-wait\nselector/wake/coalesces\nselector/wake/concurrent\nselector/many-fds  needs fds:1000\n", r.stdout)
+	r = loopkernel(t, nil, "conformance", "--list")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	assert.Len(t, lines, len(conformance.SelectorSuite().Cases)+len(conformance.KernelSuite(conformance.KernelConfig{}).Cases)+len(conformance.NetSuite(conformance.NetConfig{}).Cases))
+	for _, l := range lines {
+		assert.Regexp(t, `^(selector|kernel|net)/`, l)
+	}
 
 	for _, c := range []struct {
 		args []string

@@ -80,6 +80,22 @@ func TestPluginsReportsAPluginThatDoesNotStart(t *testing.T) {
 	assert.Contains(t, r.stderr, "1 back-end(s) failed to start")
 }
 
+// TestPluginsRefusesAMisnamedPlugin: a plugin whose Serve name is not the
+// NAME of its file loopkernel-plugin-NAME is refused by `plugins` as
+// `conformance --selector plugin:NAME` refuses it, not listed as healthy.
+func TestPluginsRefusesAMisnamedPlugin(t *testing.T) {
+	dir := pluginDir(t)
+	require.NoError(t, os.Symlink(thirdParty, filepath.Join(dir, "loopkernel-plugin-other")))
+	r := loopkernel(t, nil, "plugins", "--plugin-dir", dir)
+	assert.Equal(t, 1, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `(?m)^  plugin:other\s+\S+loopkernel-plugin-other\s+failed: .*serves "example"`, r.stdout)
+	assert.Regexp(t, `(?m)^  plugin:example\s+\S+\s+serves "example"`, r.stdout)
+
+	c := loopkernel(t, nil, "conformance", "--selector", "plugin:other", "--plugin-dir", dir, "--suite", "selector", "--run", "^selector/wake/before-wait$")
+	assert.Equal(t, 1, c.code, c.stdout+c.stderr)
+	assert.Contains(t, c.stderr, `serves "example"`)
+}
+
 func TestPluginsWithoutADirectory(t *testing.T) {
 	r := loopkernel(t, []string{plugin.PluginDirEnv + "="}, "plugins", "--no-start")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)

@@ -144,6 +144,8 @@ type supervisor struct {
 	// pending holds replacements started but not yet adopted (under mu);
 	// stop kills them.
 	pending map[*process]bool
+	// incidents classifies every failure restart is called for (Incidents).
+	incidents incidentLog
 	// deadUser and deadSys are the CPU times of plugin processes that have
 	// been replaced, so that Stats covers the plugin's whole life.
 	deadUser, deadSys time.Duration

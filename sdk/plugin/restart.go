@@ -52,6 +52,7 @@ func (s *supervisor) served(p *process) bool {
 // sdk.ErrPluginFailed once the outage has outlasted the budget (or
 // Spec.MaxRestarts): the caller then falls back or gives up (giveUp).
 func (s *supervisor) failed(p *process, cause error) (retryAt time.Time, final error) {
+	s.incidents.note(cause)
 	pid, status := 0, "did not start"
 	if p != nil {
 		p.kill()
