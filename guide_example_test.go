@@ -209,3 +209,36 @@ func Example_tasksWithTimeout() {
 	// 0s cancelled: true
 	// error: <nil>
 }
+
+// A task group under a timeout scope: three fetches, the slowest cut off
+// by the budget, the group cancelling what is left and the scope turning
+// that into ErrTimeout.
+func Example_taskGroupWithTimeout() {
+	_, err := loopkernel.Run(context.Background(), func(co *kernel.Co) (struct{}, error) {
+		var done []time.Duration
+		err := kernel.Timeout(co, 200*time.Millisecond, func(*kernel.TimeoutScope) error {
+			return kernel.RunTaskGroup(co, func(tg *kernel.TaskGroup) error {
+				for _, d := range []time.Duration{time.Millisecond, 10 * time.Millisecond, time.Hour} {
+					if err := tg.Go(func(co *kernel.Co) error {
+						if err := co.Sleep(d); err != nil {
+							return err
+						}
+						done = append(done, d)
+						return nil
+					}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+		fmt.Println("finished:", done)
+		fmt.Println("timed out:", errors.Is(err, kernel.ErrTimeout))
+		return struct{}{}, nil
+	})
+	fmt.Println("error:", err)
+	// Output:
+	// finished: [1ms 10ms]
+	// timed out: true
+	// error: <nil>
+}
