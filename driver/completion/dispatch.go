@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/rawsys"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -217,7 +218,7 @@ func (f *file) pollR(c sdk.Completion) {
 		if f.rop != opRecvFrom {
 			return
 		}
-		n, err := recvFrom(f.fd, buf, &f.d.from)
+		n, err := rawsys.RecvFrom(f.fd, buf, &f.d.from)
 		switch {
 		case err == unix.EAGAIN:
 		case err != nil:
@@ -258,7 +259,7 @@ func (f *file) pollW(c sdk.Completion) {
 		}
 		return
 	case opSendTo:
-		err := sendTo(f.fd, f.sendB, f.sendTo)
+		err := rawsys.SendTo(f.fd, f.sendB, f.sendTo)
 		if err == unix.EAGAIN {
 			break
 		}
@@ -267,7 +268,7 @@ func (f *file) pollW(c sdk.Completion) {
 		done(err)
 		return
 	case opSendfile:
-		n, err := sendfile(f.fd, f.sf.file, &f.sf.off, f.sf.count)
+		n, err := rawsys.Sendfile(f.fd, f.sf.file, &f.sf.off, f.sf.count)
 		if err == unix.EAGAIN {
 			break
 		}

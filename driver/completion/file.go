@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/rawsys"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -273,7 +274,7 @@ func (f *file) TryRead(b []byte) (int, error) {
 		// overtake the ones it took.
 		return 0, sdk.ErrWouldBlock
 	}
-	return readFD(f.fd, b)
+	return rawsys.Read(f.fd, b)
 }
 
 // TryWrite implements sdk.FD by declining: the write then goes through
@@ -329,14 +330,14 @@ func (f *file) TryRecvFrom(b []byte, from *sdk.SockAddr) (int, error) {
 	if err := f.check("recvfrom"); err != nil {
 		return 0, err
 	}
-	return recvFrom(f.fd, b, from)
+	return rawsys.RecvFrom(f.fd, b, from)
 }
 
 func (f *file) TrySendTo(b []byte, to *sdk.SockAddr) error {
 	if err := f.check("sendto"); err != nil {
 		return err
 	}
-	return sendTo(f.fd, b, to)
+	return rawsys.SendTo(f.fd, b, to)
 }
 
 func (f *file) SendTo(b []byte, to *sdk.SockAddr, done func(error)) error {

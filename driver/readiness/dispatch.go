@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/rawsys"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -29,7 +30,7 @@ func (f *file) readable() {
 			cb(nil, io.ErrShortBuffer)
 			return
 		}
-		n, err := readFD(f.fd, buf)
+		n, err := rawsys.Read(f.fd, buf)
 		switch {
 		case err == unix.EAGAIN:
 		case err != nil:
@@ -45,7 +46,7 @@ func (f *file) readable() {
 		if f.rop != opRecvFrom || f.recvCB == nil {
 			return
 		}
-		n, err := recvFrom(f.fd, buf, &f.d.from)
+		n, err := rawsys.RecvFrom(f.fd, buf, &f.d.from)
 		switch {
 		case err == unix.EAGAIN:
 		case err != nil:
@@ -101,7 +102,7 @@ func (f *file) writable() {
 		defer f.endWrite()
 		fd := f.fd
 		for f.open && f.fd == fd && f.wop == opSendTo {
-			err := sendTo(f.fd, f.sendB, f.sendTo)
+			err := rawsys.SendTo(f.fd, f.sendB, f.sendTo)
 			if err == unix.EAGAIN {
 				return
 			}
@@ -135,7 +136,7 @@ func (f *file) writable() {
 		defer f.endWrite()
 		done(err)
 	case opSendfile:
-		n, err := sendfile(f.fd, f.sf.file, &f.sf.off, f.sf.count)
+		n, err := rawsys.Sendfile(f.fd, f.sf.file, &f.sf.off, f.sf.count)
 		if err == unix.EAGAIN {
 			return
 		}

@@ -6,33 +6,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/rawsys"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
 // The system calls of the operations, made with unix.Syscall directly so
 // that none of them allocates (the wrappers in x/sys convert addresses to
 // and from unix.Sockaddr values on the heap). EINTR is retried everywhere.
-
-func errnoErr(e syscall.Errno) error {
-	if e == 0 {
-		return nil
-	}
-	return e
-}
-
-// readFD reads into b.
-func readFD(fd int, b []byte) (int, error) {
-	for {
-		n, _, e := unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), nil
-	}
-}
 
 // sendNoSignal sends b on a non-blocking stream socket; MSG_NOSIGNAL turns
 // the SIGPIPE of a write to a reset connection into EPIPE.
@@ -115,39 +95,6 @@ func (d *Driver) writeBufs(fd int, bufs [][]byte) (int, error) {
 	}
 }
 
-// recvFrom receives one datagram into b and its sender into from.
-func recvFrom(fd int, b []byte, from *sdk.SockAddr) (int, error) {
-	for {
-		from.Len = unix.SizeofSockaddrAny
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
-			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&from.Raw)), uintptr(unsafe.Pointer(&from.Len)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			from.Len = 0
-			return 0, e
-		}
-		return int(n), nil
-	}
-}
-
-// sendTo sends one datagram to to (nil or empty: the connected peer).
-func sendTo(fd int, b []byte, to *sdk.SockAddr) error {
-	var p, n uintptr
-	if to != nil && to.Len > 0 {
-		p, n = uintptr(unsafe.Pointer(&to.Raw)), uintptr(to.Len)
-	}
-	for {
-		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
-			unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, p, n)
-		if e == unix.EINTR {
-			continue
-		}
-		return errnoErr(e)
-	}
-}
-
 // accept takes one connection, non-blocking and close-on-exec, with its
 // peer's address. A connection reset while it waited in the backlog is not
 // the listener's failure and is skipped.
@@ -170,7 +117,7 @@ func accept(fd int, peer *sdk.SockAddr) (int, error) {
 // connectRaw starts a non-blocking connect.
 func connectRaw(fd int, sa *sdk.SockAddr) error {
 	_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa.Raw)), uintptr(sa.Len))
-	return errnoErr(e)
+	return rawsys.Err(e)
 }
 
 // soError reads the outcome of a connect that was in progress.
@@ -179,17 +126,5 @@ func soError(fd int) error {
 	if err != nil {
 		return err
 	}
-	return errnoErr(syscall.Errno(v))
-}
-
-// sendfile moves up to count bytes from file at *off to the socket,
-// advancing *off.
-func sendfile(fd, file int, off *int64, count int) (int, error) {
-	for {
-		n, err := unix.Sendfile(fd, file, off, count)
-		if err == unix.EINTR {
-			continue
-		}
-		return max(n, 0), err
-	}
+	return rawsys.Err(syscall.Errno(v))
 }
