@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -243,7 +244,13 @@ func pManyChildren(n *nt) {
 		return nil
 	})
 	assert.Empty(n, zombies(kids), "rule: no zombie is left")
-	assert.Equal(n, before, openFDs(n), "rule: no descriptor is left (counted in /proc/self/fd)")
+	// Other work in the process (a plugin supervisor's sweep, a runtime
+	// thread) may hold a descriptor for a moment: wait for the count to come
+	// back rather than sample it once.
+	for deadline := time.Now().Add(5 * time.Second); openFDs(n) > before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.LessOrEqual(n, openFDs(n), before, "rule: no descriptor is left (counted in /proc/self/fd)")
 }
 
 // catOnceQuiet runs a small cat round trip (warm-up).

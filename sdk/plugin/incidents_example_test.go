@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
@@ -27,8 +28,15 @@ func ExampleRemoteSelector_Incidents() {
 		return
 	}
 	syscall.Kill(st.Pid, syscall.SIGKILL)
-	sel.Wait(make([]sdk.Event, 4), 0) // notices, restarts, returns 0
-	inc := rs.Incidents()
+	// Wait notices the death; the replacement starts in the background
+	// while Wait keeps returning within its timeout.
+	var inc plugin.Incidents
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		sel.Wait(make([]sdk.Event, 4), 10*time.Millisecond)
+		if inc = rs.Incidents(); inc.Restarts > 0 {
+			break
+		}
+	}
 	fmt.Println(inc.Restarts, inc.Exits, inc.Unanswered, inc.ProtocolViolations, inc.Failures(), inc.GaveUp)
 	// Output:
 	// {Restarts:0 Exits:0 Unanswered:0 ProtocolViolations:0 GaveUp:false Last:}
