@@ -120,6 +120,13 @@ func (r *remoteCalls) monitor() {
 	}
 }
 
+// callMinGrace is the least a resolver or executor plugin is given to
+// answer a ping: more than a selector's minGrace, because its process runs
+// user functions. A worker building a 100 MiB result on one P under the
+// race detector was seen to leave a ping unanswered past 300 ms, and was
+// killed as hung in the middle of a healthy call.
+const callMinGrace = 1500 * time.Millisecond
+
 // answers pings the plugin through cc and reports whether it is alive: it
 // answered, or frames kept moving on the plane (a large call or result
 // ahead of the ping in either direction) until it did, with no gap as long
@@ -132,7 +139,7 @@ func (r *remoteCalls) answers(cc *dataplane.CallClient, p *process) (bool, time.
 	res := make(chan error, 1)
 	t0 := time.Now()
 	go func() { res <- cc.Ping(ctx) }()
-	limit := r.clock.grace(r.spec.ReplyTimeout)
+	limit := min(max(r.clock.grace(r.spec.ReplyTimeout), callMinGrace), r.spec.ReplyTimeout)
 	wait := time.NewTimer(limit)
 	defer wait.Stop()
 	for {
