@@ -30,9 +30,10 @@ func sendNoSignal(fd int, b []byte) (int, error) {
 	}
 }
 
-// sendBufs sends up to maxIovecs of bufs with one sendmsg through the
-// driver's iovec scratch.
-func (d *Driver) sendBufs(fd int, bufs [][]byte) (int, error) {
+// fillIov points the driver's iovec scratch at up to maxIovecs of the
+// non-empty bufs and returns how many it took; the caller clears them after
+// its system call so sent buffers are not kept alive.
+func (d *Driver) fillIov(bufs [][]byte) int {
 	n := 0
 	for _, b := range bufs {
 		if n == maxIovecs {
@@ -45,6 +46,13 @@ func (d *Driver) sendBufs(fd int, bufs [][]byte) (int, error) {
 		d.iov[n].SetLen(len(b))
 		n++
 	}
+	return n
+}
+
+// sendBufs sends up to maxIovecs of bufs with one sendmsg through the
+// driver's iovec scratch.
+func (d *Driver) sendBufs(fd int, bufs [][]byte) (int, error) {
+	n := d.fillIov(bufs)
 	if n == 0 {
 		return 0, nil
 	}
@@ -67,18 +75,7 @@ func (d *Driver) sendBufs(fd int, bufs [][]byte) (int, error) {
 // writeBufs writes up to maxIovecs of bufs to a descriptor that is not a
 // socket (a pipe, a FIFO, a terminal) with one writev.
 func (d *Driver) writeBufs(fd int, bufs [][]byte) (int, error) {
-	n := 0
-	for _, b := range bufs {
-		if n == maxIovecs {
-			break
-		}
-		if len(b) == 0 {
-			continue
-		}
-		d.iov[n].Base = &b[0]
-		d.iov[n].SetLen(len(b))
-		n++
-	}
+	n := d.fillIov(bufs)
 	if n == 0 {
 		return 0, nil
 	}
