@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -289,8 +290,7 @@ func (n *nt) exhaustFDs() (release func()) {
 	n.fixture("getrlimit", unix.Getrlimit(unix.RLIMIT_NOFILE, &orig))
 	// Descriptors of sockets dropped by earlier cases are closed by
 	// finalizers; let those run now rather than free a slot mid-case.
-	runtime.GC()
-	runtime.GC()
+	drainFinalizers()
 	ents, err := os.ReadDir("/proc/self/fd")
 	n.fixture("list /proc/self/fd", err)
 	highest := 0
@@ -336,4 +336,20 @@ func (n *nt) exhaustFDs() (release func()) {
 	n.Cleanup(release)
 	fill()
 	return release
+}
+
+// drainFinalizers collects garbage and waits (up to a second) until the
+// finalizers it queued have run. runtime.GC only queues them; they run on
+// one goroutine in turn, so a sentinel queued last runs after them.
+func drainFinalizers() {
+	done := make(chan struct{})
+	sentinel := new([16]byte)
+	runtime.SetFinalizer(sentinel, func(*[16]byte) { close(done) })
+	sentinel = nil
+	runtime.GC()
+	runtime.GC()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 }

@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -426,9 +427,32 @@ func nServerEMFILE(n *nt) {
 		require.True(n, srv.IsServing(), "rule: EMFILE does not stop the server")
 
 		if err := n.waitUntil(co, "rule: once descriptors are free the waiting client is accepted", func() bool { return len(srvs.list) == waiting }); err != nil {
-			return err
+			return fmt.Errorf("%w (%s)", err, emfileState(srv, *exc))
 		}
 		require.Equal(n, []string{"made"}, srvs.list[waiting-1].madeOrder, "rule: the late client's connection is made and alive")
 		return nil
 	})
+}
+
+// emfileState describes what a server that did not resume accepting was
+// doing, so that a failure says which part stalled: the reports it made
+// since, the descriptor limit now and whether the listener is still open.
+func emfileState(srv *kernel.Server, exc []kernel.ErrorContext) string {
+	var lim unix.Rlimit
+	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	open := -1
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		open = len(ents)
+	}
+	state := fmt.Sprintf("serving %v, %d exception reports, RLIMIT_NOFILE %d, %d descriptors open", srv.IsServing(), len(exc), lim.Cur, open)
+	for _, s := range srv.Sockets() {
+		if _, err := unix.FcntlInt(uintptr(s.Fd()), unix.F_GETFD, 0); err != nil {
+			state += fmt.Sprintf(", listener fd %d: %v", s.Fd(), err)
+		}
+	}
+	if len(exc) > 0 {
+		last := exc[len(exc)-1]
+		state += fmt.Sprintf(", last report %q: %v", last.Message, last.Err)
+	}
+	return state
 }
