@@ -20,5 +20,5 @@ func ExampleExecutorSuite() {
 	}
 	s := conformance.ExecutorSuite(cfg)
 	fmt.Println(s.Name, len(s.Cases) > 10, s.Cases[0].Name)
-	// Output: executor true executor_results_and_errors
+	// Output: executor true executor/results-and-errors
 }

@@ -43,7 +43,9 @@ func ProcessSuite(cfg NetConfig) Suite {
 			}})
 		}
 	}
-	return Suite{Name: name, Cases: cases}
+	// Built on the selector, as the kernel and net suites are: blocked in
+	// a Session once the selector suite has failed.
+	return Suite{Name: name, Cases: cases, Requires: []string{"selector"}}
 }
 
 // RunProcess binds every process case to t as a subtest, each loop built on
