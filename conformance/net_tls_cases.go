@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -81,17 +80,6 @@ func tlsDial(co *kernel.Co, port string, cli *recProto, cfg *tls.Config, pki *te
 	o.SSL = cfg
 	tr, _, err := kernel.CreateConnection(co, func() *recProto { return cli }, "127.0.0.1", port, &o)
 	return tr, err
-}
-
-// offLoop runs fn on a goroutine of the loop's default executor while the
-// coroutine waits: where a Go net peer blocks.
-func offLoop[T any](co *kernel.Co, fn func() (T, error)) (T, error) {
-	f, err := kernel.RunInExecutor(co.Loop(), nil, func(context.Context) (T, error) { return fn() })
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	return f.Await(co)
 }
 
 // nTLSRoundTrip: 1 B to 8 MiB through a TLS echo server at one protocol
@@ -423,7 +411,7 @@ func goTLSPeer(n *nt, cfg *tls.Config, fn func(raw net.Conn, c *tls.Conn)) strin
 // the handshake and hands the connection to fn, off the loop.
 func goTLSClient(co *kernel.Co, n *nt, port string, fn func(raw net.Conn, c *tls.Conn) error) error {
 	pki := testkit.TLS(n)
-	_, err := offLoop(co, func() (struct{}, error) {
+	_, err := testkit.OffLoop(co, func() (struct{}, error) {
 		raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
 		if err != nil {
 			return struct{}{}, err
