@@ -212,6 +212,10 @@ func (e *et) newExecutor() sdk.Executor {
 		e.FailNow()
 	}
 	e.Cleanup(func() { ex.Close() })
+	// A plugin's restarts fail the case unless it provoked them: an
+	// executor that passes only because its supervisor restarted it has
+	// not conformed.
+	e.Watch(ex)
 	return ex
 }
 

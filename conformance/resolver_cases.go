@@ -239,6 +239,12 @@ var resolverCases = []rcase{
 		assert.Less(r, took, badAnswerLimit, "rule: within the configured timeout (%v)", caseTimeout)
 		_, _ = r.lookup(e.resolver, "s.test", v4Stream)
 		assert.Equal(r, 2, e.srv.Queries("s.test", dns.TypeA), "rule: a timeout is not cached")
+		// The server answers now: so must the resolver.
+		e.srv.Add("s.test. 60 IN A 127.0.0.62")
+		e.srv.SetMode("s.test", dnstest.Answer)
+		ai, err := r.lookup(e.resolver, "s.test", v4Stream)
+		require.NoError(r, err, "rule: a timeout is not cached: the lookup after the server answers again succeeds")
+		assert.Equal(r, []string{"127.0.0.62"}, addrStrings(ai))
 	}},
 	{name: "resolver/no-server-listening-fails-fast", needs: settings, run: func(r *rt) {
 		// A port nothing listens on: bind one, note it, close it.
