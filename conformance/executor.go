@@ -231,11 +231,13 @@ func (e *et) dir() string {
 	return d
 }
 
-// waitFile waits for path to exist and returns its contents.
+// waitFile waits for path to exist with its contents and returns them.
 func (e *et) waitFile(path, what string) string {
 	deadline := time.Now().Add(execSettle)
 	for {
-		if b, err := os.ReadFile(path); err == nil {
+		// Every marker has content; an empty one is still being written
+		// (os.WriteFile creates the file, then writes it).
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			return string(b)
 		}
 		if time.Now().After(deadline) || e.Context().Err() != nil {
