@@ -315,35 +315,38 @@ func conformanceFamilies(which string, debug bool, p *policy.Policy, popts plugi
 		}
 		fams = append(fams, sel)
 	}
-	// The resolver and executor suites build their own back-ends in their
-	// cases: their sessions have no selector factory.
 	if want["resolver"] {
 		spec := cmp.Or(p.Resolver, sdk.DefaultResolver)
-		fams = append(fams, family{name: "resolver", spec: spec,
-			suites: []conformance.Suite{conformance.ResolverSuite(conformance.ResolverConfig{Subject: spec})},
-			open: func(opts conformance.Options) (*conformance.Session, []conformance.Suite, error) {
+		fams = append(fams, ownBackends("resolver", spec, conformance.ResolverSuite(conformance.ResolverConfig{Subject: spec}),
+			func() (conformance.Suite, error) {
 				cfg, err := conformance.ResolverBinding(spec, popts)
-				if err != nil {
-					return nil, nil, err
-				}
-				ss, err := conformance.NewSession(nil, opts)
-				return ss, []conformance.Suite{conformance.ResolverSuite(cfg)}, err
-			}})
+				return conformance.ResolverSuite(cfg), err
+			}))
 	}
 	if want["executor"] {
 		spec := cmp.Or(p.Executor, sdk.DefaultExecutor)
-		fams = append(fams, family{name: "executor", spec: spec,
-			suites: []conformance.Suite{conformance.ExecutorSuite(conformance.ExecutorConfig{Name: spec})},
-			open: func(opts conformance.Options) (*conformance.Session, []conformance.Suite, error) {
+		fams = append(fams, ownBackends("executor", spec, conformance.ExecutorSuite(conformance.ExecutorConfig{Name: spec}),
+			func() (conformance.Suite, error) {
 				cfg, err := conformance.ExecutorBinding(spec, popts)
-				if err != nil {
-					return nil, nil, err
-				}
-				ss, err := conformance.NewSession(nil, opts)
-				return ss, []conformance.Suite{conformance.ExecutorSuite(cfg)}, err
-			}})
+				return conformance.ExecutorSuite(cfg), err
+			}))
 	}
 	return fams, nil
+}
+
+// ownBackends is a family whose one suite builds its back-ends in its cases
+// (the resolver's, the executor's): its session has no selector factory,
+// and bind binds the suite to the spec (unbound lists its cases).
+func ownBackends(name, spec string, unbound conformance.Suite, bind func() (conformance.Suite, error)) family {
+	return family{name: name, spec: spec, suites: []conformance.Suite{unbound},
+		open: func(opts conformance.Options) (*conformance.Session, []conformance.Suite, error) {
+			s, err := bind()
+			if err != nil {
+				return nil, nil, err
+			}
+			ss, err := conformance.NewSession(nil, opts)
+			return ss, []conformance.Suite{s}, err
+		}}
 }
 
 // runOneSuite runs s in the session (whose Progress prints a line per

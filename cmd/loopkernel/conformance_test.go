@@ -30,16 +30,22 @@ func loopkernelLong(t *testing.T, env []string, args ...string) result {
 	return loopkernelWithin(t, longGuard, env, args...)
 }
 
+// buildPlugin returns a builder of the plugin program pkg into the test
+// binary's directory as loopkernel-plugin-NAME, built on first use.
+func buildPlugin(name, pkg string) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		path := filepath.Join(filepath.Dir(binary), "loopkernel-plugin-"+name)
+		out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
+		if err != nil {
+			return "", &buildError{err, out}
+		}
+		return path, nil
+	})
+}
+
 // brokenPlugin is conformance/internal/brokenplugin, built on first use into
 // a directory removed when the test binary's last test ends.
-var brokenPlugin = sync.OnceValues(func() (string, error) {
-	path := filepath.Join(filepath.Dir(binary), "loopkernel-plugin-broken")
-	out, err := exec.Command("go", "build", "-o", path, "../../conformance/internal/brokenplugin").CombinedOutput()
-	if err != nil {
-		return "", &buildError{err, out}
-	}
-	return path, nil
-})
+var brokenPlugin = buildPlugin("broken", "../../conformance/internal/brokenplugin")
 
 type buildError struct {
 	err error
@@ -279,15 +285,8 @@ func TestConformanceOptions(t *testing.T) {
 }
 
 // familyPlugin is conformance/internal/familyplugin, a third-party plugin
-// of the resolver and executor families, built on first use.
-var familyPlugin = sync.OnceValues(func() (string, error) {
-	path := filepath.Join(filepath.Dir(binary), "loopkernel-plugin-family")
-	out, err := exec.Command("go", "build", "-o", path, "../../conformance/internal/familyplugin").CombinedOutput()
-	if err != nil {
-		return "", &buildError{err, out}
-	}
-	return path, nil
-})
+// of the resolver and executor families.
+var familyPlugin = buildPlugin("family", "../../conformance/internal/familyplugin")
 
 // TestConformanceResolverAndExecutor certifies resolver and executor
 // back-ends from the command line, as the selector is: bundled in process

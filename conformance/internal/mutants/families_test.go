@@ -7,24 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-
 	"github.com/loopkernel/loopkernel/conformance"
 	"github.com/loopkernel/loopkernel/conformance/internal/mutants"
-	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
-
-// The resolver and executor mutants are registered in this test binary
-// only, like the selector ones, so that it serves them as plugins too.
-func init() {
-	for _, m := range mutants.Resolvers() {
-		sdk.Resolvers.Register("mutant-"+m.Name, m.New)
-	}
-	for _, m := range mutants.Executors() {
-		sdk.Executors.Register("mutant-"+m.Name, m.New)
-	}
-}
 
 // familyCert is one certification of a resolver or executor mutant, bound
 // as `loopkernel conformance --suite resolver|executor` binds a spec.
@@ -109,19 +95,7 @@ func TestResolverAndExecutorMutantsFailCertification(t *testing.T) {
 			if c.err != nil {
 				t.Fatalf("certification of %s did not run to a verdict: %v", c.spec, c.err)
 			}
-			sum := conformance.Summarize(c.results)
-			t.Logf("%s (%s): %v; failed after %v, run over after %v", c.spec, c.fault, sum,
-				c.verdict.Round(time.Millisecond), c.took.Round(time.Millisecond))
-			assert.False(t, sum.OK(), "a back-end whose fault is %q was certified", c.fault)
-			assert.Less(t, c.verdict, certifyLimit, "failing %s took too long", c.spec)
-			named := false
-			for _, r := range c.results {
-				if r.Status == conformance.Fail || r.Status == conformance.Hang {
-					t.Logf("%s %s: %s", strings.ToUpper(string(r.Status)), r.Case, firstLine(r.Message))
-					named = named || strings.Contains(r.Message, "rule: "+c.rule)
-				}
-			}
-			assert.True(t, named, "no failure names the rule %q that %s breaks (%s)", c.rule, c.spec, c.fault)
+			judge(t, c.spec, c.fault, c.rule, c.results, c.verdict, c.took)
 		})
 	}
 }
