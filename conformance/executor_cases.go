@@ -68,20 +68,15 @@ var executorCases = []ecase{
 		assert.Equal(e, 4, got)
 	}},
 	{name: "executor/os-exit-fails-only-its-call", needs: "crash-isolation", run: func(e *et) {
-		ex := e.newExecutor()
-		e.AllowIncidents("the function exits its worker")
-		_, err := execExit.Call(e.Context(), ex, 7)
-		require.ErrorIs(e, err, sdk.ErrBackendDied, "rule: a worker that exits during a call fails it with sdk.ErrBackendDied")
-		assert.True(e, mentions(err, "exit status 7"), "rule: the error says how the worker ended; got %v", err)
-		e.goesOn(ex)
+		e.workerDies("a worker that exits during a call fails it with sdk.ErrBackendDied", "exit status 7",
+			func(ex sdk.Executor) error { _, err := execExit.Call(e.Context(), ex, 7); return err })
 	}},
 	{name: "executor/fatal-panic-fails-only-its-call", needs: "crash-isolation", run: func(e *et) {
-		ex := e.newExecutor()
-		e.AllowIncidents("the function panics its worker to death")
-		_, err := execGoPanic.Call(e.Context(), ex, "off the call's goroutine")
-		require.ErrorIs(e, err, sdk.ErrBackendDied, "rule: a panic that kills the worker fails the call with sdk.ErrBackendDied")
-		assert.True(e, mentions(err, "exit status 2"), "rule: the error says how the worker ended; got %v", err)
-		e.goesOn(ex)
+		e.workerDies("a panic that kills the worker fails the call with sdk.ErrBackendDied", "exit status 2",
+			func(ex sdk.Executor) error {
+				_, err := execGoPanic.Call(e.Context(), ex, "off the call's goroutine")
+				return err
+			})
 	}},
 	{name: "executor/sigkill-mid-call", needs: "crash-isolation", run: func(e *et) {
 		ex := e.newExecutor()
@@ -260,6 +255,18 @@ var executorCases = []ecase{
 		_, err := execDouble.Call(e.Context(), ex, 1)
 		assert.ErrorIs(e, err, sdk.ErrExecutorClosed, "rule: a call after Close fails with sdk.ErrExecutorClosed")
 	}},
+}
+
+// workerDies runs call, whose function makes its worker die, and checks
+// that the call fails by rule, saying how the worker ended (status), and
+// that the executor goes on.
+func (e *et) workerDies(rule, status string, call func(ex sdk.Executor) error) {
+	ex := e.newExecutor()
+	e.AllowIncidents("the function makes its worker die")
+	err := call(ex)
+	require.ErrorIs(e, err, sdk.ErrBackendDied, "rule: "+rule)
+	assert.True(e, mentions(err, status), "rule: the error says how the worker ended; got %v", err)
+	e.goesOn(ex)
 }
 
 // goesOn checks that the executor still runs calls, on every worker.
