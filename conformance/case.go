@@ -53,7 +53,9 @@ type Case struct {
 	// Needs names a capability the case requires, or "" for none. Known
 	// values: "regular-files" (Capabilities.RegularFiles) and "fds:N"
 	// (Capabilities.MaxFDs is 0 or at least N). A selector without it skips
-	// the case and the skip reason names it.
+	// the case and the skip reason names it. A need of another family,
+	// "resolver:..." or "executor:...", is the binding's to check (the case
+	// body skips); the runner only shows it (`loopkernel conformance --list`).
 	Needs string
 	// Alone marks a case that changes process-wide state (the descriptor
 	// limit, say) that would break any case running beside it: the runner
@@ -75,12 +77,16 @@ type Suite struct {
 	// only repeat that one, slowly (the kernel and net suites require the
 	// selector suite).
 	Requires []string
+	// Timeout is the per-case limit when Options.Timeout is zero; zero
+	// means DefaultTimeout. A suite whose cases move much data (the
+	// executor's 100 MiB payloads) sets a longer one.
+	Timeout time.Duration
 }
 
 // missing returns why caps does not satisfy need, or "" if it does.
 func missing(caps sdk.Capabilities, need string) string {
 	switch {
-	case need == "":
+	case need == "", strings.HasPrefix(need, "resolver:"), strings.HasPrefix(need, "executor:"):
 		return ""
 	case need == "regular-files":
 		if caps.RegularFiles {

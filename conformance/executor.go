@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loopkernel/loopkernel/plugins/executor"
 	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
 // The executor contract: what an sdk.Executor back-end promises a program
@@ -84,35 +87,98 @@ func missingExec(cfg ExecutorConfig, need string) string {
 func ExecutorSuite(cfg ExecutorConfig) Suite {
 	cases := make([]Case, 0, len(executorCases))
 	for _, ec := range executorCases {
-		cases = append(cases, Case{Name: ec.name, Alone: ec.alone, Run: func(c *C) {
+		needs := ""
+		if ec.needs != "" {
+			needs = "executor:" + ec.needs
+		}
+		cases = append(cases, Case{Name: ec.name, Needs: needs, Alone: ec.alone, Run: func(c *C) {
 			if why := missingExec(cfg, ec.needs); why != "" {
 				c.Skip(why)
 			}
 			ec.run(&et{C: c, cfg: cfg})
 		}})
 	}
-	return Suite{Name: "executor", Cases: cases}
+	return Suite{Name: "executor", Cases: cases, Timeout: executorTimeout}
 }
 
-// RunExecutor binds every executor case to t as a subtest. The cases need
-// no selector, so they go straight to the runner's case runner. Run it
-// with -race.
+// RunExecutor binds every executor case to t as a subtest, through a
+// Session as RunSuite does (a hang blocks the cases after it). The cases
+// need no selector. Run it with -race.
 func RunExecutor(t *testing.T, cfg ExecutorConfig) {
 	t.Helper()
-	timeout := executorTimeout
-	if dl, ok := t.Deadline(); ok {
-		if left := time.Until(dl) / 2; left < timeout {
-			timeout = left
+	runSuite(t, ExecutorSuite(cfg), nil, cfg.Name)
+}
+
+// ExecutorBinding makes the ExecutorConfig of an executor spec, of the
+// forms every family takes (plugin.Resolve: NAME, plugin:NAME,
+// plugin:PATH), with the capabilities the placement gives:
+//
+//   - the bundled goroutine executor in process: the common contract and
+//     100 MiB payloads;
+//   - the bundled process pool in process: built with 2 workers, a queue of
+//     2 and a 300 ms grace, so that the queue, back-pressure and abandon
+//     cases run too (the registry's pool takes its defaults: no queue
+//     bound, which nothing could push back);
+//   - any back-end in a plugin process (opts supplies the plugin directory
+//     and Spec template): crash isolation, the plugin process being the
+//     worker;
+//   - another back-end compiled in: the common contract.
+//
+// The cases call functions this package registers (conformance.double
+// and others): a plugin program must import this package to have them.
+// A plugin is started once here to check that it does, so that a program
+// without them is refused with that said, not failed case by case.
+func ExecutorBinding(spec string, opts plugin.Options) (ExecutorConfig, error) {
+	open := func() (sdk.Executor, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return plugin.Open(ctx, sdk.Executors, spec, opts)
+	}
+	cfg := ExecutorConfig{Name: spec, New: open}
+	switch name, out := strings.CutPrefix(spec, "plugin:"); {
+	case out:
+		cfg.Caps = ExecutorCaps{Isolated: true}
+		if err := probeFunctions(spec, open); err != nil {
+			return ExecutorConfig{}, err
+		}
+	case name == executor.ProcessName:
+		const grace = 300 * time.Millisecond
+		cfg.New = func() (sdk.Executor, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return executor.NewPool(ctx, executor.PoolOptions{Workers: 2, Queue: 2, Grace: grace})
+		}
+		cfg.Caps = ExecutorCaps{Isolated: true, Workers: 2, Capacity: 4, Grace: grace, LargePayloads: true}
+	case name == sdk.DefaultExecutor:
+		cfg.Caps = ExecutorCaps{LargePayloads: true}
+	default:
+		if _, ok := sdk.Executors.Lookup(name); !ok {
+			return ExecutorConfig{}, fmt.Errorf("executor %q: %w (have %v, or plugin:NAME, plugin:PATH)", spec, sdk.ErrUnknownBackend, sdk.Executors.Names())
 		}
 	}
-	s := ExecutorSuite(cfg)
-	for _, cs := range s.Cases {
-		t.Run(cs.Name, func(t *testing.T) {
-			r := runCase(context.Background(), cs, nil, sdk.Capabilities{Name: cfg.Name}, timeout, overrun)
-			r.Suite, r.Subject, r.Case = s.Name, cfg.Name, cs.Name
-			replay(t, r)
-		})
+	return cfg, nil
+}
+
+// probeFunctions starts the executor once and calls one of the suite's
+// functions.
+func probeFunctions(spec string, open func() (sdk.Executor, error)) error {
+	ex, err := open()
+	if err != nil {
+		return err
 	}
+	defer ex.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = execDouble.Call(ctx, ex, 1)
+	if errors.Is(err, sdk.ErrUnknownFunc) {
+		return fmt.Errorf("executor %q lacks the functions the executor suite calls (%s and others): "+
+			"its program must import github.com/loopkernel/loopkernel/conformance, which registers them: %w",
+			spec, execDouble.Name(), err)
+	}
+	if err != nil {
+		return fmt.Errorf("executor %q: a first call failed: %w", spec, err)
+	}
+	return nil
 }
 
 // executorTimeout bounds one executor case: longer than DefaultTimeout,
@@ -146,6 +212,10 @@ func (e *et) newExecutor() sdk.Executor {
 		e.FailNow()
 	}
 	e.Cleanup(func() { ex.Close() })
+	// A plugin's restarts fail the case unless it provoked them: an
+	// executor that passes only because its supervisor restarted it has
+	// not conformed.
+	e.Watch(ex)
 	return ex
 }
 
@@ -161,11 +231,13 @@ func (e *et) dir() string {
 	return d
 }
 
-// waitFile waits for path to exist and returns its contents.
+// waitFile waits for path to exist with its contents and returns them.
 func (e *et) waitFile(path, what string) string {
 	deadline := time.Now().Add(execSettle)
 	for {
-		if b, err := os.ReadFile(path); err == nil {
+		// Every marker has content; an empty one is still being written
+		// (os.WriteFile creates the file, then writes it).
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			return string(b)
 		}
 		if time.Now().After(deadline) || e.Context().Err() != nil {

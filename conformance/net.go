@@ -45,21 +45,21 @@ type NetConfig struct {
 
 // NetSuite returns the networking contract for cfg.
 func NetSuite(cfg NetConfig) Suite {
-	name := "net"
+	return loopSuite("net", cfg, netStreamCases, netServerCases, netConnectCases, netDatagramCases,
+		netSockCases, netSendfileCases, netTLSCases, netEdgeCases)
+}
+
+// loopSuite binds groups of cases on loops built as cfg says into the suite
+// name ("name-debug" in debug mode). It is built on the selector, as the
+// kernel suite is: blocked in a Session once the selector suite has
+// failed. A case that needs a driver operation the driver lacks is skipped
+// with the capability named.
+func loopSuite(name string, cfg NetConfig, groups ...[]ncase) Suite {
 	if cfg.Debug {
-		name = "net-debug"
+		name += "-debug"
 	}
 	var cases []Case
-	for _, group := range [][]ncase{
-		netStreamCases,
-		netServerCases,
-		netConnectCases,
-		netDatagramCases,
-		netSockCases,
-		netSendfileCases,
-		netTLSCases,
-		netEdgeCases,
-	} {
+	for _, group := range groups {
 		for _, nc := range group {
 			cases = append(cases, Case{Name: nc.name, Needs: nc.needs, Alone: nc.alone, Run: func(c *C) {
 				n := &nt{C: c, cfg: cfg}

@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -68,6 +67,23 @@ func (n *nt) tlsServer(co *kernel.Co, srvs *serverProtos, mk func() *recProto, c
 	return srv, n.tcpPort(srv, 0), nil
 }
 
+// onTLSServer runs body on a new loop with a TLS server started as
+// tlsServer starts it (mk, cfg, opts) and closed when body returns: the
+// setup most TLS cases share. srvs lists the server's protocols.
+func (n *nt) onTLSServer(what string, mk func() *recProto, cfg *tls.Config, opts *kernel.ServerOptions,
+	body func(co *kernel.Co, port string, srvs *serverProtos) error) {
+	l := n.newLoop()
+	var srvs serverProtos
+	n.run(l, what, func(co *kernel.Co) error {
+		srv, port, err := n.tlsServer(co, &srvs, mk, cfg, opts)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		return body(co, port, &srvs)
+	})
+}
+
 // tlsDial connects with the client configuration given (nil: trusting the
 // test CA) and returns what CreateConnection returned.
 func tlsDial(co *kernel.Co, port string, cli *recProto, cfg *tls.Config, pki *testkit.PKI, opts *kernel.ConnOptions) (kernel.Transport, error) {
@@ -83,32 +99,14 @@ func tlsDial(co *kernel.Co, port string, cli *recProto, cfg *tls.Config, pki *te
 	return tr, err
 }
 
-// offLoop runs fn on a goroutine of the loop's default executor while the
-// coroutine waits: where a Go net peer blocks.
-func offLoop[T any](co *kernel.Co, fn func() (T, error)) (T, error) {
-	f, err := kernel.RunInExecutor(co.Loop(), nil, func(context.Context) (T, error) { return fn() })
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	return f.Await(co)
-}
-
 // nTLSRoundTrip: 1 B to 8 MiB through a TLS echo server at one protocol
 // version, with the extra info both ends report.
 func nTLSRoundTrip(n *nt, version uint16) {
-	l := n.newLoop()
 	pki := testkit.TLS(n)
-	var srvs serverProtos
-	n.run(l, "tls echo round trips", func(co *kernel.Co) error {
-		scfg := pki.ServerConfig()
-		scfg.MinVersion, scfg.MaxVersion = version, version
-		scfg.NextProtos = []string{"h2", "http/1.1"}
-		srv, port, err := n.tlsServer(co, &srvs, nil, scfg, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	scfg := pki.ServerConfig()
+	scfg.MinVersion, scfg.MaxVersion = version, version
+	scfg.NextProtos = []string{"h2", "http/1.1"}
+	n.onTLSServer("tls echo round trips", nil, scfg, nil, func(co *kernel.Co, port string, srvs *serverProtos) error {
 		for _, size := range roundTripSizes {
 			want := pattern(size)
 			cli := &recProto{}
@@ -160,15 +158,8 @@ func nTLSRoundTrip(n *nt, version uint16) {
 // nTLSBufferedProtocol: a BufferedProtocol receives decrypted bytes in its
 // own buffer.
 func nTLSBufferedProtocol(n *nt) {
-	l := n.newLoop()
 	pki := testkit.TLS(n)
-	var srvs serverProtos
-	n.run(l, "tls into a buffered protocol", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, nil, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	n.onTLSServer("tls into a buffered protocol", nil, nil, nil, func(co *kernel.Co, port string, _ *serverProtos) error {
 		bp := &bufProto{buf: make([]byte, 100)}
 		tr, _, err := kernel.CreateConnection(co, func() *bufProto { return bp }, "127.0.0.1", port, &kernel.ConnOptions{SSL: pki.ClientConfig()})
 		if err != nil {
@@ -189,18 +180,11 @@ func nTLSBufferedProtocol(n *nt) {
 // the client's; a client without one is refused and the server's protocol
 // never hears of the connection.
 func nTLSClientCertificate(n *nt) {
-	l := n.newLoop()
 	pki := testkit.TLS(n)
-	var srvs serverProtos
-	n.run(l, "client certificates", func(co *kernel.Co) error {
-		scfg := pki.ServerConfig()
-		scfg.ClientAuth = tls.RequireAndVerifyClientCert
-		scfg.ClientCAs = pki.CA.Pool()
-		srv, port, err := n.tlsServer(co, &srvs, nil, scfg, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	scfg := pki.ServerConfig()
+	scfg.ClientAuth = tls.RequireAndVerifyClientCert
+	scfg.ClientCAs = pki.CA.Pool()
+	n.onTLSServer("client certificates", nil, scfg, nil, func(co *kernel.Co, port string, srvs *serverProtos) error {
 		ccfg := pki.ClientConfig()
 		ccfg.Certificates = []tls.Certificate{pki.Client.TLS}
 		cli := &recProto{}
@@ -252,16 +236,9 @@ func (n *nt) tlsRefused(co *kernel.Co, port string, cfg *tls.Config, opts *kerne
 }
 
 func nTLSHostnameMismatch(n *nt) {
-	l := n.newLoop()
-	var srvs serverProtos
-	n.run(l, "hostname mismatch", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, nil, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	n.onTLSServer("hostname mismatch", nil, nil, nil, func(co *kernel.Co, port string, _ *serverProtos) error {
 		name := "www.example.com"
-		err = n.tlsRefused(co, port, nil, &kernel.ConnOptions{ServerHostname: &name})
+		err := n.tlsRefused(co, port, nil, &kernel.ConnOptions{ServerHostname: &name})
 		var host x509.HostnameError
 		require.ErrorAs(n, err, &host, "rule: a certificate for another name is refused, with the name in the error")
 		require.Contains(n, err.Error(), "www.example.com")
@@ -270,14 +247,7 @@ func nTLSHostnameMismatch(n *nt) {
 }
 
 func nTLSUntrusted(n *nt) {
-	l := n.newLoop()
-	var srvs serverProtos
-	n.run(l, "untrusted certificate", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, nil, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	n.onTLSServer("untrusted certificate", nil, nil, nil, func(co *kernel.Co, port string, _ *serverProtos) error {
 		other, err := certs.NewAuthority("another CA", time.Hour)
 		n.fixture("second CA", err)
 		err = n.tlsRefused(co, port, &tls.Config{RootCAs: other.Pool()}, nil)
@@ -288,17 +258,10 @@ func nTLSUntrusted(n *nt) {
 }
 
 func nTLSExpired(n *nt) {
-	l := n.newLoop()
 	pki := testkit.TLS(n)
-	var srvs serverProtos
-	n.run(l, "expired certificate", func(co *kernel.Co) error {
-		old, err := pki.CA.Issue(certs.Leaf{Hosts: []string{"127.0.0.1"}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
-		n.fixture("expired certificate", err)
-		srv, port, err := n.tlsServer(co, &srvs, nil, &tls.Config{Certificates: []tls.Certificate{old.TLS}}, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	old, err := pki.CA.Issue(certs.Leaf{Hosts: []string{"127.0.0.1"}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+	n.fixture("expired certificate", err)
+	n.onTLSServer("expired certificate", nil, &tls.Config{Certificates: []tls.Certificate{old.TLS}}, nil, func(co *kernel.Co, port string, _ *serverProtos) error {
 		err = n.tlsRefused(co, port, nil, nil)
 		var invalid x509.CertificateInvalidError
 		require.ErrorAs(n, err, &invalid, "rule: an expired certificate is refused")
@@ -357,15 +320,8 @@ func nTLSHandshakeTimeout(n *nt) {
 // nTLSCloseNotify: Close sends close_notify; the peer's protocol hears
 // EOFReceived, then both lose the connection cleanly.
 func nTLSCloseNotify(n *nt) {
-	l := n.newLoop()
 	pki := testkit.TLS(n)
-	var srvs serverProtos
-	n.run(l, "close_notify", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, silent, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	n.onTLSServer("close_notify", silent, nil, nil, func(co *kernel.Co, port string, srvs *serverProtos) error {
 		cli := &recProto{}
 		tr, err := tlsDial(co, port, cli, nil, pki, nil)
 		if err != nil {
@@ -423,7 +379,7 @@ func goTLSPeer(n *nt, cfg *tls.Config, fn func(raw net.Conn, c *tls.Conn)) strin
 // the handshake and hands the connection to fn, off the loop.
 func goTLSClient(co *kernel.Co, n *nt, port string, fn func(raw net.Conn, c *tls.Conn) error) error {
 	pki := testkit.TLS(n)
-	_, err := offLoop(co, func() (struct{}, error) {
+	_, err := testkit.OffLoop(co, func() (struct{}, error) {
 		raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
 		if err != nil {
 			return struct{}{}, err
@@ -586,15 +542,8 @@ func nTLSBackPressure(n *nt) {
 // net/http accept it; a protocol that needs to tell truncation from a
 // finished stream frames its messages).
 func nTLSNoCloseNotify(n *nt) {
-	l := n.newLoop()
-	var srvs serverProtos
-	n.run(l, "peer closes without close_notify", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, silent, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-		err = goTLSClient(co, n, port, func(raw net.Conn, c *tls.Conn) error {
+	n.onTLSServer("peer closes without close_notify", silent, nil, nil, func(co *kernel.Co, port string, srvs *serverProtos) error {
+		err := goTLSClient(co, n, port, func(raw net.Conn, c *tls.Conn) error {
 			if _, err := c.Write([]byte("hi")); err != nil {
 				return err
 			}
@@ -618,15 +567,8 @@ func nTLSNoCloseNotify(n *nt) {
 // nTLSTruncatedRecord: a record cut short by the peer's close is an error,
 // and no part of it is delivered.
 func nTLSTruncatedRecord(n *nt) {
-	l := n.newLoop()
-	var srvs serverProtos
-	n.run(l, "truncated record", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, silent, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-		err = goTLSClient(co, n, port, func(raw net.Conn, c *tls.Conn) error {
+	n.onTLSServer("truncated record", silent, nil, nil, func(co *kernel.Co, port string, srvs *serverProtos) error {
+		err := goTLSClient(co, n, port, func(raw net.Conn, c *tls.Conn) error {
 			// An application-data record header announcing 64 bytes, then 10.
 			if _, err := raw.Write(append([]byte{0x17, 0x03, 0x03, 0x00, 0x40}, make([]byte, 10)...)); err != nil {
 				return err
@@ -652,15 +594,8 @@ func nTLSTruncatedRecord(n *nt) {
 // nTLSPlaintextClient: a plaintext client on a TLS port is dropped without
 // the server's protocol hearing of it, and the server goes on serving.
 func nTLSPlaintextClient(n *nt) {
-	l := n.newLoop()
 	pki := testkit.TLS(n)
-	var srvs serverProtos
-	n.run(l, "plaintext client on a TLS port", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, nil, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	n.onTLSServer("plaintext client on a TLS port", nil, nil, nil, func(co *kernel.Co, port string, srvs *serverProtos) error {
 		plain := &recProto{keepOpen: true}
 		tr, _, err := kernel.CreateConnection(co, func() *recProto { return plain }, "127.0.0.1", port, nil)
 		if err != nil {
@@ -687,15 +622,8 @@ func nTLSPlaintextClient(n *nt) {
 }
 
 func nTLSWriteEOFRefused(n *nt) {
-	l := n.newLoop()
 	pki := testkit.TLS(n)
-	var srvs serverProtos
-	n.run(l, "write_eof on TLS", func(co *kernel.Co) error {
-		srv, port, err := n.tlsServer(co, &srvs, nil, nil, nil)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	n.onTLSServer("write_eof on TLS", nil, nil, nil, func(co *kernel.Co, port string, _ *serverProtos) error {
 		cli := &recProto{}
 		tr, err := tlsDial(co, port, cli, nil, pki, nil)
 		if err != nil {

@@ -25,25 +25,7 @@ import (
 // ProcessSuite returns the process contract for cfg (the networking
 // suite's configuration: the same loops).
 func ProcessSuite(cfg NetConfig) Suite {
-	name := "process"
-	if cfg.Debug {
-		name = "process-debug"
-	}
-	var cases []Case
-	for _, group := range [][]ncase{processPipeCases, processCases, processStreamCases} {
-		for _, nc := range group {
-			cases = append(cases, Case{Name: nc.name, Needs: nc.needs, Alone: nc.alone, Run: func(c *C) {
-				n := &nt{C: c, cfg: cfg}
-				if nc.op != "" {
-					if caps := n.newDriver().Capabilities(); !caps.Has(nc.op) {
-						c.Skip(fmt.Sprintf("needs driver capability %s; driver %q (%s %s) lacks it", nc.op, caps.Name, caps.Family, caps.Backend))
-					}
-				}
-				nc.run(n)
-			}})
-		}
-	}
-	return Suite{Name: name, Cases: cases}
+	return loopSuite("process", cfg, processPipeCases, processCases, processStreamCases)
 }
 
 // RunProcess binds every process case to t as a subtest, each loop built on

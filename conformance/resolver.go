@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,24 +46,34 @@ type ResolverConfig struct {
 	Kill func(r sdk.Resolver) error
 }
 
-// Capabilities a resolver case may need, named in skip reasons.
+// Capabilities a resolver case may need: the short names --list shows
+// (Case.Needs "resolver:NAME"), and the skip reasons' long ones.
 const (
-	capSettings = "settings (resolv_conf, hosts, timeout: the back-end must take its configuration, as plugin:Configurer does)"
-	capProcess  = "plugin-process (an out-of-process placement whose process can be killed)"
+	capSettings = "settings"
+	capProcess  = "plugin-process"
 )
+
+var capWhy = map[string]string{
+	capSettings: "settings (resolv_conf, hosts, timeout: the back-end must take its configuration, as plugin.Configurer does)",
+	capProcess:  "plugin-process (an out-of-process placement whose process can be killed)",
+}
 
 // ResolverSuite returns the resolver contract bound to cfg.
 func ResolverSuite(cfg ResolverConfig) Suite {
 	cases := make([]Case, 0, len(resolverCases))
 	for _, rc := range resolverCases {
-		cases = append(cases, Case{Name: rc.name, Run: func(c *C) {
+		needs := ""
+		if len(rc.needs) > 0 {
+			needs = "resolver:" + strings.Join(rc.needs, ",")
+		}
+		cases = append(cases, Case{Name: rc.name, Needs: needs, Run: func(c *C) {
 			r := &rt{C: c, cfg: cfg}
 			for _, need := range rc.needs {
 				switch {
 				case need == capSettings && !cfg.Settable:
-					c.Skip("needs capability " + capSettings + "; back-end " + cfg.Subject + " reads only the system's files")
+					c.Skip("needs capability " + capWhy[need] + "; back-end " + cfg.Subject + " reads only the system's files")
 				case need == capProcess && cfg.Kill == nil:
-					c.Skip("needs capability " + capProcess + "; " + cfg.Subject + " runs in process")
+					c.Skip("needs capability " + capWhy[need] + "; " + cfg.Subject + " runs in process")
 				}
 			}
 			rc.run(r)
@@ -71,88 +82,106 @@ func ResolverSuite(cfg ResolverConfig) Suite {
 	return Suite{Name: "resolver", Cases: cases}
 }
 
-// RunResolver binds every resolver case to t as a subtest. Run it with
+// RunResolver binds every resolver case to t as a subtest, through a
+// Session as RunSuite does (a hang blocks the cases after it). Run it with
 // -race.
 func RunResolver(t *testing.T, cfg ResolverConfig) {
 	t.Helper()
-	timeout := DefaultTimeout
-	if dl, ok := t.Deadline(); ok {
-		if left := time.Until(dl) / 2; left < timeout {
-			timeout = left
-		}
-	}
-	s := ResolverSuite(cfg)
-	// The resolver cases build no selector: the runner needs no factory.
-	rn := &runner{subject: cfg.Subject, timeout: timeout}
-	for _, cs := range s.Cases {
-		t.Run(cs.Name, func(t *testing.T) {
-			replay(t, rn.run(context.Background(), s.Name, cs))
-		})
-	}
+	// The resolver cases build no selector: the session needs no factory.
+	runSuite(t, ResolverSuite(cfg), nil, cfg.Subject)
 }
 
-// ResolverBinding makes the ResolverConfig of a resolver spec: NAME (the
-// back-end registered in sdk.Resolvers, in process) or plugin:NAME (the
-// same back-end in a plugin process, this executable re-executed, its
-// settings sent as Spec.Config).
-func ResolverBinding(spec string) (ResolverConfig, error) {
-	name, out := spec, false
-	if n, ok := cutPlugin(spec); ok {
-		name, out = n, true
-	}
-	factory, ok := sdk.Resolvers.Lookup(name)
-	if !ok {
-		return ResolverConfig{}, fmt.Errorf("resolver %q: %w (have %v)", spec, sdk.ErrUnknownBackend, sdk.Resolvers.Names())
-	}
-	probe, err := factory()
-	if err != nil {
-		return ResolverConfig{}, fmt.Errorf("resolver %q: %w", spec, err)
-	}
-	_, settable := probe.(plugin.Configurer)
-	if c, ok := probe.(io.Closer); ok {
-		c.Close()
-	}
-	cfg := ResolverConfig{Subject: spec, Settable: settable}
-	if !out {
-		cfg.New = func(_ context.Context, settings map[string]string) (sdk.Resolver, error) {
-			r, err := factory()
-			if err != nil {
-				return nil, err
-			}
-			for k, v := range settings {
-				if err := r.(plugin.Configurer).Configure(k, v); err != nil {
+// ResolverBinding makes the ResolverConfig of a resolver spec, of the forms
+// every family takes (plugin.Resolve):
+//
+//	NAME          the back-end registered in sdk.Resolvers, in process
+//	plugin:NAME   that back-end in a plugin process (this executable
+//	              re-executed), else the executable loopkernel-plugin-NAME
+//	              in opts.PluginDir
+//	plugin:PATH   the plugin executable at PATH
+//
+// Out of process the cases' settings travel as Spec.Config (opts.Template
+// supplies the rest: logger, pinned digest). Whether a third-party plugin
+// takes the settings is found out by starting it once with one.
+func ResolverBinding(spec string, opts plugin.Options) (ResolverConfig, error) {
+	name, out := strings.CutPrefix(spec, "plugin:")
+	cfg := ResolverConfig{Subject: spec}
+	if factory, ok := sdk.Resolvers.Lookup(name); ok {
+		probe, err := factory()
+		if err != nil {
+			return ResolverConfig{}, fmt.Errorf("resolver %q: %w", spec, err)
+		}
+		_, cfg.Settable = probe.(plugin.Configurer)
+		if c, ok := probe.(io.Closer); ok {
+			c.Close()
+		}
+		if !out {
+			cfg.New = func(_ context.Context, settings map[string]string) (sdk.Resolver, error) {
+				r, err := factory()
+				if err != nil {
 					return nil, err
 				}
+				for k, v := range settings {
+					if err := r.(plugin.Configurer).Configure(k, v); err != nil {
+						return nil, err
+					}
+				}
+				return r, nil
 			}
-			return r, nil
+			return cfg, nil
 		}
-		return cfg, nil
+	} else if !out {
+		return ResolverConfig{}, fmt.Errorf("resolver %q: %w (have %v, or plugin:NAME, plugin:PATH)", spec, sdk.ErrUnknownBackend, sdk.Resolvers.Names())
 	}
 	cfg.New = func(ctx context.Context, settings map[string]string) (sdk.Resolver, error) {
-		return plugin.Launch(ctx, sdk.Resolvers, plugin.Spec{Name: name, Config: settings})
+		o := opts
+		o.Template.Config = settings
+		return plugin.Open(ctx, sdk.Resolvers, spec, o)
 	}
-	cfg.Kill = func(r sdk.Resolver) error {
-		rr, ok := r.(*plugin.RemoteResolver)
-		if !ok {
-			return fmt.Errorf("%T is not a plugin resolver", r)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		st, err := rr.Stats(ctx)
+	cfg.Kill = killPlugin
+	if _, bundled := sdk.Resolvers.Lookup(name); !bundled {
+		settable, err := probeSettable(cfg.New)
 		if err != nil {
-			return err
+			return ResolverConfig{}, fmt.Errorf("resolver %q: %w", spec, err)
 		}
-		return syscall.Kill(st.Pid, syscall.SIGKILL)
+		cfg.Settable = settable
 	}
 	return cfg, nil
 }
 
-func cutPlugin(spec string) (string, bool) {
-	const p = "plugin:"
-	if len(spec) > len(p) && spec[:len(p)] == p {
-		return spec[len(p):], true
+// probeSettable starts a third-party resolver plugin once with a harmless
+// setting: a plugin that refuses it (the control plane's Configure fails
+// with "has no setting") takes no settings; any other failure to start is
+// the binding's error.
+func probeSettable(newResolver func(context.Context, map[string]string) (sdk.Resolver, error)) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), resolverRunLimit)
+	defer cancel()
+	r, err := newResolver(ctx, map[string]string{"timeout": "5s"})
+	if err != nil {
+		if strings.Contains(err.Error(), "has no setting") {
+			return false, nil
+		}
+		return false, err
 	}
-	return "", false
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
+	return true, nil
+}
+
+// killPlugin SIGKILLs the process serving a plugin resolver.
+func killPlugin(r sdk.Resolver) error {
+	rr, ok := r.(*plugin.RemoteResolver)
+	if !ok {
+		return fmt.Errorf("%T is not a plugin resolver", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := rr.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	return syscall.Kill(st.Pid, syscall.SIGKILL)
 }
 
 // rt is what a resolver case body works with.

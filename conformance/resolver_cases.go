@@ -32,14 +32,14 @@ const badAnswerLimit = caseTimeout + 2*time.Second
 var settings = []string{capSettings}
 
 var resolverCases = []rcase{
-	{name: "numeric-host-needs-no-lookup", run: func(r *rt) {
+	{name: "resolver/numeric-host-needs-no-lookup", run: func(r *rt) {
 		res := r.newResolver(nil)
 		ai, err := r.lookup(res, "127.0.0.1", anyTCP)
 		require.NoError(r, err, "rule: a numeric host resolves to itself")
 		assert.Equal(r, []string{"127.0.0.1"}, addrStrings(ai))
 		assert.Equal(r, uint16(80), ai[0].Addr.Port())
 	}},
-	{name: "localhost-is-loopback", run: func(r *rt) {
+	{name: "resolver/localhost-is-loopback", run: func(r *rt) {
 		res := r.newResolver(nil)
 		ai, err := r.lookup(res, "localhost", anyTCP)
 		require.NoError(r, err, "rule: localhost resolves")
@@ -48,7 +48,7 @@ var resolverCases = []rcase{
 			assert.True(r, a.Addr.Addr().IsLoopback(), "rule: localhost resolves to loopback only, got %v", a.Addr)
 		}
 	}},
-	{name: "name-over-255-bytes-is-refused", run: func(r *rt) {
+	{name: "resolver/name-over-255-bytes-is-refused", run: func(r *rt) {
 		res := r.newResolver(nil)
 		long := strings.Repeat(strings.Repeat("a", 60)+".", 5) + "invalid"
 		start := time.Now()
@@ -57,19 +57,19 @@ var resolverCases = []rcase{
 		require.ErrorAs(r, err, &de, "rule: a name over 255 bytes fails with a *net.DNSError")
 		assert.Less(r, time.Since(start), 2*time.Second, "rule: a name no server could be asked about fails without asking")
 	}},
-	{name: "bad-hints-are-refused", run: func(r *rt) {
+	{name: "resolver/bad-hints-are-refused", run: func(r *rt) {
 		res := r.newResolver(nil)
 		_, err := r.lookup(res, "localhost", sdk.AddrinfoHints{SockType: syscall.SOCK_STREAM, Protocol: syscall.IPPROTO_UDP})
 		var de *net.DNSError
 		require.ErrorAs(r, err, &de, "rule: a stream socket over UDP is refused as getaddrinfo(3) refuses it")
 	}},
-	{name: "getnameinfo-numeric", run: func(r *rt) {
+	{name: "resolver/getnameinfo-numeric", run: func(r *rt) {
 		res := r.newResolver(nil)
 		ni, err := res.Getnameinfo(r.Context(), netip.MustParseAddrPort("127.0.0.1:8080"), sdk.NINumericHost|sdk.NINumericServ)
 		require.NoError(r, err)
 		assert.Equal(r, sdk.NameInfo{Host: "127.0.0.1", Service: "8080"}, ni)
 	}},
-	{name: "hosts-file-first", needs: settings, run: func(r *rt) {
+	{name: "resolver/hosts-file-first", needs: settings, run: func(r *rt) {
 		e := r.world("127.0.0.9 h.test h\n", nil)
 		e.srv.Add("h.test. 60 IN A 127.0.0.10")
 		ai, err := r.lookup(e.resolver, "h.test", v4Stream)
@@ -88,7 +88,7 @@ var resolverCases = []rcase{
 			return err == nil && len(ai) == 1 && ai[0].Addr.Addr().String() == "127.0.0.11"
 		})
 	}},
-	{name: "resolv-conf-read-again", needs: settings, run: func(r *rt) {
+	{name: "resolver/resolv-conf-read-again", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("r.test. 60 IN A 127.0.0.20")
 		ai, err := r.lookup(e.resolver, "r.test", v4Stream)
@@ -104,7 +104,7 @@ var resolverCases = []rcase{
 			return err == nil && len(ai) == 1 && ai[0].Addr.Addr().String() == "127.0.0.21"
 		})
 	}},
-	{name: "search-and-ndots", needs: settings, run: func(r *rt) {
+	{name: "resolver/search-and-ndots", needs: settings, run: func(r *rt) {
 		e := r.world("", nil, "search sub.test test", "options ndots:2")
 		e.srv.Add("x.test. 60 IN A 127.0.0.30", "a.b.sub.test. 60 IN A 127.0.0.31", "a.b. 60 IN A 127.0.0.32")
 		ai, err := r.lookup(e.resolver, "x", v4Stream)
@@ -124,7 +124,7 @@ var resolverCases = []rcase{
 		require.ErrorAs(r, err, &de, "rule: an absolute name is not searched")
 		assert.True(r, de.IsNotFound, "rule: a name that does not exist is IsNotFound: %v", de)
 	}},
-	{name: "truncated-answer-retried-over-tcp", needs: settings, run: func(r *rt) {
+	{name: "resolver/truncated-answer-retried-over-tcp", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("big.test. 60 IN A 127.0.0.40")
 		e.srv.SetMode("big.test", dnstest.Truncate)
@@ -133,7 +133,7 @@ var resolverCases = []rcase{
 		assert.Equal(r, []string{"127.0.0.40"}, addrStrings(ai))
 		assert.Positive(r, e.srv.TCPQueries(), "rule: the retry goes over TCP")
 	}},
-	{name: "use-vc-asks-over-tcp", needs: settings, run: func(r *rt) {
+	{name: "resolver/use-vc-asks-over-tcp", needs: settings, run: func(r *rt) {
 		e := r.world("", nil, "options use-vc")
 		e.srv.Add("vc.test. 60 IN A 127.0.0.41")
 		ai, err := r.lookup(e.resolver, "vc.test", v4Stream)
@@ -141,7 +141,7 @@ var resolverCases = []rcase{
 		assert.Equal(r, []string{"127.0.0.41"}, addrStrings(ai))
 		assert.Zero(r, e.srv.UDPQueries(), "rule: options use-vc sends no UDP")
 	}},
-	{name: "failover-to-the-next-server", needs: settings, run: func(r *rt) {
+	{name: "resolver/failover-to-the-next-server", needs: settings, run: func(r *rt) {
 		silent, failing, good := dnstest.Start(r), dnstest.Start(r), dnstest.Start(r)
 		silent.SetMode("f.test", dnstest.Silent)
 		failing.SetMode("f.test", dnstest.ServFail)
@@ -155,7 +155,7 @@ var resolverCases = []rcase{
 		assert.Equal(r, 1, failing.Queries("f.test", dns.TypeA))
 		assert.Less(r, time.Since(start), badAnswerLimit+caseTimeout, "rule: a silent server costs one timeout")
 	}},
-	{name: "rotate-spreads-queries", needs: settings, run: func(r *rt) {
+	{name: "resolver/rotate-spreads-queries", needs: settings, run: func(r *rt) {
 		a, b := dnstest.Start(r), dnstest.Start(r)
 		for _, s := range []*dnstest.Server{a, b} {
 			for _, n := range []string{"r1", "r2", "r3", "r4"} {
@@ -170,7 +170,7 @@ var resolverCases = []rcase{
 		assert.Positive(r, a.UDPQueries(), "rule: options rotate asks every server in turn")
 		assert.Positive(r, b.UDPQueries(), "rule: options rotate asks every server in turn")
 	}},
-	{name: "ttl-expiry", needs: settings, run: func(r *rt) {
+	{name: "resolver/ttl-expiry", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("ttl.test. 1 IN A 127.0.0.60")
 		for range 3 {
@@ -186,7 +186,7 @@ var resolverCases = []rcase{
 		assert.Equal(r, []string{"127.0.0.61"}, addrStrings(ai), "rule: an answer is not kept past its TTL")
 		assert.Equal(r, 2, e.srv.Queries("ttl.test", dns.TypeA))
 	}},
-	{name: "negative-caching", needs: settings, run: func(r *rt) {
+	{name: "resolver/negative-caching", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.SetNegativeTTL(1)
 		for range 3 {
@@ -209,7 +209,7 @@ var resolverCases = []rcase{
 		require.Error(r, err)
 		assert.Equal(r, 1, e.srv.Queries("nx.test", dns.TypeAAAA), "rule: NODATA is kept for the SOA minimum too")
 	}},
-	{name: "concurrent-lookups-merged", needs: settings, run: func(r *rt) {
+	{name: "resolver/concurrent-lookups-merged", needs: settings, run: func(r *rt) {
 		e := r.worldT(5*time.Second, "", nil)
 		e.srv.Add("m.test. 0 IN A 127.0.0.80") // TTL 0: only merging can save a query
 		// Long enough for all of them to arrive while the first is asked,
@@ -227,7 +227,7 @@ var resolverCases = []rcase{
 		wg.Wait()
 		assert.Equal(r, 1, e.srv.Queries("m.test", dns.TypeA), "rule: concurrent lookups of one name share one query")
 	}},
-	{name: "silent-server-times-out", needs: settings, run: func(r *rt) {
+	{name: "resolver/silent-server-times-out", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.SetMode("s.test", dnstest.Silent)
 		start := time.Now()
@@ -239,8 +239,14 @@ var resolverCases = []rcase{
 		assert.Less(r, took, badAnswerLimit, "rule: within the configured timeout (%v)", caseTimeout)
 		_, _ = r.lookup(e.resolver, "s.test", v4Stream)
 		assert.Equal(r, 2, e.srv.Queries("s.test", dns.TypeA), "rule: a timeout is not cached")
+		// The server answers now: so must the resolver.
+		e.srv.Add("s.test. 60 IN A 127.0.0.62")
+		e.srv.SetMode("s.test", dnstest.Answer)
+		ai, err := r.lookup(e.resolver, "s.test", v4Stream)
+		require.NoError(r, err, "rule: a timeout is not cached: the lookup after the server answers again succeeds")
+		assert.Equal(r, []string{"127.0.0.62"}, addrStrings(ai))
 	}},
-	{name: "no-server-listening-fails-fast", needs: settings, run: func(r *rt) {
+	{name: "resolver/no-server-listening-fails-fast", needs: settings, run: func(r *rt) {
 		// A port nothing listens on: bind one, note it, close it.
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		require.NoError(r, err)
@@ -254,7 +260,7 @@ var resolverCases = []rcase{
 		assert.Contains(r, de.Err, closed.String(), "rule: the error names the server")
 		assert.Less(r, time.Since(start), 4*time.Second, "rule: a refused port is not waited on for the whole timeout")
 	}},
-	{name: "bad-answers-fail-clearly-and-are-not-cached", needs: settings, run: func(r *rt) {
+	{name: "resolver/bad-answers-fail-clearly-and-are-not-cached", needs: settings, run: func(r *rt) {
 		for _, bad := range []struct {
 			mode dnstest.Mode
 			what string
@@ -282,7 +288,7 @@ var resolverCases = []rcase{
 			}
 		}
 	}},
-	{name: "forged-reply-from-another-address-ignored", needs: settings, run: func(r *rt) {
+	{name: "resolver/forged-reply-from-another-address-ignored", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("forged.test. 60 IN A 127.0.0.91")
 		e.srv.SetMode("forged.test", dnstest.Forged)
@@ -294,7 +300,7 @@ var resolverCases = []rcase{
 		require.NoError(r, err)
 		assert.Equal(r, []string{"127.0.0.91"}, addrStrings(ai), "rule: the forged address never reaches the cache")
 	}},
-	{name: "canonical-name-follows-cname", needs: settings, run: func(r *rt) {
+	{name: "resolver/canonical-name-follows-cname", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("alias.test. 60 IN CNAME real.test.", "real.test. 60 IN A 127.0.0.100")
 		ai, err := r.lookup(e.resolver, "alias.test", sdk.AddrinfoHints{Family: syscall.AF_INET, SockType: syscall.SOCK_STREAM, Flags: sdk.AICanonName})
@@ -302,7 +308,7 @@ var resolverCases = []rcase{
 		assert.Equal(r, []string{"127.0.0.100"}, addrStrings(ai))
 		assert.Equal(r, "real.test", ai[0].CanonName, "rule: AI_CANONNAME names the end of the CNAME chain")
 	}},
-	{name: "both-families-in-rfc6724-order", needs: settings, run: func(r *rt) {
+	{name: "resolver/both-families-in-rfc6724-order", needs: settings, run: func(r *rt) {
 		srv := dnstest.Start(r)
 		srv.Add("two.test. 60 IN A 127.0.0.110", "two.test. 60 IN AAAA ::1")
 		// Each answer waits 1s: asked one after the other, the two would
@@ -321,7 +327,7 @@ var resolverCases = []rcase{
 			assert.Equal(r, "::1", got[0], "rule: RFC 6724 puts ::1 (precedence 50) before IPv4 (35)")
 		}
 	}},
-	{name: "getnameinfo-by-ptr", needs: settings, run: func(r *rt) {
+	{name: "resolver/getnameinfo-by-ptr", needs: settings, run: func(r *rt) {
 		e := r.world("", nil)
 		e.srv.Add("120.0.0.127.in-addr.arpa. 60 IN PTR ptr.test.")
 		ni, err := e.resolver.Getnameinfo(r.Context(), netip.MustParseAddrPort("127.0.0.120:8080"), sdk.NINumericServ)
@@ -343,7 +349,7 @@ var resolverCases = []rcase{
 		var de *net.DNSError
 		require.ErrorAs(r, err, &de, "rule: NI_NAMEREQD fails for an address without a name")
 	}},
-	{name: "plugin-killed-with-lookups-in-flight", needs: []string{capSettings, capProcess}, run: func(r *rt) {
+	{name: "resolver/plugin-killed-with-lookups-in-flight", needs: []string{capSettings, capProcess}, run: func(r *rt) {
 		// A timeout longer than the server's delay: the lookups must end
 		// by the kill, not by their own timeout.
 		e := r.worldT(5*time.Second, "", nil)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
 // A resolver spec binds the resolver suite to a back-end and placement;
@@ -11,7 +12,7 @@ import (
 // takes settings (the go resolver reads the system's files and skips them).
 func ExampleResolverBinding() {
 	for _, spec := range []string{"go", "dns"} {
-		cfg, err := conformance.ResolverBinding(spec)
+		cfg, err := conformance.ResolverBinding(spec, plugin.Options{})
 		if err != nil {
 			panic(err)
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/loopkernel/loopkernel/conformance"
 	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
 // TestResolverPlacements certifies every registered resolver back-end (go,
@@ -18,7 +19,7 @@ func TestResolverPlacements(t *testing.T) {
 				if testing.Short() && spec != b.Name {
 					t.Skip("-short: no plugin processes")
 				}
-				cfg, err := conformance.ResolverBinding(spec)
+				cfg, err := conformance.ResolverBinding(spec, plugin.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}

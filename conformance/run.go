@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
@@ -41,6 +42,7 @@ const DefaultTimeout = 30 * time.Second
 // Options tune Run. The zero value runs every case with DefaultTimeout.
 type Options struct {
 	// Timeout is the per-case limit; a case over it is reported as Hang.
+	// Zero means each suite's own (Suite.Timeout, else DefaultTimeout).
 	Timeout time.Duration
 	// Match selects cases by name; nil runs them all.
 	Match func(name string) bool
@@ -141,7 +143,7 @@ func (ss *Session) Run(ctx context.Context, s Suite) ([]Result, error) {
 		if why := ss.blocker(s); why != "" {
 			r = Result{Suite: s.Name, Subject: ss.rn.subject, Case: cs.Name, Status: Blocked, Message: why}
 		} else {
-			r = ss.rn.run(ctx, s.Name, cs)
+			r = ss.rn.run(ctx, s, cs)
 		}
 		if opts.Progress != nil {
 			opts.Progress(r)
@@ -205,19 +207,17 @@ func newRunner(f Factory, opts Options) (*runner, error) {
 	if rn.subject == "" {
 		rn.subject = rn.caps.Name
 	}
-	if rn.timeout <= 0 {
-		rn.timeout = DefaultTimeout
-	}
 	return rn, nil
 }
 
-func (rn *runner) run(ctx context.Context, suite string, cs Case) Result {
+func (rn *runner) run(ctx context.Context, s Suite, cs Case) Result {
 	patience := overrun
 	if rn.failed.Load() {
 		patience = overrunAfterFailure
 	}
-	r := runCase(ctx, cs, rn.f, rn.caps, rn.timeout, patience)
-	r.Suite, r.Subject, r.Case = suite, rn.subject, cs.Name
+	timeout := cmp.Or(rn.timeout, s.Timeout, DefaultTimeout)
+	r := runCase(ctx, cs, rn.f, rn.caps, timeout, patience)
+	r.Suite, r.Subject, r.Case = s.Name, rn.subject, cs.Name
 	if r.Status == Fail || r.Status == Hang {
 		rn.failed.Store(true)
 	}

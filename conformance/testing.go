@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"testing"
 	"time"
@@ -25,13 +26,21 @@ func RunSelector(t *testing.T, f Factory) {
 // command line (the hung case's goroutine still holds its selector).
 func RunSuite(t *testing.T, s Suite, f Factory) {
 	t.Helper()
-	timeout := DefaultTimeout
+	runSuite(t, s, f, "")
+}
+
+// runSuite is RunSuite with the subject the results name ("" for the
+// selector's name): suites of other families, run without a selector
+// factory, name their back-end here.
+func runSuite(t *testing.T, s Suite, f Factory, subject string) {
+	t.Helper()
+	timeout := cmp.Or(s.Timeout, DefaultTimeout)
 	if dl, ok := t.Deadline(); ok {
 		if left := time.Until(dl) / 2; left < timeout {
 			timeout = left
 		}
 	}
-	ss, err := NewSession(f, Options{Timeout: timeout})
+	ss, err := NewSession(f, Options{Timeout: timeout, Subject: subject})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,15 +20,30 @@ import (
 	"github.com/loopkernel/loopkernel/kernel"
 )
 
-// offLoop runs fn on a goroutine of its own, as net code runs, while the
-// coroutine waits for it on the loop.
-func offLoop[T any](co *kernel.Co, fn func() (T, error)) (T, error) {
-	f, err := kernel.RunInExecutor(co.Loop(), nil, func(context.Context) (T, error) { return fn() })
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	return f.Await(co)
+// onLoop runs body as a coroutine on a new loop and fails t with its error.
+func onLoop(t *testing.T, body func(co *kernel.Co) error) {
+	t.Helper()
+	l := testkit.NewLoop(t, "")
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) { return struct{}{}, body(co) })
+	require.NoError(t, err)
+}
+
+// onPair runs body off the loop, as net code runs, with both ends of a
+// connection accepted by a gonet listener (all closed afterwards; a body
+// may close them itself).
+func onPair(t *testing.T, body func(client, server net.Conn, ln *gonet.Listener) error) {
+	t.Helper()
+	onLoop(t, func(co *kernel.Co) error {
+		client, server, ln, err := pair(co)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		defer client.Close()
+		defer server.Close()
+		_, err = testkit.OffLoop(co, func() (struct{}, error) { return struct{}{}, body(client, server, ln) })
+		return err
+	})
 }
 
 // pair listens on loopback, dials it, and returns both ends as net.Conns.
@@ -50,7 +65,7 @@ func pair(co *kernel.Co) (client, server net.Conn, ln *gonet.Listener, err error
 		ln.Close()
 		return nil, nil, nil, err
 	}
-	server, err = offLoop(co, func() (net.Conn, error) {
+	server, err = testkit.OffLoop(co, func() (net.Conn, error) {
 		c, ok := <-accepted
 		if !ok {
 			return nil, errors.New("accept failed")
@@ -61,13 +76,7 @@ func pair(co *kernel.Co) (client, server net.Conn, ln *gonet.Listener, err error
 }
 
 func TestEchoOfMoreThanTheBuffersHold(t *testing.T) {
-	l := testkit.NewLoop(t, "")
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
-		client, server, ln, err := pair(co)
-		if err != nil {
-			return struct{}{}, err
-		}
-		defer ln.Close()
+	onPair(t, func(client, server net.Conn, _ *gonet.Listener) error {
 		go func() {
 			io.Copy(server, server) // echo until the client's FIN
 			server.(*gonet.Conn).CloseWrite()
@@ -75,63 +84,47 @@ func TestEchoOfMoreThanTheBuffersHold(t *testing.T) {
 		}()
 		want := make([]byte, 4<<20) // far over the read and write bounds
 		rand.Read(want)
-		got, err := offLoop(co, func() ([]byte, error) {
-			go func() {
-				client.Write(want)
-				client.(*gonet.Conn).CloseWrite()
-			}()
-			return io.ReadAll(client)
-		})
-		client.Close()
+		go func() {
+			client.Write(want)
+			client.(*gonet.Conn).CloseWrite()
+		}()
+		got, err := io.ReadAll(client)
 		if err != nil {
-			return struct{}{}, err
+			return err
 		}
 		if !bytes.Equal(got, want) {
-			return struct{}{}, errors.New("echoed bytes differ")
+			return errors.New("echoed bytes differ")
 		}
-		return struct{}{}, nil
+		return nil
 	})
-	require.NoError(t, err)
 }
 
 func TestReadDeadline(t *testing.T) {
-	l := testkit.NewLoop(t, "")
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
-		client, server, ln, err := pair(co)
-		if err != nil {
-			return struct{}{}, err
+	onPair(t, func(client, server net.Conn, _ *gonet.Listener) error {
+		server.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+		start := time.Now()
+		_, err := server.Read(make([]byte, 8))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return errors.New("read past its deadline did not time out: " + errString(err))
 		}
-		defer ln.Close()
-		defer client.Close()
-		defer server.Close()
-		_, err = offLoop(co, func() (struct{}, error) {
-			server.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-			start := time.Now()
-			_, err := server.Read(make([]byte, 8))
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
-				return struct{}{}, errors.New("read past its deadline did not time out: " + errString(err))
-			}
-			if time.Since(start) < 25*time.Millisecond {
-				return struct{}{}, errors.New("read timed out before its deadline")
-			}
-			// The connection is still good: a new deadline, then data.
-			server.SetReadDeadline(time.Time{})
-			client.Write([]byte("late"))
-			b := make([]byte, 4)
-			if _, err := io.ReadFull(server, b); err != nil || string(b) != "late" {
-				return struct{}{}, errors.New("read after a timeout: " + errString(err))
-			}
-			// A deadline in the past fails at once, even with data buffered later.
-			server.SetReadDeadline(time.Now().Add(-time.Second))
-			if _, err := server.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
-				return struct{}{}, errors.New("past deadline: " + errString(err))
-			}
-			return struct{}{}, nil
-		})
-		return struct{}{}, err
+		if time.Since(start) < 25*time.Millisecond {
+			return errors.New("read timed out before its deadline")
+		}
+		// The connection is still good: a new deadline, then data.
+		server.SetReadDeadline(time.Time{})
+		client.Write([]byte("late"))
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(server, b); err != nil || string(b) != "late" {
+			return errors.New("read after a timeout: " + errString(err))
+		}
+		// A deadline in the past fails at once, even with data buffered later.
+		server.SetReadDeadline(time.Now().Add(-time.Second))
+		if _, err := server.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
+			return errors.New("past deadline: " + errString(err))
+		}
+		return nil
 	})
-	require.NoError(t, err)
 }
 
 func errString(err error) string {
@@ -142,66 +135,44 @@ func errString(err error) string {
 }
 
 func TestWriteBlocksOnAPeerThatDoesNotReadUntilTheDeadline(t *testing.T) {
-	l := testkit.NewLoop(t, "")
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
-		client, server, ln, err := pair(co)
-		if err != nil {
-			return struct{}{}, err
-		}
-		defer ln.Close()
-		defer client.Close()
-		defer server.Close()
-		n, err := offLoop(co, func() (int, error) {
-			client.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
-			return client.Write(make([]byte, 64<<20))
-		})
+	onPair(t, func(client, _ net.Conn, _ *gonet.Listener) error {
+		client.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := client.Write(make([]byte, 64<<20))
 		assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 		assert.Less(t, n, 64<<20, "the writer was held back")
-		return struct{}{}, nil
+		return nil
 	})
-	require.NoError(t, err)
 }
 
 func TestCloseUnblocksReadAndAccept(t *testing.T) {
-	l := testkit.NewLoop(t, "")
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
-		client, server, ln, err := pair(co)
-		if err != nil {
-			return struct{}{}, err
-		}
-		defer server.Close()
-		_, err = offLoop(co, func() (struct{}, error) {
-			readErr := make(chan error, 1)
-			go func() { _, err := client.Read(make([]byte, 1)); readErr <- err }()
-			acceptErr := make(chan error, 1)
-			go func() { _, err := ln.Accept(); acceptErr <- err }()
-			time.Sleep(20 * time.Millisecond)
-			client.Close()
-			ln.Close()
-			assert.ErrorIs(t, <-readErr, net.ErrClosed)
-			assert.ErrorIs(t, <-acceptErr, net.ErrClosed)
-			assert.ErrorIs(t, client.Close(), net.ErrClosed, "a second Close")
-			_, err := client.Write([]byte("x"))
-			assert.ErrorIs(t, err, net.ErrClosed)
-			// The peer sees the close as the end of the stream.
-			_, err = server.Read(make([]byte, 1))
-			assert.Equal(t, io.EOF, err)
-			return struct{}{}, nil
-		})
-		return struct{}{}, err
+	onPair(t, func(client, server net.Conn, ln *gonet.Listener) error {
+		readErr := make(chan error, 1)
+		go func() { _, err := client.Read(make([]byte, 1)); readErr <- err }()
+		acceptErr := make(chan error, 1)
+		go func() { _, err := ln.Accept(); acceptErr <- err }()
+		time.Sleep(20 * time.Millisecond)
+		client.Close()
+		ln.Close()
+		assert.ErrorIs(t, <-readErr, net.ErrClosed)
+		assert.ErrorIs(t, <-acceptErr, net.ErrClosed)
+		assert.ErrorIs(t, client.Close(), net.ErrClosed, "a second Close")
+		_, err := client.Write([]byte("x"))
+		assert.ErrorIs(t, err, net.ErrClosed)
+		// The peer sees the close as the end of the stream.
+		_, err = server.Read(make([]byte, 1))
+		assert.Equal(t, io.EOF, err)
+		return nil
 	})
-	require.NoError(t, err)
 }
 
 func TestPeerResetIsAnErrorNotEOF(t *testing.T) {
-	l := testkit.NewLoop(t, "")
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+	onLoop(t, func(co *kernel.Co) error {
 		ln, err := gonet.Listen(co, "tcp", "127.0.0.1:0")
 		if err != nil {
-			return struct{}{}, err
+			return err
 		}
 		defer ln.Close()
-		_, err = offLoop(co, func() (struct{}, error) {
+		_, err = testkit.OffLoop(co, func() (struct{}, error) {
 			// The peer is Go's own net: SO_LINGER 0 makes its close a reset.
 			peer, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
@@ -221,17 +192,16 @@ func TestPeerResetIsAnErrorNotEOF(t *testing.T) {
 			assert.ErrorIs(t, err, syscall.ECONNRESET)
 			return struct{}{}, nil
 		})
-		return struct{}{}, err
+		return err
 	})
-	require.NoError(t, err)
 }
 
 func TestDialerFromAnotherGoroutine(t *testing.T) {
-	l := testkit.NewLoop(t, "")
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+	onLoop(t, func(co *kernel.Co) error {
+		l := co.Loop()
 		ln, err := gonet.Listen(co, "tcp", "127.0.0.1:0")
 		if err != nil {
-			return struct{}{}, err
+			return err
 		}
 		defer ln.Close()
 		go func() {
@@ -241,7 +211,7 @@ func TestDialerFromAnotherGoroutine(t *testing.T) {
 				c.Close()
 			}
 		}()
-		got, err := offLoop(co, func() (string, error) {
+		got, err := testkit.OffLoop(co, func() (string, error) {
 			c, err := gonet.Dialer{Loop: l}.DialContext(context.Background(), "tcp", ln.Addr().String())
 			if err != nil {
 				return "", err
@@ -252,31 +222,29 @@ func TestDialerFromAnotherGoroutine(t *testing.T) {
 		})
 		assert.Equal(t, "hello", got)
 		if err != nil {
-			return struct{}{}, err
+			return err
 		}
 		// A refused dial is an error, and a cancelled one returns at once.
-		_, err = offLoop(co, func() (net.Conn, error) {
+		_, err = testkit.OffLoop(co, func() (net.Conn, error) {
 			return gonet.Dialer{Loop: l}.DialContext(context.Background(), "tcp", "127.0.0.1:1")
 		})
 		assert.Error(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_, err = offLoop(co, func() (net.Conn, error) {
+		_, err = testkit.OffLoop(co, func() (net.Conn, error) {
 			return gonet.Dialer{Loop: l}.DialContext(ctx, "tcp", ln.Addr().String())
 		})
 		assert.True(t, err == nil || errors.Is(err, context.Canceled), "got %v", err)
-		return struct{}{}, nil
+		return nil
 	})
-	require.NoError(t, err)
 }
 
 func TestUnixAndBadNetworks(t *testing.T) {
-	l := testkit.NewLoop(t, "")
 	path := t.TempDir() + "/s"
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+	onLoop(t, func(co *kernel.Co) error {
 		ln, err := gonet.Listen(co, "unix", path)
 		if err != nil {
-			return struct{}{}, err
+			return err
 		}
 		defer ln.Close()
 		assert.Equal(t, path, ln.Addr().String())
@@ -288,9 +256,9 @@ func TestUnixAndBadNetworks(t *testing.T) {
 		}()
 		c, err := gonet.Dial(co, "unix", path)
 		if err != nil {
-			return struct{}{}, err
+			return err
 		}
-		got, err := offLoop(co, func() ([]byte, error) { defer c.Close(); return io.ReadAll(c) })
+		got, err := testkit.OffLoop(co, func() ([]byte, error) { defer c.Close(); return io.ReadAll(c) })
 		assert.Equal(t, "unix", string(got))
 		assert.NoError(t, err)
 
@@ -299,7 +267,6 @@ func TestUnixAndBadNetworks(t *testing.T) {
 		assert.ErrorAs(t, err, &unknown)
 		_, err = gonet.Dial(co, "tcp", "no-port")
 		assert.Error(t, err)
-		return struct{}{}, nil
+		return nil
 	})
-	require.NoError(t, err)
 }

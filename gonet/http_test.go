@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/loopkernel/loopkernel/gonet"
 	"github.com/loopkernel/loopkernel/internal/testkit"
@@ -59,75 +58,70 @@ func serveHTTP(co *kernel.Co, h http.Handler) (string, func() error, error) {
 	return "http://" + ln.Addr().String(), stop, nil
 }
 
+// onHTTP serves hashHandler through a gonet listener on a new loop and
+// runs body off the loop (as an HTTP client runs) with the loop and the
+// server's base URL; the server is stopped afterwards.
+func onHTTP(t *testing.T, body func(l *kernel.Loop, base string) error) {
+	t.Helper()
+	onLoop(t, func(co *kernel.Co) error {
+		base, stop, err := serveHTTP(co, http.HandlerFunc(hashHandler))
+		if err != nil {
+			return err
+		}
+		l := co.Loop()
+		_, err = testkit.OffLoop(co, func() (struct{}, error) { return struct{}{}, body(l, base) })
+		if serr := stop(); err == nil {
+			err = serr
+		}
+		return err
+	})
+}
+
 func TestNetHTTPServesThroughTheListenerToCurl(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Skip("curl is not installed (scripts/install-deps.sh installs it)")
 	}
-	l := testkit.NewLoop(t, "")
-	_, err = testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
-		base, stop, err := serveHTTP(co, http.HandlerFunc(hashHandler))
+	onHTTP(t, func(_ *kernel.Loop, base string) error {
+		// Two requests on one keep-alive connection.
+		out, err := exec.Command(curl, "-sS", "--max-time", "10", base+"/a", base+"/b").CombinedOutput()
 		if err != nil {
-			return struct{}{}, err
+			return fmt.Errorf("curl: %v: %s", err, out)
 		}
-		_, err = offLoop(co, func() (struct{}, error) {
-			// Two requests on one keep-alive connection.
-			out, err := exec.Command(curl, "-sS", "--max-time", "10", base+"/a", base+"/b").CombinedOutput()
-			if err != nil {
-				return struct{}{}, fmt.Errorf("curl: %v: %s", err, out)
-			}
-			assert.Equal(t, "hello from /ahello from /b", string(out))
+		assert.Equal(t, "hello from /ahello from /b", string(out))
 
-			body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-			sum := sha256.Sum256(body)
-			cmd := exec.Command(curl, "-sS", "--max-time", "10", "--data-binary", "@-", base+"/up")
-			cmd.Stdin = bytes.NewReader(body)
-			out, err = cmd.CombinedOutput()
-			if err != nil {
-				return struct{}{}, fmt.Errorf("curl upload: %v: %s", err, out)
-			}
-			assert.Equal(t, hex.EncodeToString(sum[:]), string(out))
-			return struct{}{}, nil
-		})
-		if serr := stop(); err == nil {
-			err = serr
+		body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+		sum := sha256.Sum256(body)
+		cmd := exec.Command(curl, "-sS", "--max-time", "10", "--data-binary", "@-", base+"/up")
+		cmd.Stdin = bytes.NewReader(body)
+		out, err = cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("curl upload: %v: %s", err, out)
 		}
-		return struct{}{}, err
+		assert.Equal(t, hex.EncodeToString(sum[:]), string(out))
+		return nil
 	})
-	require.NoError(t, err)
 }
 
 func TestNetHTTPClientDialsThroughTheLoop(t *testing.T) {
-	l := testkit.NewLoop(t, "")
-	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
-		base, stop, err := serveHTTP(co, http.HandlerFunc(hashHandler))
-		if err != nil {
-			return struct{}{}, err
-		}
-		tr := &http.Transport{DialContext: gonet.Dialer{Loop: co.Loop()}.DialContext}
+	onHTTP(t, func(l *kernel.Loop, base string) error {
+		tr := &http.Transport{DialContext: gonet.Dialer{Loop: l}.DialContext}
+		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		_, err = offLoop(co, func() (struct{}, error) {
-			for i := range 20 {
-				resp, err := client.Get(fmt.Sprintf("%s/%d", base, i))
-				if err != nil {
-					return struct{}{}, err
-				}
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					return struct{}{}, err
-				}
-				assert.Equal(t, fmt.Sprintf("hello from /%d", i), string(b))
+		for i := range 20 {
+			resp, err := client.Get(fmt.Sprintf("%s/%d", base, i))
+			if err != nil {
+				return err
 			}
-			tr.CloseIdleConnections()
-			return struct{}{}, nil
-		})
-		if serr := stop(); err == nil {
-			err = serr
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			assert.Equal(t, fmt.Sprintf("hello from /%d", i), string(b))
 		}
-		return struct{}{}, err
+		return nil
 	})
-	require.NoError(t, err)
 }
 
 // BenchmarkHTTP is one keep-alive GET through net/http's server on a gonet
@@ -158,7 +152,7 @@ func BenchmarkHTTP(b *testing.B) {
 			if err != nil {
 				return struct{}{}, err
 			}
-			_, err = offLoop(co, func() (struct{}, error) { get(b, base); return struct{}{}, nil })
+			_, err = testkit.OffLoop(co, func() (struct{}, error) { get(b, base); return struct{}{}, nil })
 			b.StopTimer()
 			if serr := stop(); err == nil {
 				err = serr

@@ -30,16 +30,22 @@ func loopkernelLong(t *testing.T, env []string, args ...string) result {
 	return loopkernelWithin(t, longGuard, env, args...)
 }
 
+// buildPlugin returns a builder of the plugin program pkg into the test
+// binary's directory as loopkernel-plugin-NAME, built on first use.
+func buildPlugin(name, pkg string) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		path := filepath.Join(filepath.Dir(binary), "loopkernel-plugin-"+name)
+		out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
+		if err != nil {
+			return "", &buildError{err, out}
+		}
+		return path, nil
+	})
+}
+
 // brokenPlugin is conformance/internal/brokenplugin, built on first use into
 // a directory removed when the test binary's last test ends.
-var brokenPlugin = sync.OnceValues(func() (string, error) {
-	path := filepath.Join(filepath.Dir(binary), "loopkernel-plugin-broken")
-	out, err := exec.Command("go", "build", "-o", path, "../../conformance/internal/brokenplugin").CombinedOutput()
-	if err != nil {
-		return "", &buildError{err, out}
-	}
-	return path, nil
-})
+var brokenPlugin = buildPlugin("broken", "../../conformance/internal/brokenplugin")
 
 type buildError struct {
 	err error
@@ -126,6 +132,7 @@ func TestConformanceBundled(t *testing.T) {
 			assert.Contains(t, r.stdout, "=== selector suite on "+spec)
 			assert.Contains(t, r.stdout, "=== kernel suite on "+spec)
 			assert.Contains(t, r.stdout, "=== net suite on "+spec)
+			assert.Contains(t, r.stdout, "=== process suite on "+spec)
 			assert.Regexp(t, `(?m)^conformance `+regexp.QuoteMeta(spec)+`: \d+ cases: \d+ pass, \d+ skip, 0 fail, 0 hang, 0 blocked; supervision: 0 restarts, 0 crashes, 0 health failures, 0 protocol violations \(`, r.stdout)
 
 			progress := parseProgress(t, r.stdout)
@@ -144,6 +151,7 @@ func TestConformanceBundled(t *testing.T) {
 			assert.Equal(t, len(conformance.SelectorSuite().Cases), suites["selector"], "the whole selector suite ran")
 			assert.Equal(t, len(conformance.KernelSuite(conformance.KernelConfig{}).Cases), suites["kernel"], "the whole kernel suite ran")
 			assert.Equal(t, len(conformance.NetSuite(conformance.NetConfig{}).Cases), suites["net"], "the whole net suite ran")
+			assert.Equal(t, len(conformance.ProcessSuite(conformance.NetConfig{}).Cases), suites["process"], "the whole process suite ran")
 		})
 	}
 }
@@ -241,17 +249,27 @@ func TestConformanceOptions(t *testing.T) {
 	r = loopkernel(t, nil, "conformance", "--list")
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	assert.Len(t, lines, len(conformance.SelectorSuite().Cases)+len(conformance.KernelSuite(conformance.KernelConfig{}).Cases)+len(conformance.NetSuite(conformance.NetConfig{}).Cases))
+	assert.Len(t, lines, len(conformance.SelectorSuite().Cases)+len(conformance.KernelSuite(conformance.KernelConfig{}).Cases)+
+		len(conformance.NetSuite(conformance.NetConfig{}).Cases)+len(conformance.ProcessSuite(conformance.NetConfig{}).Cases))
 	for _, l := range lines {
-		assert.Regexp(t, `^(selector|kernel|net)/`, l)
+		assert.Regexp(t, `^(selector|kernel|net|process)/`, l)
 	}
+	// The other families' suites list their cases with what each needs,
+	// without a back-end started.
+	r = loopkernel(t, nil, "conformance", "--list", "--suite", "resolver,executor", "--resolver", "plugin:nosuch", "--run", "killed|sigkill|localhost")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Equal(t, "resolver/localhost-is-loopback\n"+
+		"resolver/plugin-killed-with-lookups-in-flight  needs resolver:settings,plugin-process\n"+
+		"executor/sigkill-mid-call  needs executor:crash-isolation\n", r.stdout)
 
 	for _, c := range []struct {
 		args []string
 		code int
 		want string
 	}{
-		{[]string{"--suite", "nope"}, 2, `--suite "nope": want selector, kernel, net or all`},
+		{[]string{"--suite", "nope"}, 2, `--suite "nope": want a comma-separated list of selector, kernel, net, process, resolver, executor, or all`},
+		{[]string{"--suite", "resolver", "--resolver", "nosuch"}, 1, `resolver "nosuch": unknown back-end`},
+		{[]string{"--suite", "executor", "--executor", "plugin:nosuch", "--plugin-dir", t.TempDir()}, 1, "no loopkernel-plugin-nosuch"},
 		{[]string{"--run", "("}, 2, "--run: error parsing regexp"},
 		{[]string{"--timeout", "0s"}, 2, "--timeout must be positive"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
@@ -263,5 +281,67 @@ func TestConformanceOptions(t *testing.T) {
 		r := loopkernel(t, nil, append([]string{"conformance"}, c.args...)...)
 		assert.Equal(t, c.code, r.code, "%v: %s", c.args, r.stderr)
 		assert.Contains(t, r.stderr, c.want, "%v", c.args)
+	}
+}
+
+// familyPlugin is conformance/internal/familyplugin, a third-party plugin
+// of the resolver and executor families.
+var familyPlugin = buildPlugin("family", "../../conformance/internal/familyplugin")
+
+// TestConformanceResolverAndExecutor certifies resolver and executor
+// back-ends from the command line, as the selector is: bundled in process
+// and as a plugin, a third-party plugin by path and from the plugin
+// directory, with the reports; and a third-party plugin with a planted
+// fault fails, exit status 1, naming the rule.
+func TestConformanceResolverAndExecutor(t *testing.T) {
+	// Cases that need the DNS servers the command starts on 127.0.0.1,
+	// and the plugin kill, and the executor's crash and cancel cases.
+	const some = "^(resolver/(hosts-file-first|ttl-expiry|both-families-in-rfc6724-order|plugin-killed-with-lookups-in-flight)|" +
+		"executor/(results-and-errors|concurrent-calls|sigkill-mid-call|cancel-during-call|back-pressure))$"
+	path, err := familyPlugin()
+	require.NoError(t, err)
+	for _, c := range []struct {
+		resolver, executor string
+		pass, skip         int
+	}{
+		{"dns", "process", 8, 1},                  // in process: no plugin to kill
+		{"plugin:dns", "plugin:goroutine", 8, 1},  // no queue bound out of process
+		{"plugin:" + path, "plugin:family", 8, 1}, // third party, by path and by name
+	} {
+		t.Run(c.resolver+","+c.executor, func(t *testing.T) {
+			dir := t.TempDir()
+			junit, js := filepath.Join(dir, "r.xml"), filepath.Join(dir, "r.json")
+			r := loopkernelLong(t, nil, "conformance", "--suite", "resolver,executor", "--resolver", c.resolver, "--executor", c.executor,
+				"--plugin-dir", filepath.Dir(path), "--run", some, "--junit", junit, "--json", js)
+			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			assert.Contains(t, r.stdout, "=== resolver suite on "+c.resolver+" (4 cases)")
+			assert.Contains(t, r.stdout, "=== executor suite on "+c.executor+" (5 cases)")
+			assert.Regexp(t, fmt.Sprintf(`(?m)^conformance resolver %s, executor %s: 9 cases: %d pass, %d skip, 0 fail, 0 hang, 0 blocked`,
+				regexp.QuoteMeta(c.resolver), regexp.QuoteMeta(c.executor), c.pass, c.skip), r.stdout)
+			progress := parseProgress(t, r.stdout)
+			results := readReports(t, junit, js, progress)
+			for _, res := range results {
+				want := c.resolver
+				if res.Suite == "executor" {
+					want = c.executor
+				}
+				assert.Equal(t, want, res.Subject, res.Case)
+				if res.Status == conformance.Skip {
+					assert.Regexp(t, `^needs `, res.SkipReason, res.Case)
+				}
+			}
+		})
+	}
+
+	// A faulty third-party resolver fails; so does a faulty executor.
+	for _, m := range []struct{ mutant, suite, rule string }{
+		{"drops-aaaa", "resolver", "A and AAAA are both asked"},
+		{"loses-panics", "executor", "a panic in the function is the call's *sdk.CallError"},
+	} {
+		r := loopkernelLong(t, []string{"FAMILYPLUGIN_MUTANT=" + m.mutant}, "conformance", "--suite", m.suite,
+			"--"+m.suite, "plugin:"+path, "--run", some+"|panic")
+		assert.Equal(t, 1, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+		assert.Contains(t, r.stdout, "rule: "+m.rule, m.mutant)
+		assert.Contains(t, r.stderr, "does not conform", m.mutant)
 	}
 }

@@ -3,6 +3,8 @@ package testkit_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -86,4 +88,36 @@ func ExampleSocketPair() {
 	})
 	fmt.Println(got, err)
 	// Output: one message <nil>
+}
+
+// Blocking Go code runs off the loop while the coroutine waits: here a
+// plain net dial of a server the loop serves.
+func ExampleOffLoop() {
+	t := &exampleT{}
+	defer t.done()
+	l := testkit.NewLoop(t, "")
+	got, err := testkit.Run(t, l, func(co *kernel.Co) (string, error) {
+		srv, err := kernel.CreateServer(co, func() *testkit.Echo { return testkit.NewEcho() }, []string{"127.0.0.1"}, "0", nil)
+		if err != nil {
+			return "", err
+		}
+		defer srv.Close()
+		port, err := testkit.Port(srv)
+		if err != nil {
+			return "", err
+		}
+		return testkit.OffLoop(co, func() (string, error) {
+			c, err := net.Dial("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				return "", err
+			}
+			defer c.Close()
+			c.Write([]byte("ping"))
+			b := make([]byte, 4)
+			_, err = io.ReadFull(c, b)
+			return string(b), err
+		})
+	})
+	fmt.Println(got, err)
+	// Output: ping <nil>
 }

@@ -19,10 +19,17 @@ import (
 
 // The mutants are registered in this test binary only, so that it can
 // serve each of them out of process by re-executing itself, exactly as the
-// loopkernel binary serves its bundled back-ends.
+// loopkernel binary serves its bundled back-ends: selectors, resolvers and
+// executors alike.
 func init() {
 	for _, m := range mutants.All() {
 		sdk.Selectors.Register("mutant-"+m.Name, m.New)
+	}
+	for _, m := range mutants.Resolvers() {
+		sdk.Resolvers.Register("mutant-"+m.Name, m.New)
+	}
+	for _, m := range mutants.Executors() {
+		sdk.Executors.Register("mutant-"+m.Name, m.New)
 	}
 }
 
@@ -135,30 +142,36 @@ func TestMutantsFailCertification(t *testing.T) {
 			if cert.err != nil {
 				t.Fatalf("certification of %s did not run to a verdict: %v", cert.spec, cert.err)
 			}
-			sum := conformance.Summarize(cert.results)
-			t.Logf("%s (%s): %v; failed after %v, run over after %v", cert.spec, cert.m.Fault, sum,
-				cert.verdict.Round(time.Millisecond), cert.took.Round(time.Millisecond))
-			assert.False(t, sum.OK(), "a back-end whose fault is %q was certified", cert.m.Fault)
-			assert.Less(t, cert.verdict, certifyLimit, "failing %s took too long", cert.spec)
 			rule := cert.m.Rule
 			if cert.m.PluginRule != "" && strings.HasPrefix(cert.spec, "plugin:") {
 				rule = cert.m.PluginRule
 			}
-			named := false
+			judge(t, cert.spec, cert.m.Fault, rule, cert.results, cert.verdict, cert.took)
 			for _, r := range cert.results {
-				switch r.Status {
-				case conformance.Fail, conformance.Hang:
-					t.Logf("%s %s: %s", strings.ToUpper(string(r.Status)), r.Case, firstLine(r.Message))
-					named = named || strings.Contains(r.Message, "rule: "+rule)
-				case conformance.Pass, conformance.Skip:
-					if r.Suite != "selector" {
-						t.Errorf("%s: the %s suite ran (%s) although the selector suite had failed", r.Case, r.Suite, r.Status)
-					}
+				if (r.Status == conformance.Pass || r.Status == conformance.Skip) && r.Suite != "selector" {
+					t.Errorf("%s: the %s suite ran (%s) although the selector suite had failed", r.Case, r.Suite, r.Status)
 				}
 			}
-			assert.True(t, named, "no failure names the rule %q that %s breaks (%s)", rule, cert.spec, cert.m.Fault)
 		})
 	}
+}
+
+// judge checks the verdict of one certification of a mutant whose fault
+// breaks rule: it failed, within certifyLimit, with a failure naming rule.
+func judge(t *testing.T, spec, fault, rule string, results []conformance.Result, verdict, took time.Duration) {
+	t.Helper()
+	sum := conformance.Summarize(results)
+	t.Logf("%s (%s): %v; failed after %v, run over after %v", spec, fault, sum, verdict.Round(time.Millisecond), took.Round(time.Millisecond))
+	assert.False(t, sum.OK(), "a back-end whose fault is %q was certified", fault)
+	assert.Less(t, verdict, certifyLimit, "failing %s took too long", spec)
+	named := false
+	for _, r := range results {
+		if r.Status == conformance.Fail || r.Status == conformance.Hang {
+			t.Logf("%s %s: %s", strings.ToUpper(string(r.Status)), r.Case, firstLine(r.Message))
+			named = named || strings.Contains(r.Message, "rule: "+rule)
+		}
+	}
+	assert.True(t, named, "no failure names the rule %q that %s breaks (%s)", rule, spec, fault)
 }
 
 func firstLine(msg string) string {
