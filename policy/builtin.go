@@ -88,10 +88,44 @@ var pluginLogger = sync.OnceValue(func() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "loopkernel", Level: hclog.Warn, Output: os.Stderr})
 })
 
-// openProactor opens the in-process completion back-end name and the
-// completion driver over it.
-func openProactor(name string) (sdk.Driver, error) {
-	p, err := sdk.Proactors.New(name)
+// ProactorOpener opens a completion back-end named by a proactor spec whose
+// prefix it was registered under (RegisterProactorPlacement), with ctx
+// bounding its start, and returns the I/O driver a loop runs on.
+type ProactorOpener func(ctx context.Context, name string) (sdk.Driver, error)
+
+// proactorPlacements maps a spec prefix ("plugin:") to the opener of that
+// placement. An out-of-process proactor registers itself here from its own
+// file, so this file needs no knowledge of how it runs.
+var proactorPlacements sync.Map // string -> ProactorOpener
+
+// RegisterProactorPlacement makes proactor specs that start with prefix
+// (Policy.Proactor "PREFIXNAME") open through open, which gets NAME. Meant
+// for init functions; a prefix registered twice panics.
+func RegisterProactorPlacement(prefix string, open ProactorOpener) {
+	if _, dup := proactorPlacements.LoadOrStore(prefix, open); dup {
+		panic("policy.RegisterProactorPlacement: prefix " + prefix + " registered twice")
+	}
+}
+
+// openProactor opens the completion back-end a proactor spec names: through
+// a registered placement when the spec has its prefix, else the in-process
+// back-end of that name with the completion driver over it.
+func openProactor(ctx context.Context, spec string) (sdk.Driver, error) {
+	var (
+		open ProactorOpener
+		name string
+	)
+	proactorPlacements.Range(func(k, v any) bool {
+		if rest, ok := strings.CutPrefix(spec, k.(string)); ok {
+			open, name = v.(ProactorOpener), rest
+			return false
+		}
+		return true
+	})
+	if open != nil {
+		return open(ctx, name)
+	}
+	p, err := sdk.Proactors.New(spec)
 	if err != nil {
 		return nil, err
 	}

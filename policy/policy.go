@@ -152,7 +152,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 		opts = append(opts, kernel.WithExecutor(p.DefaultExecutor()))
 	}
 	if p.Proactor != "" {
-		d, err := openProactor(p.Proactor)
+		d, err := openProactor(ctx, p.Proactor)
 		if err != nil {
 			return nil, err
 		}
