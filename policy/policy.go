@@ -75,8 +75,18 @@ type Policy struct {
 	// (sdk.Proactors, e.g. "uring"): each new loop then runs on the
 	// completion driver (driver/completion) over it, and Selector is not
 	// opened. Where the back-end is refused, NewEventLoop fails with an
-	// error that says why and names the epoll policy.
+	// error that says why and names the epoll policy, unless
+	// ProactorFallback is set.
 	Proactor string
+	// ProactorFallback makes a loop whose proactor is refused here
+	// (io_uring blocked by a seccomp profile such as Docker's default,
+	// moby#46762, or by the kernel.io_uring_disabled sysctl; an error
+	// wrapping proactor.ErrRefused) run on the policy's Selector instead,
+	// with one warning logged per process and proactor spec. Off by
+	// default: a program that chose io_uring for its system-call count
+	// should hear, not guess, that it is not getting it. Other failures to
+	// open the proactor are never hidden.
+	ProactorFallback bool
 	// Resolver is the resolver spec (getaddrinfo, getnameinfo) of each new
 	// loop, of the same forms as Selector over sdk.Resolvers; empty means
 	// sdk.DefaultResolver in process.
@@ -152,11 +162,14 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 		opts = append(opts, kernel.WithExecutor(p.DefaultExecutor()))
 	}
 	if p.Proactor != "" {
-		d, err := openProactor(ctx, p.Proactor)
+		d, err := p.proactorDriver(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return kernel.NewOnDriver(d, append(opts, p.Options...)...), nil
+		if d != nil {
+			return kernel.NewOnDriver(d, append(opts, p.Options...)...), nil
+		}
+		// Refused, and ProactorFallback said to use the selector.
 	}
 	sel, err := openBackend(ctx, sdk.Selectors, p.Selector, fallbackFor(p.PluginFallback, sdk.Selectors, p.Selector, Default))
 	if err != nil {

@@ -19,7 +19,12 @@ getnameinfo, the executor of registered functions) and where each runs (in
 this process, or in a plugin process). Pick one with --policy NAME or
 LOOPKERNEL_POLICY=NAME; an unregistered plugin:NAME or plugin:PATH selects a
 selector plugin ad hoc. --selector, --resolver and --executor (or
-LOOPKERNEL_SELECTOR, _RESOLVER, _EXECUTOR) override one family's choice.`,
+LOOPKERNEL_SELECTOR, _RESOLVER, _EXECUTOR) override one family's choice.
+
+A policy with a proactor (uring) runs its loops on a completion back-end
+instead of a selector: its SELECTOR column says proactor:NAME. --proactor
+SPEC (or LOOPKERNEL_PROACTOR) puts one on any policy (uring in process,
+uring-plugin or plugin:NAME out of process) or takes it off (none).`,
 	run: runPolicies,
 }
 
@@ -51,6 +56,7 @@ func runPolicies(e *env, args []string) error {
 		{sdk.Selectors.Family(), sdk.Selectors.Names()},
 		{sdk.Resolvers.Family(), sdk.Resolvers.Names()},
 		{sdk.Executors.Family(), sdk.Executors.Names()},
+		{sdk.Proactors.Family(), sdk.Proactors.Names()},
 	} {
 		fmt.Fprintf(e.stdout, "  %-9s %s\n", f.family, strings.Join(f.names, ", "))
 	}
@@ -62,6 +68,10 @@ func runPolicies(e *env, args []string) error {
 		return err
 	}
 	sel, res, ex := chosen.Backends()
-	fmt.Fprintf(e.stdout, "\nselected: %s (selector %s, resolver %s, executor %s)\n", chosen.Name, sel, res, ex)
+	io := "selector " + sel
+	if chosen.Proactor != "" {
+		io = "proactor " + chosen.Proactor
+	}
+	fmt.Fprintf(e.stdout, "\nselected: %s (%s, resolver %s, executor %s)\n", chosen.Name, io, res, ex)
 	return nil
 }

@@ -54,8 +54,8 @@ var commands = []*command{
 // env is what a subcommand gets besides its arguments.
 type env struct {
 	stdout, stderr io.Writer
-	// flags are --policy and the per-family --selector, --resolver and
-	// --executor as given; empty ones fall back to their environment
+	// flags are --policy and the per-family --selector, --resolver,
+	// --executor and --proactor as given; empty ones fall back to their environment
 	// variables, then to the policy's choice (see policy.Choose).
 	flags policy.Flags
 }
@@ -153,6 +153,10 @@ func addCommonFlags(fs *flag.FlagSet, e *env) {
 		"resolver `SPEC` overriding the policy's; default $"+policy.ResolverEnv)
 	fs.StringVar(&e.flags.Executor, "executor", e.flags.Executor,
 		"function-executor `SPEC` overriding the policy's; default $"+policy.ExecutorEnv)
+	fs.StringVar(&e.flags.Proactor, "proactor", e.flags.Proactor,
+		"completion back-end `SPEC` (uring, uring-plugin or plugin:NAME, none for the policy's selector) overriding the policy's; default $"+policy.ProactorEnv)
+	fs.BoolVar(&e.flags.ProactorFallback, "proactor-fallback", e.flags.ProactorFallback,
+		"where io_uring is refused (seccomp, kernel.io_uring_disabled), run on the policy's selector with one warning instead of failing; default $"+policy.ProactorFallbackEnv)
 	fs.BoolVar(&e.flags.PluginFallback, "plugin-fallback", e.flags.PluginFallback,
 		"a plugin that cannot be kept alive falls back to its in-process twin instead of failing; default $"+policy.PluginFallbackEnv)
 }
@@ -214,7 +218,7 @@ func printUsage(w io.Writer) {
 back-ends (event-loop policies).
 
 Usage:
-  loopkernel [--policy NAME] [--selector|--resolver|--executor SPEC] COMMAND [arguments]
+  loopkernel [--policy NAME] [--selector|--resolver|--executor|--proactor SPEC] COMMAND [arguments]
 
 Commands:
 `)
@@ -230,11 +234,15 @@ Flags accepted by every command:
   --selector SPEC   the selector back-end, overriding the policy's ($%s)
   --resolver SPEC   the resolver back-end, overriding the policy's ($%s)
   --executor SPEC   the function-executor back-end, overriding the policy's ($%s)
+  --proactor SPEC   the completion back-end (io_uring: uring, uring-plugin), or
+                    none for the policy's selector ($%s)
+  --proactor-fallback  where io_uring is refused, use the policy's selector
+                    and warn once, instead of failing ($%s)
   A SPEC is NAME (compiled in, in this process), plugin:NAME (in a plugin
   process) or plugin:PATH (a plugin executable).
 
 Run "loopkernel help COMMAND" for a command's arguments and flags.
-`, policy.EnvVar, policy.Default, policy.SelectorEnv, policy.ResolverEnv, policy.ExecutorEnv)
+`, policy.EnvVar, policy.Default, policy.SelectorEnv, policy.ResolverEnv, policy.ExecutorEnv, policy.ProactorEnv, policy.ProactorFallbackEnv)
 }
 
 func printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {

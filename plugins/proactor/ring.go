@@ -45,7 +45,7 @@ type ring struct {
 // times per submission).
 func setupRing(entries uint32) (*ring, error) {
 	p := params{flags: setupCQSize | setupClamp | setupSubmitAll, cqEntries: 4 * entries}
-	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	fd, e := ioUringSetup(entries, &p)
 	if e != 0 {
 		return nil, refused(e)
 	}
@@ -61,13 +61,20 @@ func setupRing(entries uint32) (*ring, error) {
 	return r, nil
 }
 
+// ioUringSetup is io_uring_setup(2); a variable so that the package's
+// tests can make it fail as a seccomp profile or the sysctl would.
+var ioUringSetup = func(entries uint32, p *params) (uintptr, syscall.Errno) {
+	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(p)), 0)
+	return fd, e
+}
+
 // refused explains why io_uring_setup failed, as precisely as the system
 // allows, and points at the readiness policy.
 func refused(e syscall.Errno) error {
 	why := e.Error()
 	switch e {
 	case unix.ENOSYS:
-		why = "the kernel has no io_uring (ENOSYS)"
+		why = "io_uring_setup: function not implemented (ENOSYS): the kernel has no io_uring, or a seccomp profile answers ENOSYS for it"
 	case unix.EPERM:
 		why = "io_uring_setup: operation not permitted (EPERM)"
 		if b, err := os.ReadFile("/proc/sys/kernel/io_uring_disabled"); err == nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,5 +165,21 @@ func TestWritesUnderGC(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// New and Available fail with the refusal when io_uring_setup is refused
+// (injected here as a seccomp profile or the sysctl would refuse it).
+func TestNewRefusedBySetup(t *testing.T) {
+	real := ioUringSetup
+	t.Cleanup(func() { ioUringSetup = real })
+	for _, e := range []unix.Errno{unix.EPERM, unix.ENOSYS} {
+		ioUringSetup = func(uint32, *params) (uintptr, syscall.Errno) { return 0, e }
+		u, err := New()
+		require.Nil(t, u)
+		require.ErrorIs(t, err, ErrRefused)
+		require.ErrorIs(t, err, e)
+		require.Contains(t, err.Error(), `policy "epoll"`)
+		require.ErrorIs(t, Available(), ErrRefused)
 	}
 }
