@@ -62,6 +62,8 @@ const (
 	offPluginSleeping = 384 // plugin stores 1, host swaps to 0 when ringing
 	offHostSleeping   = 448 // host stores 1, plugin swaps to 0 when ringing
 	offHeartbeat      = 512 // plugin increments
+	offAcked          = 576 // plugin stores: submissions fully handled (a pass of its loop ended)
+	offAckWanted      = 640 // host stores: the acked index it waits for
 )
 
 // ErrLayout: a header or memfd that does not describe version 1's layout.

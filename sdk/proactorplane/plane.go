@@ -20,6 +20,7 @@ type Plane struct {
 	sqHead, sqTail, cqHead, cqTail *uint32
 	pluginSleeping, hostSleeping   *uint32
 	heartbeat                      *uint64
+	acked, ackWanted               *uint32
 
 	// sqLocal is the host's tail (entries written, not yet published) or
 	// the plugin's head; cqLocal the plugin's tail or the host's head.
@@ -33,6 +34,7 @@ func (p *Plane) bind(mem []byte) {
 	p.sqHead, p.sqTail, p.cqHead, p.cqTail = u32(offSQHead), u32(offSQTail), u32(offCQHead), u32(offCQTail)
 	p.pluginSleeping, p.hostSleeping = u32(offPluginSleeping), u32(offHostSleeping)
 	p.heartbeat = (*uint64)(unsafe.Add(base, offHeartbeat))
+	p.acked, p.ackWanted = u32(offAcked), u32(offAckWanted)
 	p.Bufs = make([][]byte, BufCount)
 	for i := range p.Bufs {
 		o := BufOff + i*BufSize
@@ -169,6 +171,20 @@ func (p *Plane) HostSleep() (wait bool) {
 // HostAwake withdraws HostSleep.
 func (p *Plane) HostAwake() { atomic.StoreUint32(p.hostSleeping, 0) }
 
+// Published is the host's tail as last published.
+func (p *Plane) Published() uint32 { return p.sqLocal }
+
+// WantAck asks the plugin to ring once it has handled every entry up to
+// tail, and reports whether it has already (then there is nothing to wait
+// for).
+func (p *Plane) WantAck(tail uint32) (done bool) {
+	atomic.StoreUint32(p.ackWanted, tail)
+	return int32(atomic.LoadUint32(p.acked)-tail) >= 0
+}
+
+// Acked reports whether the plugin has handled every entry up to tail.
+func (p *Plane) Acked(tail uint32) bool { return int32(atomic.LoadUint32(p.acked)-tail) >= 0 }
+
 // Heartbeat is the plugin's heartbeat counter, which the host's watchdog
 // reads.
 func (p *Plane) Heartbeat() uint64 { return atomic.LoadUint64(p.heartbeat) }
@@ -218,6 +234,15 @@ func (p *Plane) PluginSleep() (wait bool) {
 
 // PluginAwake withdraws PluginSleep.
 func (p *Plane) PluginAwake() { atomic.StoreUint32(p.pluginSleeping, 0) }
+
+// Ack records that the plugin handled every submission it consumed (its
+// proactor has submitted them and returned what completed at once) and
+// reports whether the host waits for that.
+func (p *Plane) Ack() (wanted bool) {
+	old := atomic.SwapUint32(p.acked, p.sqLocal)
+	w := atomic.LoadUint32(p.ackWanted)
+	return int32(w-old) > 0 && int32(p.sqLocal-w) >= 0
+}
 
 // Beat advances the heartbeat.
 func (p *Plane) Beat() { atomic.AddUint64(p.heartbeat, 1) }
