@@ -33,6 +33,10 @@ FUZZ += ./plugins/executor:FuzzEnvelope
 FUZZ += ./streams:FuzzReaduntil
 FUZZ += ./internal/serve:FuzzParseRequest
 FUZZ += ./internal/echobench:FuzzParseKiB
+FUZZ += ./sdk/proactorplane:FuzzParseEntry
+FUZZ += ./sdk/proactorplane:FuzzParseResult
+FUZZ += ./sdk/proactorplane:FuzzParseFrame
+FUZZ += ./sdk/proactorplane:FuzzCheckHeader
 
 # Benchmarks (`make bench`): which packages, which benchmarks, how long each.
 BENCH_PKGS ?= ./...

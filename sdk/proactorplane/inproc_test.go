@@ -1,0 +1,129 @@
+package proactorplane_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/driver/completion"
+	"github.com/loopkernel/loopkernel/plugins/proactor"
+	"github.com/loopkernel/loopkernel/plugins/selector"
+	"github.com/loopkernel/loopkernel/sdk"
+	"github.com/loopkernel/loopkernel/sdk/proactorplane"
+)
+
+// pairDriver runs the plugin side (Serve over a real io_uring) on a
+// goroutine of this process and returns the host's driver over the
+// client: the whole plane without a second process, so that the plane's
+// protocol is tested apart from supervision (sdk/plugin and internal/oop
+// test the process).
+func pairDriver(t testing.TB) func() (sdk.Driver, error) {
+	t.Helper()
+	if err := proactor.Available(); err != nil {
+		if errors.Is(err, proactor.ErrRefused) {
+			t.Skipf("needs io_uring: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return func() (sdk.Driver, error) {
+		sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		u, err := proactor.New()
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() {
+			err := proactorplane.Serve(ctx, sp[1], u)
+			served <- err
+		}()
+		c, err := proactorplane.NewClient("uring")
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		if _, err := c.Attach(sp[0], 5*time.Second); err != nil {
+			cancel()
+			return nil, err
+		}
+		d, err := completion.New(c)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		return &closing{proactorplane.WrapDriver(d, "plugin:uring", c.Forget, func() error { return errors.New("died") }),
+			func() error {
+				cancel()
+				err := <-served
+				unix.Close(sp[0])
+				unix.Close(sp[1])
+				return err
+			}, false}, nil
+	}
+}
+
+// closing stops the served plugin after the driver closed.
+type closing struct {
+	*proactorplane.Driver
+	stop func() error
+	done bool
+}
+
+func (c *closing) Close() error {
+	err := c.Driver.Close()
+	if c.done {
+		return err
+	}
+	c.done = true
+	if serr := c.stop(); serr != nil && err == nil {
+		err = fmt.Errorf("plugin side: %w", serr)
+	}
+	return err
+}
+
+var gaps = map[string]string{
+	"net/server/emfile-survived":                 "as in process: a case for accepts made at dispatch time",
+	"net/sendfile/sock/cancelled-keeps-position": "kernel gap shared with the in-process proactor (driver/completion's gaps)",
+}
+
+func netSuite(cfg conformance.NetConfig) conformance.Suite {
+	s := conformance.NetSuite(cfg)
+	for i, c := range s.Cases {
+		if why, ok := gaps[c.Name]; ok {
+			s.Cases[i].Run = func(c *conformance.C) { c.Skip(why) }
+		}
+	}
+	return s
+}
+
+// TestPlaneNetConformance runs the networking contract on the plane, plain
+// and in debug mode.
+func TestPlaneNetConformance(t *testing.T) {
+	drv := pairDriver(t)
+	t.Run("plain", func(t *testing.T) {
+		conformance.RunSuite(t, netSuite(conformance.NetConfig{Driver: drv}), selector.NewEpoll)
+	})
+	t.Run("debug", func(t *testing.T) {
+		conformance.RunSuite(t, netSuite(conformance.NetConfig{Driver: drv, Debug: true}), selector.NewEpoll)
+	})
+}
+
+// TestPlaneKernelConformance runs the kernel contract (descriptor watching
+// through the plugin's POLL) on the plane, plain and in debug mode.
+func TestPlaneKernelConformance(t *testing.T) {
+	drv := pairDriver(t)
+	t.Run("plain", func(t *testing.T) {
+		conformance.RunKernel(t, selector.NewEpoll, conformance.KernelConfig{Driver: drv})
+	})
+	t.Run("debug", func(t *testing.T) {
+		conformance.RunKernel(t, selector.NewEpoll, conformance.KernelConfig{Driver: drv, Debug: true})
+	})
+}
