@@ -108,7 +108,7 @@ type Loop struct {
 	excHandler  ExceptionHandler
 	taskFactory TaskFactory
 	currentTask *taskState
-	tasks       map[*taskState]struct{} // pending tasks, ended by Close
+	tasks       []*taskState // pending tasks, ended by Close; each knows its index (taskState.slot)
 
 	taskAux taskAux // idle coroutine runners, unread task errors (task.go)
 

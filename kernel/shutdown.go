@@ -21,10 +21,7 @@ func (l *Loop) CancelAllTasks() error {
 	if err := l.checkUsable(); err != nil {
 		return fmt.Errorf("cancel all tasks: %w", err)
 	}
-	pending := make([]*taskState, 0, len(l.tasks))
-	for t := range l.tasks {
-		pending = append(pending, t)
-	}
+	pending := append([]*taskState(nil), l.tasks...)
 	all := CreateFuture[struct{}](l)
 	left := len(pending)
 	for _, t := range pending {
