@@ -30,6 +30,7 @@ FUZZ += ./plugins/resolver:FuzzParseAnswer
 FUZZ += ./plugins/resolver:FuzzParseResolvConf
 FUZZ += ./plugins/resolver:FuzzParseHosts
 FUZZ += ./plugins/executor:FuzzEnvelope
+FUZZ += ./plugins/executor:FuzzWorkerFrames
 FUZZ += ./streams:FuzzReaduntil
 FUZZ += ./internal/serve:FuzzParseRequest
 FUZZ += ./internal/echobench:FuzzParseKiB

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
@@ -58,17 +59,18 @@ type PoolOptions struct {
 	// kills only its worker ("fatal error: out of memory", exit status 2),
 	// and the call fails saying so. 0: no limit beyond the process's own.
 	MemoryLimit int64
-	// WorkerProcs is each worker's GOMAXPROCS. Default 1: a worker runs one
-	// call at a time, the pool's parallelism is Workers, and a worker
-	// whose goroutines share one thread hands a call between them without
-	// waking another thread (a round trip costs less CPU and latency).
-	// Negative: Go's default (the number of CPUs), for functions that
-	// spread one call over goroutines.
+	// WorkerProcs is each worker's GOMAXPROCS. Default 2: a worker runs one
+	// call at a time on its channel's goroutine, and the second P keeps
+	// the call plane (health pings, cancellation) answered while that
+	// call builds a large result; with one, a worker building 100 MiB was
+	// seen to miss its ping deadline and be killed as hung. Negative: Go's
+	// default (the number of CPUs), for functions that spread one call
+	// over goroutines.
 	WorkerProcs int
 	// ShmThreshold: an argument or result of at least this many bytes
 	// travels through the worker's shared memory (a memfd) instead of the
-	// call plane's socket. Default 256 KiB; negative: never (arguments
-	// and results are then limited to the call plane's 64 MiB).
+	// worker channel's socket. Default 256 KiB; negative: never (arguments
+	// and results are then limited to the channel's 64 MiB).
 	ShmThreshold int
 	// Worker is the template of each worker process's plugin.Spec
 	// (Logger, StartTimeout, StopTimeout, ReplyTimeout, Path for a
@@ -96,7 +98,7 @@ func (o PoolOptions) withDefaults() PoolOptions {
 		o.Workers = runtime.NumCPU()
 	}
 	if o.WorkerProcs == 0 {
-		o.WorkerProcs = 1
+		o.WorkerProcs = 2
 	}
 	if o.Grace <= 0 {
 		o.Grace = defaultGrace
@@ -119,7 +121,10 @@ func (o PoolOptions) withDefaults() PoolOptions {
 // ProcessPoolExecutor: registered functions (sdk.NewFunc) run in worker
 // processes that are this program re-executed, one call at a time per
 // worker. Each worker is a supervised plugin process (sdk/plugin) serving
-// the bundled goroutine executor over the call plane.
+// the bundled goroutine executor; its calls travel on a socket of their own,
+// the worker channel (pool_chan.go), with no goroutine hand-off on either
+// side, and the call plane carries only its start, cancellations and
+// health pings.
 //
 // A worker that dies during a call (a panic on another goroutine, os.Exit,
 // out of memory, a signal) fails that call only, with an error wrapping
@@ -139,9 +144,11 @@ type Pool struct {
 	admit chan struct{} // a token per admitted call; nil without a Queue bound
 	idle  chan *worker  // workers waiting for a call
 
-	life   context.Context // cancelled by Close
-	cancel context.CancelFunc
-	bg     sync.WaitGroup // replacements and settlings under way
+	life    context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	closing int            // eventfd written by Close: wakes whoever waits on a worker channel
+	bg      sync.WaitGroup // replacements and settlings under way
+	calls   sync.WaitGroup // calls in Call (enter)
 
 	mu      sync.Mutex
 	closed  bool
@@ -163,6 +170,11 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 		workers: make(map[*worker]struct{}),
 		slots:   opts.Workers,
 		brokenC: make(chan struct{}),
+		closing: -1,
+	}
+	var err error
+	if p.closing, err = newEventfd(); err != nil {
+		return nil, err
 	}
 	if opts.Queue > 0 {
 		p.admit = make(chan struct{}, opts.Workers+opts.Queue)
@@ -178,7 +190,6 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 			errs <- err
 		}()
 	}
-	var err error
 	for range opts.Workers {
 		err = errors.Join(err, <-errs)
 	}
@@ -207,6 +218,10 @@ func (p *Pool) Call(ctx context.Context, fn string, arg []byte) ([]byte, error) 
 	if err := p.usable(fn); err != nil {
 		return nil, err
 	}
+	if err := p.enter(fn); err != nil {
+		return nil, err
+	}
+	defer p.calls.Done()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("process pool: call %q: not started: %w", fn, err)
 	}
@@ -265,47 +280,64 @@ func (p *Pool) usable(fn string) error {
 	return nil
 }
 
-// run sends one call to w and hands w on: back to the idle workers, to a
-// settling (abandoned call) or to a replacement (dead or worn out). sent is
-// false when w had died before the call reached it; the call then goes to
-// another worker.
+// run sends one call to w over its channel, waits for the answer, and
+// hands w on: back to the idle workers, to a settling (abandoned call) or
+// to a replacement (dead, worn out, or breaking the channel's rules). sent
+// is false when w had died before the call reached it; the call then goes
+// to another worker.
 func (p *Pool) run(ctx context.Context, w *worker, fn string, arg []byte) (res []byte, err error, sent bool) {
-	env, err := w.envelope(ctx, fn, arg, p.opts.ShmThreshold)
+	msg, err := w.envelope(ctx, fn, arg, p.opts.ShmThreshold)
 	if err != nil {
 		p.release(w, false)
 		return nil, fmt.Errorf("process pool: call %q: %w", fn, err), true
 	}
-	raw, err := w.rx.Call(ctx, runFuncName, env)
-	var ce *sdk.CallError
+	w.ch.seq++
+	seq := w.ch.seq
+	if err := w.ch.send(kindCall, seq, msg); err != nil {
+		if p.life.Err() != nil {
+			return nil, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed), true
+		}
+		p.replace(w)
+		if errors.Is(err, errPeerGone) {
+			// The worker had died before this call: a worker reads a
+			// call whole before it runs it, so this one never ran.
+			return nil, nil, false
+		}
+		return nil, fmt.Errorf("process pool: call %q: worker %d: %w", fn, w.pid, err), true
+	}
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, w.ch.signalCancel)
+	}
+	raw, err := w.ch.receive(seq, true, time.Time{})
+	if stop != nil && !stop() {
+		w.ch.drainCancel()
+	}
 	switch {
 	case err == nil:
-		res, err = w.result(raw)
-		p.release(w, true)
-		if err != nil {
-			return nil, fmt.Errorf("process pool: call %q: %w", fn, err), true
+		res, err := w.result(fn, raw, true)
+		if errors.Is(err, errMalformed) {
+			p.replace(w)
+			return nil, fmt.Errorf("process pool: call %q: worker %d broke the channel's rules, so it is replaced: %w", fn, w.pid, err), true
 		}
-		return res, nil, true
-	case errors.Is(err, sdk.ErrBackendDied):
-		p.replace(w)
-		return nil, fmt.Errorf("process pool: call %q: %w", fn, err), true
-	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		p.settle(w)
-		return nil, fmt.Errorf("process pool: call %q: abandoned: %w", fn, ctx.Err()), true
-	case errors.As(err, &ce):
 		p.release(w, true)
-		// The envelope's function reported the user's function's failure
-		// under its own name; give the call its own.
-		return nil, &sdk.CallError{Func: fn, Message: ce.Message, Err: ce.Err}, true
-	case errors.Is(err, sdk.ErrPluginFailed):
-		// The worker had died before this call: its supervisor had given
-		// up (the pool asks it to) and the call was not sent.
+		return res, err, true
+	case errors.Is(err, errClosing):
+		// Close stops w once its callers are out.
+		return nil, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed), true
+	case errors.Is(err, errCancelled):
+		p.settle(w, seq)
+		return nil, fmt.Errorf("process pool: call %q: abandoned: %w", fn, ctx.Err()), true
+	case errors.Is(err, errPeerGone):
+		if p.life.Err() != nil {
+			return nil, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed), true
+		}
+		died := w.rx.Died()
 		p.replace(w)
-		return nil, nil, false
-	case errors.Is(err, sdk.ErrExecutorClosed):
-		return nil, fmt.Errorf("process pool: call %q: %w", fn, err), true
+		return nil, fmt.Errorf("process pool: call %q: %w", fn, died), true
 	}
-	p.release(w, true)
-	return nil, fmt.Errorf("process pool: call %q: %w", fn, err), true
+	p.replace(w)
+	return nil, fmt.Errorf("process pool: call %q: worker %d, replaced: %w", fn, w.pid, err), true
 }
 
 // release returns w to the idle workers after a call, or retires it if it
@@ -322,21 +354,34 @@ func (p *Pool) release(w *worker, counted bool) {
 	p.idle <- w // never blocks: there are never more workers than slots
 }
 
-// settle waits, off the caller's goroutine, for w to finish a call its
-// caller abandoned (whose context the worker was told to cancel), and
-// replaces w if that takes longer than the grace period.
-func (p *Pool) settle(w *worker) {
+// settle, off the caller's goroutine, tells w to cancel the call seq its
+// caller abandoned (through the call plane: the worker's channel goroutine
+// is busy running it), waits for that call's answer, and replaces w if it
+// does not come within the grace period.
+func (p *Pool) settle(w *worker, seq uint32) {
 	p.background(func() {
-		ctx, cancel := context.WithTimeout(p.life, p.opts.Grace)
-		defer cancel()
-		if _, err := w.rx.Call(ctx, idleFuncName, nil); err != nil {
-			if p.life.Err() == nil {
-				p.opts.Worker.Logger.Debug("process pool: abandoned call outran its grace; replacing the worker", "grace", p.opts.Grace)
-			}
-			p.replace(w)
-			return
+		deadline := time.Now().Add(p.opts.Grace)
+		ctx, cancel := context.WithDeadline(p.life, deadline)
+		var b [4]byte
+		le.PutUint32(b[:], seq)
+		_, cerr := w.rx.Call(ctx, cancelFuncName, b[:])
+		cancel()
+		raw, err := w.ch.receive(seq, false, deadline)
+		if err == nil {
+			_, err = w.result("", raw, false)
 		}
-		p.release(w, true)
+		switch {
+		case err == nil:
+			p.release(w, true)
+			return
+		case errors.Is(err, errClosing):
+			return // Close stops w
+		}
+		if p.life.Err() == nil {
+			p.opts.Worker.Logger.Debug("process pool: abandoned call not settled within its grace; replacing the worker",
+				"grace", p.opts.Grace, "pid", w.pid, "error", err, "cancel_error", cerr)
+		}
+		p.replace(w)
 	})
 	// Once closed, w stays in p.workers, and Close stops it.
 }
@@ -368,8 +413,10 @@ func (p *Pool) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
+	eventfdWrite(p.closing) // wakes the callers and settlings waiting on a channel
 	p.cancel()
-	p.bg.Wait() // replacements see the cancel and stop what they started
+	p.bg.Wait()    // replacements see the cancel and stop what they started
+	p.calls.Wait() // no caller uses a worker's channel any more
 	p.mu.Lock()
 	ws := make([]*worker, 0, len(p.workers))
 	for w := range p.workers {
@@ -382,5 +429,18 @@ func (p *Pool) Close() error {
 		wg.Go(w.stop)
 	}
 	wg.Wait()
+	_ = unix.Close(p.closing)
+	return nil
+}
+
+// enter counts a call in, unless the pool is closed: Close waits for the
+// calls counted in to leave before it releases their workers' channels.
+func (p *Pool) enter(fn string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed)
+	}
+	p.calls.Add(1)
 	return nil
 }

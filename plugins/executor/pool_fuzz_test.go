@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// FuzzEnvelope feeds the worker's envelope decoder and the host's result
+// FuzzEnvelope feeds the worker's envelope decoder and the host's answer
 // decoder arbitrary bytes: a bad envelope or result is an error, never a
 // panic, and an envelope that decodes re-encodes to the same bytes.
 func FuzzEnvelope(f *testing.F) {
@@ -15,8 +15,9 @@ func FuzzEnvelope(f *testing.F) {
 	f.Add(append(appendEnvelope(nil, &e), "arg"...))
 	f.Add(make([]byte, resHeaderLen))
 	f.Add([]byte{flagResShm, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0})
+	f.Add(append(appendAnswer(nil, 0, statusFailed, 0), "boom"...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _, _ = decodeResult(b)
+		_, _ = decodeAnswer(b)
 		got, err := decodeEnvelope(b)
 		if err != nil {
 			return

@@ -118,14 +118,14 @@ func TestPoolSharedMemoryThreshold(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, bytes.Equal(b, got), "%d bytes came back changed", len(b))
 	}
-	// Never through shared memory: the call plane's 64 MiB limit stands.
+	// Never through shared memory: the worker channel's 64 MiB limit stands.
 	q := newPool(t, executor.PoolOptions{Workers: 1, ShmThreshold: -1})
 	got, err := q.Call(ctx, "executor-test.echo", mid)
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(mid, got))
 	_, err = q.Call(ctx, "executor-test.echo", huge)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "over the call plane")
+	assert.Contains(t, err.Error(), "over the worker channel")
 	got, err = q.Call(ctx, "executor-test.echo", mid)
 	require.NoError(t, err, "a refused argument costs the pool nothing")
 	assert.Len(t, got, len(mid))

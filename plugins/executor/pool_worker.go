@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,8 +22,11 @@ import (
 type worker struct {
 	rx       *plugin.RemoteExecutor
 	pid      int
+	ch       *channel // the worker channel; nil until set up
 	arg, res *os.File // memfds; the worker opens them by /proc path
+	msg      []byte   // the call being sent, kept between calls
 	tasks    int
+	stopOnce sync.Once
 	// argHigh and resHigh are how much of each memfd the last call used,
 	// to release what goes past retainShm.
 	argHigh, resHigh int64
@@ -51,9 +55,24 @@ func (p *Pool) launch(ctx context.Context) (*worker, error) {
 		return fail(fmt.Errorf("asking the worker its pid: %w", err))
 	}
 	w.pid = st.Pid
-	if _, err := rx.Call(ctx, setupFuncName, []byte(strconv.Itoa(max(p.opts.WorkerProcs, 0)))); err != nil {
+	l, err := listenChannel()
+	if err != nil {
+		return fail(err)
+	}
+	defer l.close()
+	if _, err := rx.Call(ctx, setupFuncName, []byte(strconv.Itoa(max(p.opts.WorkerProcs, 0))+" "+l.name)); err != nil {
 		return fail(fmt.Errorf("setting worker %d up: %w", w.pid, err))
 	}
+	fd, err := l.accept(w.pid)
+	if err != nil {
+		return fail(err)
+	}
+	cancel, err := newEventfd()
+	if err != nil {
+		unix.Close(fd)
+		return fail(err)
+	}
+	w.ch = newChannel(fd, cancel, p.closing)
 	if lim := p.opts.MemoryLimit; lim > 0 {
 		rl := unix.Rlimit{Cur: uint64(lim), Max: uint64(lim)}
 		if err := unix.Prlimit(w.pid, unix.RLIMIT_DATA, &rl, nil); err != nil {
@@ -78,16 +97,23 @@ func memfd(name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// stop stops the worker's process and releases its shared memory.
+// stop stops the worker's process and releases its channel and shared
+// memory. Only the holder of w calls it (a replacement, or Close once no
+// call is in flight), so no one is waiting on the channel.
 func (w *worker) stop() {
-	if w.rx != nil {
-		_ = w.rx.Close()
-	}
-	for _, f := range []*os.File{w.arg, w.res} {
-		if f != nil {
-			_ = f.Close()
+	w.stopOnce.Do(func() {
+		if w.rx != nil {
+			_ = w.rx.Close()
 		}
-	}
+		if w.ch != nil {
+			w.ch.close()
+		}
+		for _, f := range []*os.File{w.arg, w.res} {
+			if f != nil {
+				_ = f.Close()
+			}
+		}
+	})
 }
 
 // replace stops w and starts a worker in its place, off the caller's
@@ -142,10 +168,10 @@ func (p *Pool) startTimeout() time.Duration {
 	return 10 * time.Second
 }
 
-// envelope wraps a call for the worker's runFunc, putting a large argument
-// in shared memory.
+// envelope writes a call's message for the worker into w.msg, putting a
+// large argument in shared memory.
 func (w *worker) envelope(ctx context.Context, fn string, arg []byte, threshold int) ([]byte, error) {
-	e := envelope{name: fn, hostPID: os.Getpid(), argFD: int(w.arg.Fd()), resFD: int(w.res.Fd()), threshold: ^uint32(0)}
+	e := envelope{name: fn, hostPID: hostPID, argFD: int(w.arg.Fd()), resFD: int(w.res.Fd()), threshold: ^uint32(0)}
 	if threshold >= 0 {
 		e.threshold = uint32(min(threshold, 1<<31))
 	} else {
@@ -154,33 +180,62 @@ func (w *worker) envelope(ctx context.Context, fn string, arg []byte, threshold 
 	if dl, ok := ctx.Deadline(); ok {
 		e.deadline = dl.UnixNano()
 	}
+	if cap(w.msg) > retainShm {
+		w.msg = nil
+	}
 	if threshold >= 0 && len(arg) >= threshold {
 		if _, err := w.arg.WriteAt(arg, 0); err != nil {
 			return nil, fmt.Errorf("writing the %d-byte argument to shared memory: %w", len(arg), err)
 		}
 		w.argHigh = int64(len(arg))
 		e.flags, e.argLen = flagArgShm, uint64(len(arg))
-		return appendEnvelope(make([]byte, 0, envHeaderLen+len(fn)), &e), nil
+		w.msg = appendEnvelope(w.msg[:0], &e)
+		return w.msg, nil
 	}
-	b := appendEnvelope(make([]byte, 0, envHeaderLen+len(fn)+len(arg)), &e)
-	return append(b, arg...), nil
+	if n := envHeaderLen + len(fn) + len(arg); n > maxMessage {
+		return nil, fmt.Errorf("a %d-byte argument is over the worker channel's %d-byte limit (shared memory is off)", len(arg), maxMessage)
+	}
+	w.msg = append(appendEnvelope(w.msg[:0], &e), arg...)
+	return w.msg, nil
 }
 
-// result unpacks a worker's answer, reading a large result from shared
-// memory, and releases shared memory past retainShm.
-func (w *worker) result(raw []byte) ([]byte, error) {
-	inline, n, inShm, err := decodeResult(raw)
-	if err != nil || !inShm {
-		return inline, err
+// hostPID is this process's pid, which the worker needs to open its memfds.
+var hostPID = os.Getpid()
+
+// result unpacks a worker's answer to a call of fn: the result (read from
+// shared memory when it is there, if keep; copied out of the channel's
+// buffer otherwise), or the call's error. An answer that breaks the rules
+// wraps errMalformed. It releases shared memory past retainShm.
+func (w *worker) result(fn string, raw []byte, keep bool) ([]byte, error) {
+	a, err := decodeAnswer(raw)
+	if err != nil {
+		return nil, err
 	}
-	if n > 1<<40 {
-		return nil, fmt.Errorf("worker %d announced a %d-byte result", w.pid, n)
+	switch a.status {
+	case statusFailed:
+		return nil, &sdk.CallError{Func: fn, Message: string(a.body)}
+	case statusUnknown:
+		return nil, fmt.Errorf("process pool: call %q: worker %d: %s: %w", fn, w.pid, a.body, sdk.ErrUnknownFunc)
+	case statusError:
+		return nil, fmt.Errorf("process pool: call %q: worker %d: %s", fn, w.pid, a.body)
 	}
-	res := make([]byte, n)
+	if a.flags&flagResShm == 0 {
+		if !keep {
+			return nil, nil
+		}
+		return append(make([]byte, 0, len(a.body)), a.body...), nil
+	}
+	if a.shmLen > 1<<40 {
+		return nil, fmt.Errorf("%w: worker %d announced a %d-byte result", errMalformed, w.pid, a.shmLen)
+	}
+	w.resHigh = int64(a.shmLen)
+	if !keep {
+		return nil, nil
+	}
+	res := make([]byte, a.shmLen)
 	if _, err := w.res.ReadAt(res, 0); err != nil {
-		return nil, fmt.Errorf("reading the %d-byte result from shared memory: %w", n, err)
+		return nil, fmt.Errorf("process pool: call %q: reading the %d-byte result from shared memory: %w", fn, a.shmLen, err)
 	}
-	w.resHigh = int64(n)
 	return res, nil
 }
 

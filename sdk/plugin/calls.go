@@ -339,3 +339,15 @@ func (e *RemoteExecutor) Call(ctx context.Context, fn string, arg []byte) (res [
 // Close stops the worker; calls in flight and later ones fail with an
 // error wrapping sdk.ErrExecutorClosed.
 func (e *RemoteExecutor) Close() error { return e.close() }
+
+// Died describes the end of the worker process for a caller that saw it
+// end on a channel of its own rather than on the call plane (the process
+// pool's worker channel): an error wrapping sdk.ErrBackendDied that names
+// the process and how it ended, once it has been reaped (Died waits up to
+// 200ms for that).
+func (e *RemoteExecutor) Died() error {
+	e.mu.Lock()
+	p := e.proc
+	e.mu.Unlock()
+	return e.died(p, sdk.ErrBackendDied)
+}
