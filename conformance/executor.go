@@ -261,9 +261,11 @@ var (
 		return 0, nil
 	})
 	execGoPanic = sdk.NewFunc("conformance.panic-elsewhere", func(_ context.Context, msg string) (int, error) {
-		done := make(chan struct{})
-		go func() { defer close(done); panic(msg) }()
-		<-done // never: the panic ends the process
+		// Nothing may signal the panic back to this goroutine: a deferred
+		// close runs while the goroutine panics, before the runtime ends
+		// the process, and this call could answer in that window.
+		go func() { panic(msg) }()
+		time.Sleep(time.Hour) // never ends: the panic ends the process
 		return 0, nil
 	})
 	execPid = sdk.NewFunc("conformance.pid", func(context.Context, struct{}) (int, error) { return os.Getpid(), nil })
