@@ -1,9 +1,11 @@
 package policy_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
+	"github.com/loopkernel/loopkernel/driver/completion"
 	"github.com/loopkernel/loopkernel/policy"
 	"github.com/loopkernel/loopkernel/sdk"
 )
@@ -27,4 +29,36 @@ func ExampleChoose_proactor() {
 	// uring-plugin: proactor "plugin:uring", selector "epoll"
 	// none: proactor "", selector "epoll"
 	// true
+}
+
+// A proactor placement is a spec prefix and an opener: here "traced:"
+// wraps whatever in-process proactor the rest of the spec names. An
+// out-of-process proactor registers "plugin:" the same way, from its own
+// package's init, and policy needs no knowledge of how it runs.
+func ExampleRegisterProactorPlacement() {
+	var opened []string
+	policy.RegisterProactorPlacement("traced:", func(ctx context.Context, name string) (sdk.Driver, error) {
+		opened = append(opened, name)
+		p, err := sdk.Proactors.New(name)
+		if err != nil {
+			return nil, err
+		}
+		return completion.New(p)
+	})
+	p, err := policy.Choose(policy.Flags{Proactor: "traced:uring"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("proactor %q\n", p.Proactor)
+	l, err := p.NewEventLoopContext(context.Background())
+	if err == nil {
+		l.Close()
+	}
+	// Where io_uring is refused (a seccomp profile), NewLoop fails saying
+	// so; the placement was asked either way.
+	fmt.Println(opened)
+	// Output:
+	// proactor "traced:uring"
+	// [uring]
 }
