@@ -44,27 +44,16 @@ var gaps = map[string]string{
 		"after its task was cancelled (the seam lets completion win that race; kernel/sockwait.go drops the count): kernel gap, not a driver one",
 }
 
-// netSuite is the networking contract for cfg with the gaps skipped by
-// name.
-func netSuite(cfg conformance.NetConfig) conformance.Suite {
-	s := conformance.NetSuite(cfg)
-	for i, c := range s.Cases {
-		if why, ok := gaps[c.Name]; ok {
-			s.Cases[i].Run = func(c *conformance.C) { c.Skip(why) }
-		}
-	}
-	return s
-}
 
 // TestNetConformance runs the networking contract on the io_uring
 // completion driver in process, plain and in debug mode.
 func TestNetConformance(t *testing.T) {
 	drv := newUring(t)
 	t.Run("plain", func(t *testing.T) {
-		conformance.RunSuite(t, netSuite(conformance.NetConfig{Driver: drv}), selector.NewEpoll)
+		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv, Gaps: gaps})
 	})
 	t.Run("debug", func(t *testing.T) {
-		conformance.RunSuite(t, netSuite(conformance.NetConfig{Driver: drv, Debug: true}), selector.NewEpoll)
+		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv, Debug: true, Gaps: gaps})
 	})
 }
 

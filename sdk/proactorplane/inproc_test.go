@@ -94,25 +94,16 @@ var gaps = map[string]string{
 	"net/sendfile/sock/cancelled-keeps-position": "kernel gap shared with the in-process proactor (driver/completion's gaps)",
 }
 
-func netSuite(cfg conformance.NetConfig) conformance.Suite {
-	s := conformance.NetSuite(cfg)
-	for i, c := range s.Cases {
-		if why, ok := gaps[c.Name]; ok {
-			s.Cases[i].Run = func(c *conformance.C) { c.Skip(why) }
-		}
-	}
-	return s
-}
 
 // TestPlaneNetConformance runs the networking contract on the plane, plain
 // and in debug mode.
 func TestPlaneNetConformance(t *testing.T) {
 	drv := pairDriver(t)
 	t.Run("plain", func(t *testing.T) {
-		conformance.RunSuite(t, netSuite(conformance.NetConfig{Driver: drv}), selector.NewEpoll)
+		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv, Gaps: gaps})
 	})
 	t.Run("debug", func(t *testing.T) {
-		conformance.RunSuite(t, netSuite(conformance.NetConfig{Driver: drv, Debug: true}), selector.NewEpoll)
+		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv, Debug: true, Gaps: gaps})
 	})
 }
 
