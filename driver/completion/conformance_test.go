@@ -44,7 +44,6 @@ var gaps = map[string]string{
 		"after its task was cancelled (the seam lets completion win that race; kernel/sockwait.go drops the count): kernel gap, not a driver one",
 }
 
-
 // TestNetConformance runs the networking contract on the io_uring
 // completion driver in process, plain and in debug mode.
 func TestNetConformance(t *testing.T) {

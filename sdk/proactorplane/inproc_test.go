@@ -94,7 +94,6 @@ var gaps = map[string]string{
 	"net/sendfile/sock/cancelled-keeps-position": "kernel gap shared with the in-process proactor (driver/completion's gaps)",
 }
 
-
 // TestPlaneNetConformance runs the networking contract on the plane, plain
 // and in debug mode.
 func TestPlaneNetConformance(t *testing.T) {
