@@ -12,6 +12,7 @@ import (
 
 	"github.com/loopkernel/loopkernel/driver/completion"
 	"github.com/loopkernel/loopkernel/driver/readiness"
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/plugins/proactor"
 	"github.com/loopkernel/loopkernel/sdk"
 )
@@ -92,9 +93,7 @@ func TestProactorFallbackOnlyForRefusal(t *testing.T) {
 
 // A proactor that opens gives the loop the completion driver.
 func TestProactorPolicyRunsOnCompletionDriver(t *testing.T) {
-	if err := proactor.Available(); err != nil {
-		t.Skipf("needs io_uring: %v", err)
-	}
+	testkit.NeedUring(t)
 	p, err := Choose(Flags{Policy: "epoll", Proactor: "uring", ProactorFallback: true})
 	require.NoError(t, err)
 	l, err := p.NewEventLoop()

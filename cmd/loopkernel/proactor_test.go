@@ -1,13 +1,12 @@
 package main
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/loopkernel/loopkernel/plugins/proactor"
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/policy"
 )
 
@@ -44,9 +43,7 @@ func TestProactorFlagAndEnvironment(t *testing.T) {
 
 // A loop built with --proactor uring runs the example.
 func TestProactorFlagRunsExample(t *testing.T) {
-	if err := proactor.Available(); errors.Is(err, proactor.ErrRefused) {
-		t.Skipf("needs io_uring: %v", err)
-	}
+	testkit.NeedUring(t)
 	r := loopkernel(t, []string{policy.ProactorEnv + "="}, "example", "hello", "--proactor", "uring")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "Hello World\n", r.stdout)

@@ -1,11 +1,11 @@
 package completion_test
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/loopkernel/loopkernel/conformance"
 	"github.com/loopkernel/loopkernel/driver/completion"
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/plugins/proactor"
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -15,12 +15,7 @@ import (
 // skips the test naming why io_uring is refused here.
 func newUring(t testing.TB) func() (sdk.Driver, error) {
 	t.Helper()
-	if err := proactor.Available(); err != nil {
-		if errors.Is(err, proactor.ErrRefused) {
-			t.Skipf("needs io_uring: %v", err)
-		}
-		t.Fatal(err)
-	}
+	testkit.NeedUring(t)
 	return func() (sdk.Driver, error) {
 		p, err := proactor.New()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/loopkernel/loopkernel/conformance"
 	"github.com/loopkernel/loopkernel/driver/completion"
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/plugins/proactor"
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
@@ -24,12 +25,7 @@ import (
 // test the process).
 func pairDriver(t testing.TB) func() (sdk.Driver, error) {
 	t.Helper()
-	if err := proactor.Available(); err != nil {
-		if errors.Is(err, proactor.ErrRefused) {
-			t.Skipf("needs io_uring: %v", err)
-		}
-		t.Fatal(err)
-	}
+	testkit.NeedUring(t)
 	return func() (sdk.Driver, error) {
 		sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
