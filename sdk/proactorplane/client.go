@@ -110,9 +110,19 @@ func (c *Client) Attach(sock int, timeout time.Duration) (int, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// A signal (the Go runtime's preemption among them) interrupts the
+	// poll with EINTR; wait on for what is left of the timeout.
 	c.pfd[0] = unix.PollFd{Fd: int32(sock), Events: unix.POLLIN}
-	if n, err := unix.Poll(c.pfd[:], int(timeout.Milliseconds())); err != nil || n == 0 {
-		return fail(fmt.Errorf("proactor plane: no welcome within %v: %v", timeout, err))
+	deadline := time.Now().Add(timeout)
+	n, err := 0, unix.EINTR
+	for err == unix.EINTR {
+		n, err = unix.Poll(c.pfd[:], int(max(time.Until(deadline), 0).Milliseconds()))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("proactor plane: waiting for the welcome: %w", err))
+	}
+	if n == 0 {
+		return fail(fmt.Errorf("proactor plane: no welcome within %v", timeout))
 	}
 	var f Frame
 	if _, err := RecvFrame(sock, &f, nil); err != nil {
