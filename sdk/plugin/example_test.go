@@ -168,3 +168,26 @@ func ExampleRemoteExecutor() {
 	// true true
 	// hello, again <nil>
 }
+
+// Died is for a caller that talks to the worker over a channel of its own
+// (the process pool's) and sees the worker end there: it says how the
+// process ended, wrapping sdk.ErrBackendDied, as a call on the call plane
+// would have.
+func ExampleRemoteExecutor_Died() {
+	b, err := plugin.Launch(context.Background(), sdk.Executors, plugin.Spec{Name: "funcs"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ex := b.(*plugin.RemoteExecutor)
+	defer ex.Close()
+	st, err := ex.Stats(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	syscall.Kill(st.Pid, syscall.SIGKILL)
+	err = ex.Died()
+	fmt.Println(errors.Is(err, sdk.ErrBackendDied), strings.Contains(err.Error(), "signal: killed"))
+	// Output: true true
+}
