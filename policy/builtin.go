@@ -107,22 +107,23 @@ func RegisterProactorPlacement(prefix string, open ProactorOpener) {
 	}
 }
 
+// placementOf returns the opener registered for spec's prefix and what
+// follows the prefix; ok is false when no placement's prefix starts spec.
+func placementOf(spec string) (open ProactorOpener, name string, ok bool) {
+	proactorPlacements.Range(func(k, v any) bool {
+		if rest, cut := strings.CutPrefix(spec, k.(string)); cut {
+			open, name, ok = v.(ProactorOpener), rest, true
+		}
+		return !ok
+	})
+	return open, name, ok
+}
+
 // openProactor opens the completion back-end a proactor spec names: through
 // a registered placement when the spec has its prefix, else the in-process
 // back-end of that name with the completion driver over it.
 func openProactor(ctx context.Context, spec string) (sdk.Driver, error) {
-	var (
-		open ProactorOpener
-		name string
-	)
-	proactorPlacements.Range(func(k, v any) bool {
-		if rest, ok := strings.CutPrefix(spec, k.(string)); ok {
-			open, name = v.(ProactorOpener), rest
-			return false
-		}
-		return true
-	})
-	if open != nil {
+	if open, name, ok := placementOf(spec); ok {
 		return open(ctx, name)
 	}
 	p, err := sdk.Proactors.New(spec)

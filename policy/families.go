@@ -156,28 +156,14 @@ func proactorSpec(spec string) (string, error) {
 	if name, ok := strings.CutSuffix(spec, "-plugin"); ok && slices.Contains(names, name) {
 		return pluginPrefix + name, nil
 	}
-	prefixes := placementPrefixes()
-	for _, pre := range prefixes {
-		if rest, ok := strings.CutPrefix(spec, pre); ok && rest != "" {
-			return spec, nil
-		}
+	if rest, ok := strings.CutPrefix(spec, pluginPrefix); ok && rest != "" {
+		return spec, nil
+	}
+	if _, rest, ok := placementOf(spec); ok && rest != "" {
+		return spec, nil
 	}
 	return "", fmt.Errorf("%w: no proactor of that name (have %v, %s to use the policy's selector, NAME-plugin or %sNAME out of process)",
 		sdk.ErrUnknownBackend, names, ProactorNone, pluginPrefix)
-}
-
-// placementPrefixes lists the proactor spec prefixes that open somewhere
-// other than in process: the registered placements' and plugin:, sorted.
-func placementPrefixes() []string {
-	prefixes := []string{pluginPrefix}
-	proactorPlacements.Range(func(k, _ any) bool {
-		if pre := k.(string); pre != pluginPrefix {
-			prefixes = append(prefixes, pre)
-		}
-		return true
-	})
-	slices.Sort(prefixes)
-	return prefixes
 }
 
 // Backends names the back-end each family of p's loops gets, with the
@@ -203,7 +189,7 @@ func (p *Policy) Backends() (selector, resolver, executor string) {
 // caller builds the loop on p.Selector, and the first such fallback of
 // each proactor spec in the process logs one warning.
 func (p *Policy) proactorDriver(ctx context.Context) (sdk.Driver, error) {
-	if rest, ok := strings.CutPrefix(p.Proactor, pluginPrefix); ok && !hasPlacement(p.Proactor) {
+	if rest, ok := strings.CutPrefix(p.Proactor, pluginPrefix); ok && !placed(p.Proactor) {
 		return nil, fmt.Errorf("proactor %q: %w: this binary has no out-of-process proactor placement for %s (in process: %v)",
 			p.Proactor, sdk.ErrUnknownBackend, rest, sdk.Proactors.Names())
 	}
@@ -232,12 +218,8 @@ var fellBack sync.Map // string -> bool
 // supervisor's stderr logger; tests swap it to count warnings.
 var proactorLogger = func() hclog.Logger { return pluginLogger() }
 
-// hasPlacement reports whether spec has a registered placement's prefix.
-func hasPlacement(spec string) bool {
-	found := false
-	proactorPlacements.Range(func(k, _ any) bool {
-		found = strings.HasPrefix(spec, k.(string))
-		return !found
-	})
-	return found
+// placed reports whether spec has a registered placement's prefix.
+func placed(spec string) bool {
+	_, _, ok := placementOf(spec)
+	return ok
 }

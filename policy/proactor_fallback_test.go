@@ -83,7 +83,7 @@ func TestProactorFallbackOnlyForRefusal(t *testing.T) {
 	p := &Policy{Name: "t", Selector: "epoll", Proactor: "no-such-proactor", ProactorFallback: true}
 	_, err := p.NewEventLoop()
 	require.ErrorIs(t, err, sdk.ErrUnknownBackend)
-	if !hasPlacement("plugin:uring") {
+	if !placed("plugin:uring") {
 		p.Proactor = "plugin:uring"
 		_, err = p.NewEventLoop()
 		require.ErrorIs(t, err, sdk.ErrUnknownBackend)
