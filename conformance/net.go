@@ -47,10 +47,18 @@ type NetConfig struct {
 	Gaps map[string]string
 }
 
-// NetSuite returns the networking contract for cfg.
+// NetSuite returns the networking contract for cfg. A name in cfg.Gaps
+// that is no case of the suite panics: a misspelt gap would otherwise skip
+// nothing and hide that the case it meant now runs.
 func NetSuite(cfg NetConfig) Suite {
-	return loopSuite("net", cfg, netStreamCases, netServerCases, netConnectCases, netDatagramCases,
+	s := loopSuite("net", cfg, netStreamCases, netServerCases, netConnectCases, netDatagramCases,
 		netSockCases, netSendfileCases, netTLSCases, netEdgeCases)
+	for gap := range cfg.Gaps {
+		if !slices.ContainsFunc(s.Cases, func(c Case) bool { return c.Name == gap }) {
+			panic(fmt.Sprintf("conformance: NetConfig.Gaps names %q, which is no case of the net suite", gap))
+		}
+	}
+	return s
 }
 
 // loopSuite binds groups of cases on loops built as cfg says into the suite

@@ -51,3 +51,13 @@ func TestNetBindsToDriver(t *testing.T) {
 		}
 	}
 }
+
+// A driver's known gap is skipped by name, and a name that is no case
+// panics rather than skip nothing.
+func TestNetGapsByName(t *testing.T) {
+	s := conformance.NetSuite(conformance.NetConfig{Gaps: map[string]string{"net/server/emfile-survived": "test"}})
+	require.True(t, slices.ContainsFunc(s.Cases, func(c conformance.Case) bool { return c.Name == "net/server/emfile-survived" }))
+	require.PanicsWithValue(t, `conformance: NetConfig.Gaps names "net/server/emfile-survivd", which is no case of the net suite`, func() {
+		conformance.NetSuite(conformance.NetConfig{Gaps: map[string]string{"net/server/emfile-survivd": "misspelt"}})
+	})
+}
