@@ -84,14 +84,13 @@ const (
 	ruleNoRestarts = "a certified back-end needs no restart"
 )
 
-// settleIncidents sums the incidents of the watched back-ends and, unless
-// the case provoked them, records the broken rules. Called once the case
-// has ended; c.mu is not held.
-func (c *C) settleIncidents() Incidents {
+// incidentsSoFar sums the incidents of the watched back-ends up to now,
+// with the last incident of each and whether a supervisor gave up, and
+// says whether the case provoked them.
+func (c *C) incidentsSoFar() (sum Incidents, detail, provoked string) {
 	c.mu.Lock()
 	watched, provoked := c.watched, c.provoked
 	c.mu.Unlock()
-	var sum Incidents
 	var last []string
 	gaveUp := false
 	for _, w := range watched {
@@ -103,15 +102,22 @@ func (c *C) settleIncidents() Incidents {
 		}
 		gaveUp = gaveUp || pi.GaveUp
 	}
-	if sum.Zero() {
-		return sum
-	}
-	detail := ""
 	if len(last) > 0 {
 		detail = " (last: " + strings.Join(last, "; ") + ")"
 	}
 	if gaveUp {
 		detail += "; the supervisor gave up"
+	}
+	return sum, detail, provoked
+}
+
+// settleIncidents sums the incidents of the watched back-ends and, unless
+// the case provoked them, records the broken rules. Called once the case
+// has ended; c.mu is not held.
+func (c *C) settleIncidents() Incidents {
+	sum, detail, provoked := c.incidentsSoFar()
+	if sum.Zero() {
+		return sum
 	}
 	if provoked != "" {
 		c.Logf("supervision incidents provoked on purpose (%s): %v%s", provoked, sum, detail)

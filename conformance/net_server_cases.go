@@ -427,7 +427,8 @@ func nServerEMFILE(n *nt) {
 		require.True(n, srv.IsServing(), "rule: EMFILE does not stop the server")
 
 		if err := n.waitUntil(co, "rule: once descriptors are free the waiting client is accepted", func() bool { return len(srvs.list) == waiting }); err != nil {
-			return fmt.Errorf("%w (%s)", err, emfileState(srv, *exc))
+			sum, detail, _ := n.incidentsSoFar()
+			return fmt.Errorf("%w (%s; supervision: %v%s)", err, emfileState(srv, *exc), sum, detail)
 		}
 		require.Equal(n, []string{"made"}, srvs.list[waiting-1].madeOrder, "rule: the late client's connection is made and alive")
 		return nil
@@ -448,7 +449,14 @@ func emfileState(srv *kernel.Server, exc []kernel.ErrorContext) string {
 	for _, s := range srv.Sockets() {
 		if _, err := unix.FcntlInt(uintptr(s.Fd()), unix.F_GETFD, 0); err != nil {
 			state += fmt.Sprintf(", listener fd %d: %v", s.Fd(), err)
+			continue
 		}
+		// Readable with no accept means the back-end never reported the
+		// readiness of the re-armed listener; not readable means the
+		// waiting client is gone from its queue.
+		pfd := []unix.PollFd{{Fd: int32(s.Fd()), Events: unix.POLLIN}}
+		k, err := unix.Poll(pfd, 0)
+		state += fmt.Sprintf(", listener fd %d readable now: %v (poll %d, %v)", s.Fd(), pfd[0].Revents&unix.POLLIN != 0, k, err)
 	}
 	if len(exc) > 0 {
 		last := exc[len(exc)-1]
