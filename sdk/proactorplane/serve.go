@@ -63,12 +63,16 @@ type server struct {
 // the welcome, then the loop. pr is closed when Serve returns; the
 // descriptors the host registered are closed too. It returns nil when ctx
 // ended, an error wrapping ErrProtocol when the host broke the protocol.
+// The end of ctx wakes the loop (pr's Wake), so that a plugin asked to
+// shut down goes at once rather than at its next heartbeat.
 func Serve(ctx context.Context, sock int, pr sdk.Proactor) (err error) {
 	s := &server{sock: sock, pr: pr, bell: -1, hostBell: -1}
 	defer s.close()
 	if err := s.hello(); err != nil {
 		return err
 	}
+	stop := context.AfterFunc(ctx, func() { _ = pr.Wake() })
+	defer stop()
 	return s.loop(ctx)
 }
 
