@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -204,6 +205,7 @@ func serveProactor(ctx context.Context, conn *os.File, pr sdk.Proactor) error {
 		}
 	}()
 	err := proactorplane.Serve(ctx, fd, pr)
+	runtime.KeepAlive(conn) // its finalizer would close fd under the plane
 	if err == nil && errors.Is(context.Cause(ctx), dataplane.ErrPeerGone) {
 		return dataplane.ErrPeerGone
 	}
