@@ -182,8 +182,14 @@ func (s *server) loop(ctx context.Context) error {
 			r.Put(s.p.NextResult())
 			posted = true
 		}
-		acked := s.p.Ack()
-		if (posted || acked) && s.p.PublishResults() {
+		// Results are published before the ack: a host that waits for
+		// the ack then finds every result of the batch (a poll of two
+		// readable descriptors reports both), never a part of it.
+		ring := posted && s.p.PublishResults()
+		if s.p.Ack() && !ring {
+			ring = s.p.PublishResults()
+		}
+		if ring {
 			if err := Ring(s.hostBell); err != nil {
 				return err
 			}
