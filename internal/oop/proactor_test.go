@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/conformance"
 	"github.com/loopkernel/loopkernel/driver/completion"
@@ -159,39 +161,7 @@ func TestUringPluginSIGKILLUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	pid0 := st.Pid
 	l := kernel.NewOnDriver(d, kernel.WithLogger(testLogger(t)))
-
-	var mu sync.Mutex
-	var lost []error
-	var excs []string
-	l.SetExceptionHandler(func(_ *kernel.Loop, c kernel.ErrorContext) {
-		mu.Lock()
-		excs = append(excs, fmt.Sprintf("%s: %v", c.Message, c.Err))
-		mu.Unlock()
-	})
-	addr := make(chan string, 1)
-	var finished atomic.Bool
-	clientErr := make(chan error, 1)
-	go func() { clientErr <- drive(<-addr, pid0, &finished) }()
-
-	_, err = testkit.Go(l, 60*time.Second, func(co *kernel.Co) (struct{}, error) {
-		srv, err := kernel.CreateServer(co, func() *lostRecorder { return &lostRecorder{mu: &mu, lost: &lost} },
-			[]string{"127.0.0.1"}, "0", nil)
-		if err != nil {
-			return struct{}{}, err
-		}
-		port, err := testkit.Port(srv)
-		if err != nil {
-			return struct{}{}, err
-		}
-		addr <- "127.0.0.1:" + port
-		if err := testkit.Until(co, 50*time.Second, finished.Load); err != nil {
-			return struct{}{}, err
-		}
-		srv.Close()
-		return struct{}{}, srv.WaitClosed(co)
-	})
-	require.NoError(t, err)
-	require.NoError(t, <-clientErr)
+	lost, excs := serveEcho(t, l, func(addr string) error { return drive(addr, pid0) })
 
 	st, err = rp.Stats(t.Context())
 	require.NoError(t, err)
@@ -199,7 +169,6 @@ func TestUringPluginSIGKILLUnderLoad(t *testing.T) {
 	assert.NotEqual(t, pid0, st.Pid, "a new plugin serves")
 	pid1 := st.Pid
 
-	mu.Lock()
 	died := 0
 	for _, e := range lost {
 		if errors.Is(e, sdk.ErrBackendDied) {
@@ -207,9 +176,8 @@ func TestUringPluginSIGKILLUnderLoad(t *testing.T) {
 			assert.ErrorContains(t, e, fmt.Sprintf(`proactor plugin "uring" (pid %d) died (signal: killed)`, pid0))
 		}
 	}
-	assert.GreaterOrEqual(t, died, 1, "the connections in flight were closed with the plugin's death: %v", lost)
+	assert.Equal(t, 8, died, "every connection in flight was closed with the plugin's death: %v", lost)
 	t.Logf("connections lost: %d, %d with the plugin's death; exception handler: %q", len(lost), died, excs)
-	mu.Unlock()
 
 	require.NoError(t, l.Close())
 	assert.False(t, testkit.Alive(pid0), "the killed plugin was reaped")
@@ -237,12 +205,53 @@ func TestUringPluginSIGKILLUnderLoad(t *testing.T) {
 	}
 }
 
+// serveEcho runs an echo server on l until client (given its address, on
+// another goroutine) returns, then closes it; it returns how every server
+// connection ended and what the exception handler heard.
+func serveEcho(t *testing.T, l *kernel.Loop, client func(addr string) error) (lost []error, excs []string) {
+	t.Helper()
+	var mu sync.Mutex
+	l.SetExceptionHandler(func(_ *kernel.Loop, c kernel.ErrorContext) {
+		mu.Lock()
+		excs = append(excs, fmt.Sprintf("%s: %v", c.Message, c.Err))
+		mu.Unlock()
+	})
+	addr := make(chan string, 1)
+	var finished atomic.Bool
+	clientErr := make(chan error, 1)
+	go func() {
+		defer finished.Store(true)
+		clientErr <- client(<-addr)
+	}()
+	_, err := testkit.Go(l, 60*time.Second, func(co *kernel.Co) (struct{}, error) {
+		srv, err := kernel.CreateServer(co, func() *lostRecorder { return &lostRecorder{mu: &mu, lost: &lost} },
+			[]string{"127.0.0.1"}, "0", nil)
+		if err != nil {
+			return struct{}{}, err
+		}
+		port, err := testkit.Port(srv)
+		if err != nil {
+			return struct{}{}, err
+		}
+		addr <- "127.0.0.1:" + port
+		if err := testkit.Until(co, 50*time.Second, finished.Load); err != nil {
+			return struct{}{}, err
+		}
+		srv.Close()
+		return struct{}{}, srv.WaitClosed(co)
+	})
+	require.NoError(t, err)
+	require.NoError(t, <-clientErr)
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(lost), slices.Clone(excs)
+}
+
 // drive is the client side of TestUringPluginSIGKILLUnderLoad: eight
 // connections echo under load, the plugin pid is killed, every one of
 // them must end (EOF or reset) within the deadline, then new connections
 // must echo.
-func drive(addr string, pid int, finished *atomic.Bool) (err error) {
-	defer finished.Store(true)
+func drive(addr string, pid int) (err error) {
 	const conns = 8
 	var cs []net.Conn
 	defer func() {
@@ -304,4 +313,74 @@ func drive(addr string, pid int, finished *atomic.Bool) (err error) {
 		}
 	}
 	return nil
+}
+
+// TestUringPluginSIGSTOPKilledAsHung: a proactor plugin that stops (SIGSTOP)
+// stops advancing its heartbeat on the plane; the supervisor kills it as
+// hung within the hang limit (1.5 s with ReplyTimeout 1 s), the
+// connections in flight end with the plugin's death, the incident is
+// counted as unanswered, and new connections echo on the replacement.
+func TestUringPluginSIGSTOPKilledAsHung(t *testing.T) {
+	testkit.NeedUring(t)
+	pr, err := plugin.Launch(t.Context(), sdk.Proactors, plugin.Spec{Name: "uring", ReplyTimeout: time.Second, Logger: testLogger(t)})
+	require.NoError(t, err)
+	rp := pr.(*plugin.RemoteProactor)
+	cd, err := completion.New(rp)
+	require.NoError(t, err)
+	l := kernel.NewOnDriver(proactorplane.WrapDriver(cd, "plugin:uring", rp.Forget, rp.DiedError), kernel.WithLogger(testLogger(t)))
+	defer l.Close()
+	st, err := rp.Stats(t.Context())
+	require.NoError(t, err)
+	pid0 := st.Pid
+
+	var took time.Duration
+	lost, _ := serveEcho(t, l, func(addr string) error {
+		msg := []byte("ping")
+		var cs []net.Conn
+		defer func() {
+			for _, c := range cs {
+				c.Close()
+			}
+		}()
+		for range 2 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return err
+			}
+			cs = append(cs, c)
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := echoOnce(c, msg); err != nil {
+				return fmt.Errorf("before the stop: %w", err)
+			}
+		}
+		t0 := time.Now()
+		if err := unix.Kill(pid0, unix.SIGSTOP); err != nil {
+			return err
+		}
+		for _, c := range cs {
+			var b [1]byte
+			if _, err := c.Read(b[:]); errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("a connection outlived the hung plugin: %w", err)
+			}
+		}
+		took = time.Since(t0)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		cs = append(cs, c)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		return echoOnce(c, msg)
+	})
+	t.Logf("connections ended %v after SIGSTOP", took)
+	assert.Less(t, took, 4*time.Second, "the hang was noticed within the hang limit and a tick")
+	died := 0
+	for _, e := range lost {
+		if errors.Is(e, sdk.ErrBackendDied) {
+			died++
+		}
+	}
+	assert.Equal(t, 2, died, "both connections in flight ended with the plugin's death: %v", lost)
+	assert.Equal(t, 1, rp.Incidents().Unanswered, "counted as a hang: %+v", rp.Incidents())
+	assert.False(t, testkit.Alive(pid0), "the stopped plugin was killed and reaped")
 }

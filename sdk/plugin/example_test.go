@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/loopkernel/loopkernel/plugins/proactor" // the bundled io_uring proactor, "uring"
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
@@ -190,4 +191,26 @@ func ExampleRemoteExecutor_Died() {
 	err = ex.Died()
 	fmt.Println(errors.Is(err, sdk.ErrBackendDied), strings.Contains(err.Error(), "signal: killed"))
 	// Output: true true
+}
+
+// The io_uring proactor out of process: the plugin owns its ring, the
+// host hands the returned *RemoteProactor (an sdk.Proactor) to the
+// completion driver, and operations travel on the shared-memory plane
+// (sdk/proactorplane), never over gRPC. A plugin that dies fails what was
+// in flight with DiedError and is restarted.
+func ExampleLaunch_proactor() {
+	pr, err := plugin.Launch(context.Background(), sdk.Proactors, plugin.Spec{Name: "uring"})
+	if err != nil {
+		fmt.Println(err) // where io_uring is refused, the plugin says so
+		return
+	}
+	defer pr.Close()
+	rp := pr.(*plugin.RemoteProactor)
+	st, err := rp.Stats(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(pr.Capabilities().Name, st.Pid != os.Getpid(), errors.Is(rp.DiedError(), sdk.ErrBackendDied))
+	// Output: uring true true
 }
