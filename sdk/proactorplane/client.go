@@ -347,6 +347,11 @@ func (c *Client) post(s *sdk.Submission) bool {
 			if !asErrno(err, &en) {
 				en = unix.EBADF
 			}
+			if en == unix.EPIPE || en == unix.ECONNRESET {
+				// The plugin's end of the control socket is gone: the
+				// plugin died, which its supervisor is about to notice.
+				en = DiedErrno
+			}
 			c.synth = append(c.synth, sdk.Completion{UserData: s.UserData, Res: -int32(en)})
 			return true
 		}
