@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/yield"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -55,6 +56,11 @@ type server struct {
 	addrs     []sdk.SockAddr // CONNECT addresses, likewise
 	fds       [3]int
 	submitted uint64
+	// yield passes the loop's goroutine through the Go scheduler now and
+	// then: it blocks only inside io_uring_enter, and a goroutine that
+	// never parks has its P retaken by sysmon at every system call
+	// (internal/yield says what that costs).
+	yield yield.Ticker
 }
 
 // Serve runs pr for the host at the other end of the control socket sock
@@ -129,6 +135,7 @@ func (s *server) submit(sub sdk.Submission) error {
 func (s *server) loop(ctx context.Context) error {
 	for ctx.Err() == nil {
 		s.p.Beat()
+		s.yield.TickClock()
 		if k := s.p.EntriesReady(); k > 0 {
 			for i := range k {
 				if err := s.entry(s.p.PeekEntry(i)); err != nil {
