@@ -13,6 +13,7 @@ import (
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
+	"github.com/loopkernel/loopkernel/sdk/proactorplane"
 )
 
 // A plugin author's whole main: an sdk.Selector implementation and one
@@ -213,4 +214,58 @@ func ExampleLaunch_proactor() {
 	}
 	fmt.Println(pr.Capabilities().Name, st.Pid != os.Getpid(), errors.Is(rp.DiedError(), sdk.ErrBackendDied))
 	// Output: uring true true
+}
+
+// When the proactor plugin dies, the operations in flight in it complete
+// with proactorplane.DiedErrno (the completion driver reports DiedError
+// for them, which names the plugin and how it died), and the next Complete
+// has a new plugin serving.
+func ExampleRemoteProactor() {
+	pr, err := plugin.Launch(context.Background(), sdk.Proactors, plugin.Spec{Name: "uring"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pr.Close()
+	rp := pr.(*plugin.RemoteProactor)
+	fds, _ := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	// A poll that never completes (nothing is written), and a read that
+	// is in flight in the plugin when it dies.
+	bufs := make([][]byte, proactorplane.BufCount)
+	for i := range bufs {
+		bufs[i] = make([]byte, proactorplane.BufSize)
+	}
+	_ = rp.ProvideBuffers(1, bufs)
+	_ = rp.Submit([]sdk.Submission{{Op: sdk.OpRead, FD: int32(fds[0]), Group: 1, UserData: 7}})
+	var done [8]sdk.Completion
+	rp.Complete(done[:], 0) // the plugin has the read
+	st, _ := rp.Stats(context.Background())
+	syscall.Kill(st.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := rp.Complete(done[:], 100*time.Millisecond)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if n > 0 && done[0].UserData == 7 {
+			fmt.Println(syscall.Errno(-done[0].Res) == proactorplane.DiedErrno)
+			break
+		}
+	}
+	died := rp.DiedError()
+	// The replacement starts in the background; Complete adopts it.
+	var st2 plugin.Stats
+	for time.Now().Before(deadline) {
+		rp.Complete(done[:], 10*time.Millisecond)
+		if st2, err = rp.Stats(context.Background()); err == nil && st2.Pid != st.Pid {
+			break
+		}
+	}
+	fmt.Println(errors.Is(died, sdk.ErrBackendDied), strings.Contains(died.Error(), "signal: killed"), st2.Restarts, st2.Pid != st.Pid)
+	// Output:
+	// true
+	// true true 1 true
 }
