@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/loopkernel/loopkernel/driver/completion"
+	"github.com/loopkernel/loopkernel/kernel"
+	"github.com/loopkernel/loopkernel/plugins/proactor"
 	"github.com/loopkernel/loopkernel/policy"
 	"github.com/loopkernel/loopkernel/sdk"
 )
@@ -61,4 +63,21 @@ func ExampleRegisterProactorPlacement() {
 	// Output:
 	// proactor "traced:uring"
 	// [uring]
+}
+
+// ProactorDriver opens the driver a proactor spec names; "uring-plugin"
+// runs the io_uring proactor in a supervised plugin process (this binary
+// re-executed), and the loop on it does not know the difference.
+func ExampleProactorDriver() {
+	d, err := policy.ProactorDriver(context.Background(), "uring-plugin")
+	if err != nil {
+		// Where io_uring is refused the error says so (the host checks
+		// before it starts a plugin, which would inherit the refusal).
+		fmt.Println(errors.Is(err, proactor.ErrRefused))
+		return
+	}
+	l := kernel.NewOnDriver(d)
+	defer l.Close()
+	fmt.Println(l.Driver().Capabilities().Backend == "plugin:uring")
+	// Output: true
 }

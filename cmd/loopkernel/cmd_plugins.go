@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/loopkernel/loopkernel/plugins/proactor"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
@@ -34,7 +35,7 @@ var pluginsCmd = &command{
 	name:    "plugins",
 	summary: "list the back-ends of every family compiled in, and plugin executables in the plugin directory",
 	help: `
-Bundled back-ends of every family (selector, resolver, executor) are compiled
+Bundled back-ends of every family (selector, resolver, executor, proactor) are compiled
 into this binary: NAME runs one in this process, plugin:NAME in a plugin
 process (this binary re-executed). Third-party plugins are executables named
 loopkernel-plugin-NAME in the plugin directory (--plugin-dir, default
@@ -106,6 +107,29 @@ func checkExecutor(ctx context.Context, ex sdk.Executor) (string, error) {
 	return fmt.Sprintf("runs registered functions (%d registered)", len(sdk.FuncNames())), nil
 }
 
+// checkProactor completes one no-op operation: a round trip through the
+// ring, and for a plugin through the shared-memory plane.
+func checkProactor(_ context.Context, pr sdk.Proactor) (string, error) {
+	if err := pr.Submit([]sdk.Submission{{Op: sdk.OpNop, UserData: 1}}); err != nil {
+		return "", fmt.Errorf("submit a no-op: %w", err)
+	}
+	var done [4]sdk.Completion
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := pr.Complete(done[:], 100*time.Millisecond)
+		if err != nil {
+			return "", fmt.Errorf("complete a no-op: %w", err)
+		}
+		for _, c := range done[:n] {
+			if c.UserData == 1 {
+				caps := pr.Capabilities()
+				return fmt.Sprintf("serves %q, completes a no-op (%d operations)", caps.Name, len(caps.Ops)), nil
+			}
+		}
+	}
+	return "", errors.New("a no-op did not complete within 5s")
+}
+
 func runPlugins(e *env, args []string) error {
 	o := pluginsOpts
 	if len(args) > 0 {
@@ -126,6 +150,9 @@ func runPlugins(e *env, args []string) error {
 	failed := 0
 	show := func(p probe) string {
 		if errors.Is(p.err, errNotStarted) {
+			if p.what != "" {
+				return "not started: " + p.what
+			}
 			return "not started"
 		}
 		if p.err != nil {
@@ -158,6 +185,20 @@ func runPlugins(e *env, args []string) error {
 				return probe{err: errNotStarted}
 			}
 			return probeBackend(o.startTimeout, sdk.Executors, spec, opts, checkExecutor)
+		})
+	}
+	refused := proactor.Available()
+	for _, name := range sdk.Proactors.Names() {
+		row(sdk.Proactors.Family(), name, func(spec string) probe {
+			switch {
+			case o.noStart:
+				return probe{err: errNotStarted}
+			case errors.Is(refused, proactor.ErrRefused):
+				// Not a failure of the back-end: this machine refuses
+				// io_uring (a plugin inherits the refusal).
+				return probe{err: errNotStarted, what: refused.Error()}
+			}
+			return probeBackend(o.startTimeout, sdk.Proactors, spec, opts, checkProactor)
 		})
 	}
 	if err := tw.Flush(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/loopkernel/loopkernel/plugins/proactor"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
 
@@ -47,6 +48,14 @@ func TestPluginsListsAndStartsEveryBackEnd(t *testing.T) {
 	} {
 		assert.Regexp(t, re, r.stdout)
 	}
+	// The proactor family, one no-op through the ring (and the plane), or
+	// not started where this machine refuses io_uring.
+	proactorRe := `serves "uring", completes a no-op \(\d+ operations\) \(started in \S+\)`
+	if proactor.Available() != nil {
+		proactorRe = `not started: .*io_uring.*`
+	}
+	assert.Regexp(t, `(?m)^  proactor\s+uring\s+in-process\s+`+proactorRe+`$`, r.stdout)
+	assert.Regexp(t, `(?m)^  proactor\s+plugin:uring\s+out-of-process \(this binary re-executed\)\s+`+proactorRe+`$`, r.stdout)
 	assert.Contains(t, r.stdout, "Third-party plugins in "+dir+":")
 	assert.Regexp(t, `(?m)^  plugin:example\s+`+filepath.Join(dir, "loopkernel-plugin-example")+`\s+serves "example", max-fds \d+, regular-files yes \(started in \S+\)$`, r.stdout)
 	assert.NotContains(t, r.stdout, "README")

@@ -33,6 +33,7 @@ func TestProactorFlagAndEnvironment(t *testing.T) {
 			assert.Contains(t, r.stdout, c.want)
 			assert.Regexp(t, `(?m)^\s+proactor\s+uring$`, r.stdout, "the proactor family is listed")
 			assert.Regexp(t, `(?m)^uring\s+proactor:uring\s`, r.stdout, "the uring policy is listed")
+			assert.Regexp(t, `(?m)^uring-plugin\s+proactor:plugin:uring\s`, r.stdout, "the uring-plugin policy is listed")
 		})
 	}
 	r := loopkernel(t, []string{off}, "policies", "--proactor", "urnig")
@@ -41,10 +42,17 @@ func TestProactorFlagAndEnvironment(t *testing.T) {
 	assert.Contains(t, r.stderr, "[uring]")
 }
 
-// A loop built with --proactor uring runs the example.
+// A loop built with --proactor uring, or uring-plugin (the proactor in a
+// plugin process), runs the example; so does one on the uring-plugin policy.
 func TestProactorFlagRunsExample(t *testing.T) {
 	testkit.NeedUring(t)
-	r := loopkernel(t, []string{policy.ProactorEnv + "="}, "example", "hello", "--proactor", "uring")
-	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, "Hello World\n", r.stdout)
+	for _, args := range [][]string{
+		{"example", "hello", "--proactor", "uring"},
+		{"example", "hello", "--proactor", "uring-plugin"},
+		{"--policy", "uring-plugin", "example", "hello"},
+	} {
+		r := loopkernel(t, []string{policy.ProactorEnv + "="}, args...)
+		require.Equal(t, 0, r.code, "%v: %s", args, r.stderr)
+		assert.Equal(t, "Hello World\n", r.stdout, "%v", args)
+	}
 }

@@ -80,6 +80,15 @@ func TestProactorRefusedBySeccomp(t *testing.T) {
 	assert.Contains(t, r.stderr, `policy "epoll"`)
 	assert.Contains(t, r.stderr, "--proactor-fallback")
 
+	// Out of process the refusal is the same (the plugin would inherit
+	// the filter; the host checks before it starts one), and no plugin is
+	// started for nothing.
+	r = run(nil, "example", "hello", "--policy", "uring-plugin")
+	require.Equal(t, 1, r.code, "stdout %q stderr %q", r.stdout, r.stderr)
+	assert.Contains(t, r.stderr, "io_uring refused")
+	assert.Contains(t, r.stderr, `policy "epoll"`)
+	assert.NotContains(t, r.stderr, "plugin process exited")
+
 	for _, c := range []struct {
 		name string
 		env  []string
@@ -87,6 +96,7 @@ func TestProactorRefusedBySeccomp(t *testing.T) {
 	}{
 		{"flag", nil, []string{"example", "hello", "--policy", "uring", "--proactor-fallback"}},
 		{"environment", []string{policy.ProactorFallbackEnv + "=1"}, []string{"example", "hello", "--proactor", "uring"}},
+		{"plugin", nil, []string{"example", "hello", "--policy", "uring-plugin", "--proactor-fallback"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := run(c.env, c.args...)

@@ -57,7 +57,7 @@ func pluginSet(server *controlServer, families []string) goplugin.PluginSet {
 }
 
 // hostPlugins is the host's plugin map.
-var hostPlugins = pluginSet(nil, []string{sdk.Selectors.Family(), sdk.Resolvers.Family(), sdk.Executors.Family()})
+var hostPlugins = pluginSet(nil, []string{sdk.Selectors.Family(), sdk.Resolvers.Family(), sdk.Executors.Family(), sdk.Proactors.Family()})
 
 // controlServer answers the control plane inside the plugin process.
 type controlServer struct {
@@ -129,6 +129,8 @@ func (c *controlServer) Capabilities(context.Context, *pb.CapabilitiesRequest) (
 		resp.Name, resp.MaxFds, resp.RegularFiles = caps.Name, int64(caps.MaxFDs), caps.RegularFiles
 	case c.be.family == sdk.Executors.Family():
 		resp.Functions = sdk.FuncNames()
+	case c.be.pr != nil:
+		resp.Name = c.be.pr.Capabilities().Name
 	}
 	return resp, nil
 }

@@ -1,7 +1,8 @@
 // Package plugin runs a back-end of any family (selector, resolver,
-// executor) in its own process: Serve is what a plugin's main calls, Launch
+// executor, proactor) in its own process: Serve is what a plugin's main calls, Launch
 // (or Open, from a spec string) is what a host calls, and the back-end that
-// Launch returns (a *RemoteSelector, *RemoteResolver or *RemoteExecutor)
+// Launch returns (a *RemoteSelector, *RemoteResolver, *RemoteExecutor or
+// *RemoteProactor)
 // implements the family's sdk interface, supervises the plugin process and
 // restarts it when it dies.
 //
@@ -21,7 +22,11 @@
 // variable LOOPKERNEL_DATAPLANE_FD. A selector's plane carries registrations
 // and readiness in lock-step exchanges; a resolver's or executor's carries
 // calls, many in flight at once, matched to their results by call id
-// (sdk/dataplane/WIRE.md specifies both).
+// (sdk/dataplane/WIRE.md specifies both). A proactor's socketpair is the
+// control socket of its shared-memory plane (sdk/proactorplane,
+// sdk/dataplane/PROACTOR_WIRE.md): operations travel on rings in a memfd
+// both processes map, and only the plane's hello and each descriptor (by
+// SCM_RIGHTS) cross the socket.
 //
 // # Families
 //
@@ -62,11 +67,17 @@
 //     flight, with an error wrapping sdk.ErrBackendDied that says the worker
 //     died, its pid and how it ended (the call may or may not have run, so
 //     it is not retried); calls made after the death go to the new process.
+//   - a proactor fails the operations in flight (reads, writes, connects,
+//     shutdowns) with an error wrapping sdk.ErrBackendDied that names the
+//     plugin, its pid and how it ended, replays accepts and descriptor
+//     watches into the new process, and registers descriptors again as
+//     they are used; its health check is the plane's heartbeat, and it has
+//     no in-process fallback (the operations live in the plugin's ring).
 //
 // # Placement
 //
 // A back-end registered in its family's registry (sdk.Selectors,
-// sdk.Resolvers, sdk.Executors) can run in-process (call its factory) or
+// sdk.Resolvers, sdk.Executors, sdk.Proactors) can run in-process (call its factory) or
 // out-of-process without a separate binary: the host re-executes its own
 // executable with LOOPKERNEL_BUNDLED_PLUGIN=NAME and LOOPKERNEL_PLUGIN_FAMILY
 // set, and ServeBundled, called first thing in main, serves that back-end.

@@ -9,9 +9,11 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/loopkernel/loopkernel/plugins/proactor" // the bundled io_uring proactor, "uring"
 	"github.com/loopkernel/loopkernel/plugins/selector"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
+	"github.com/loopkernel/loopkernel/sdk/proactorplane"
 )
 
 // A plugin author's whole main: an sdk.Selector implementation and one
@@ -190,4 +192,80 @@ func ExampleRemoteExecutor_Died() {
 	err = ex.Died()
 	fmt.Println(errors.Is(err, sdk.ErrBackendDied), strings.Contains(err.Error(), "signal: killed"))
 	// Output: true true
+}
+
+// The io_uring proactor out of process: the plugin owns its ring, the
+// host hands the returned *RemoteProactor (an sdk.Proactor) to the
+// completion driver, and operations travel on the shared-memory plane
+// (sdk/proactorplane), never over gRPC. A plugin that dies fails what was
+// in flight with DiedError and is restarted.
+func ExampleLaunch_proactor() {
+	pr, err := plugin.Launch(context.Background(), sdk.Proactors, plugin.Spec{Name: "uring"})
+	if err != nil {
+		fmt.Println(err) // where io_uring is refused, the plugin says so
+		return
+	}
+	defer pr.Close()
+	rp := pr.(*plugin.RemoteProactor)
+	st, err := rp.Stats(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(pr.Capabilities().Name, st.Pid != os.Getpid(), errors.Is(rp.DiedError(), sdk.ErrBackendDied))
+	// Output: uring true true
+}
+
+// When the proactor plugin dies, the operations in flight in it complete
+// with proactorplane.DiedErrno (the completion driver reports DiedError
+// for them, which names the plugin and how it died), and the next Complete
+// has a new plugin serving.
+func ExampleRemoteProactor() {
+	pr, err := plugin.Launch(context.Background(), sdk.Proactors, plugin.Spec{Name: "uring"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pr.Close()
+	rp := pr.(*plugin.RemoteProactor)
+	fds, _ := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	// A poll that never completes (nothing is written), and a read that
+	// is in flight in the plugin when it dies.
+	bufs := make([][]byte, proactorplane.BufCount)
+	for i := range bufs {
+		bufs[i] = make([]byte, proactorplane.BufSize)
+	}
+	_ = rp.ProvideBuffers(1, bufs)
+	_ = rp.Submit([]sdk.Submission{{Op: sdk.OpRead, FD: int32(fds[0]), Group: 1, UserData: 7}})
+	var done [8]sdk.Completion
+	rp.Complete(done[:], 0) // the plugin has the read
+	st, _ := rp.Stats(context.Background())
+	syscall.Kill(st.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := rp.Complete(done[:], 100*time.Millisecond)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if n > 0 && done[0].UserData == 7 {
+			fmt.Println(syscall.Errno(-done[0].Res) == proactorplane.DiedErrno)
+			break
+		}
+	}
+	died := rp.DiedError()
+	// The replacement starts in the background; Complete adopts it.
+	var st2 plugin.Stats
+	for time.Now().Before(deadline) {
+		rp.Complete(done[:], 10*time.Millisecond)
+		if st2, err = rp.Stats(context.Background()); err == nil && st2.Pid != st.Pid {
+			break
+		}
+	}
+	fmt.Println(errors.Is(died, sdk.ErrBackendDied), strings.Contains(died.Error(), "signal: killed"), st2.Restarts, st2.Pid != st.Pid)
+	// Output:
+	// true
+	// true true 1 true
 }

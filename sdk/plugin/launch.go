@@ -155,8 +155,8 @@ type supervisor struct {
 var errNoAnswer = errors.New("plugin did not answer within its deadline")
 
 // Launch starts the plugin described by spec as a back-end of reg's family
-// and returns it supervised: a *RemoteSelector, *RemoteResolver or
-// *RemoteExecutor as a T. ctx bounds the start only; the plugin lives until
+// and returns it supervised: a *RemoteSelector, *RemoteResolver,
+// *RemoteExecutor or *RemoteProactor as a T. ctx bounds the start only; the plugin lives until
 // the back-end is closed.
 func Launch[T any](ctx context.Context, reg *sdk.Registry[T], spec Spec) (T, error) {
 	var (
@@ -170,6 +170,8 @@ func Launch[T any](ctx context.Context, reg *sdk.Registry[T], spec Spec) (T, err
 		b, err = launchResolver(ctx, spec)
 	case any(sdk.Executors):
 		b, err = launchExecutor(ctx, spec)
+	case any(sdk.Proactors):
+		b, err = launchProactor(ctx, spec)
 	default:
 		err = fmt.Errorf("plugin: the %s family cannot run out of process", reg.Family())
 	}

@@ -85,6 +85,10 @@ type Backends struct {
 	Selector func() (sdk.Selector, error)
 	Resolver func() (sdk.Resolver, error)
 	Executor func() (sdk.Executor, error)
+	// Proactor serves a completion back-end on the shared-memory plane
+	// (sdk/proactorplane): the data-plane socket is the plane's control
+	// socket.
+	Proactor func() (sdk.Proactor, error)
 }
 
 // families lists the families b serves, in a fixed order.
@@ -98,6 +102,9 @@ func (b Backends) families() []string {
 	}
 	if b.Executor != nil {
 		fs = append(fs, sdk.Executors.Family())
+	}
+	if b.Proactor != nil {
+		fs = append(fs, sdk.Proactors.Family())
 	}
 	return fs
 }
@@ -116,7 +123,7 @@ func Serve(b Backends) {
 // ServeBundled serves the bundled back-end named in the environment when the
 // process was started as a bundled plugin, and exits; otherwise it returns at
 // once. Put it first in main (and in TestMain): the back-ends registered in
-// sdk.Selectors, sdk.Resolvers and sdk.Executors from init are what it can
+// sdk.Selectors, sdk.Resolvers, sdk.Executors and sdk.Proactors from init are what it can
 // serve (init functions run before main).
 func ServeBundled() {
 	name, ok := os.LookupEnv(envBundled)
@@ -142,6 +149,8 @@ func bundled(fam, name string) (Backends, error) {
 		b.Resolver, ok = sdk.Resolvers.Lookup(name)
 	case sdk.Executors.Family():
 		b.Executor, ok = sdk.Executors.Lookup(name)
+	case sdk.Proactors.Family():
+		b.Proactor, ok = sdk.Proactors.Lookup(name)
 	default:
 		return b, fmt.Errorf("%s=%q is not a back-end family that runs out of process", envFamily, fam)
 	}

@@ -2,17 +2,21 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/dataplane"
+	"github.com/loopkernel/loopkernel/sdk/proactorplane"
 )
 
 // served is the back-end a plugin process serves, whatever its family: how
@@ -23,6 +27,7 @@ type served struct {
 	sel     *countingSelector // the selector family's, counted
 	calls   *callCounter      // the call families'
 	handler dataplane.CallHandlers
+	pr      sdk.Proactor // the proactor family's, served on the plane
 	closer  func() error
 }
 
@@ -56,6 +61,14 @@ func newServed(b Backends, fam string, dpFD int) (*served, error) {
 		s.calls = &callCounter{}
 		s.backend, s.closer = e, e.Close
 		s.handler = dataplane.CallHandlers{Name: b.Name, Executor: countingExecutor{e, s.calls}}
+	case fam == sdk.Proactors.Family() && b.Proactor != nil:
+		pr, err := b.Proactor()
+		if err != nil {
+			return nil, err
+		}
+		// proactorplane.Serve closes pr when it returns; close is for a
+		// plane that never ran.
+		s.backend, s.pr = pr, pr
 	default:
 		return nil, fmt.Errorf("this plugin serves %v, not %s=%q", b.families(), envFamily, fam)
 	}
@@ -66,6 +79,9 @@ func newServed(b Backends, fam string, dpFD int) (*served, error) {
 func (s *served) serve(ctx context.Context, conn *os.File, logger hclog.Logger) error {
 	if s.sel != nil {
 		return dataplane.Serve(ctx, conn, s.sel, logger)
+	}
+	if s.pr != nil {
+		return serveProactor(ctx, conn, s.pr)
 	}
 	return dataplane.ServeCalls(ctx, conn, s.handler, logger)
 }
@@ -167,4 +183,31 @@ func (e countingExecutor) Call(ctx context.Context, fn string, arg []byte) ([]by
 	e.n.begin()
 	defer e.n.end()
 	return e.Executor.Call(ctx, fn, arg)
+}
+
+// serveProactor runs the proactor plane (proactorplane.Serve: the plugin's
+// io_uring behind the shared-memory rings) on the data-plane socket, which
+// is the plane's control socket. The plane notices a host that went away
+// only when it next reads a frame, so a watcher ends it when the host's
+// end of the socket closes (a host that gave up on this process).
+func serveProactor(ctx context.Context, conn *os.File, pr sdk.Proactor) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fd := int(conn.Fd())
+	go func() {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		for ctx.Err() == nil {
+			n, err := unix.Poll(pfd, int(healthSlice/time.Millisecond))
+			if err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				cancel(dataplane.ErrPeerGone)
+				return
+			}
+		}
+	}()
+	err := proactorplane.Serve(ctx, fd, pr)
+	runtime.KeepAlive(conn) // its finalizer would close fd under the plane
+	if err == nil && errors.Is(context.Cause(ctx), dataplane.ErrPeerGone) {
+		return dataplane.ErrPeerGone
+	}
+	return err
 }

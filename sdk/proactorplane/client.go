@@ -347,6 +347,11 @@ func (c *Client) post(s *sdk.Submission) bool {
 			if !asErrno(err, &en) {
 				en = unix.EBADF
 			}
+			if en == unix.EPIPE || en == unix.ECONNRESET {
+				// The plugin's end of the control socket is gone: the
+				// plugin died, which its supervisor is about to notice.
+				en = DiedErrno
+			}
 			c.synth = append(c.synth, sdk.Completion{UserData: s.UserData, Res: -int32(en)})
 			return true
 		}
@@ -504,6 +509,12 @@ func (c *Client) Complete(done []sdk.Completion, timeout time.Duration) (int, er
 	if len(done) == 0 {
 		return 0, nil
 	}
+	if timeout == 0 && published && c.plane != nil {
+		// Before gathering: results of earlier entries may be there
+		// already, and returning those alone would split what one
+		// io_uring_enter reports together in process.
+		c.awaitAck()
+	}
 	n, err := c.gather(done)
 	if n > 0 || err != nil {
 		return n, err
@@ -511,26 +522,28 @@ func (c *Client) Complete(done []sdk.Completion, timeout time.Duration) (int, er
 	if c.woken {
 		c.woken, timeout = false, 0
 	}
-	switch {
-	case timeout == 0 && published && c.plane != nil:
-		tail := c.plane.Published()
-		if c.plane.WantAck(tail) {
-			break
-		}
-		deadline := time.Now().Add(ackWait)
-		for !c.plane.Acked(tail) {
-			left := time.Until(deadline)
-			if left <= 0 {
-				break
-			}
-			c.sleep(left)
-		}
-	case timeout == 0:
+	if timeout == 0 {
 		return 0, nil
-	default:
-		c.sleep(timeout)
 	}
+	c.sleep(timeout)
 	return c.gather(done)
+}
+
+// awaitAck waits (up to ackWait) until the plugin has handled every entry
+// published.
+func (c *Client) awaitAck() {
+	tail := c.plane.Published()
+	if c.plane.WantAck(tail) {
+		return
+	}
+	deadline := time.Now().Add(ackWait)
+	for !c.plane.Acked(tail) {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		c.sleep(left)
+	}
 }
 
 // ackWait bounds the wait of a non-blocking poll for the plugin to handle

@@ -21,6 +21,7 @@
 // plugin may be buggy, and so may a host); the fuzz targets cover the
 // parsers.
 //
-// It imports no other package of this module except sdk, and nothing of
-// the kernel.
+// It imports no other package of this module except sdk and
+// internal/yield (the scheduler-yield heuristic, standard library only),
+// and nothing of the kernel.
 package proactorplane

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/internal/yield"
 	"github.com/loopkernel/loopkernel/sdk"
 )
 
@@ -55,6 +56,11 @@ type server struct {
 	addrs     []sdk.SockAddr // CONNECT addresses, likewise
 	fds       [3]int
 	submitted uint64
+	// yield passes the loop's goroutine through the Go scheduler now and
+	// then: it blocks only inside io_uring_enter, and a goroutine that
+	// never parks has its P retaken by sysmon at every system call
+	// (internal/yield says what that costs).
+	yield yield.Ticker
 }
 
 // Serve runs pr for the host at the other end of the control socket sock
@@ -63,12 +69,16 @@ type server struct {
 // the welcome, then the loop. pr is closed when Serve returns; the
 // descriptors the host registered are closed too. It returns nil when ctx
 // ended, an error wrapping ErrProtocol when the host broke the protocol.
+// The end of ctx wakes the loop (pr's Wake), so that a plugin asked to
+// shut down goes at once rather than at its next heartbeat.
 func Serve(ctx context.Context, sock int, pr sdk.Proactor) (err error) {
 	s := &server{sock: sock, pr: pr, bell: -1, hostBell: -1}
 	defer s.close()
 	if err := s.hello(); err != nil {
 		return err
 	}
+	stop := context.AfterFunc(ctx, func() { _ = pr.Wake() })
+	defer stop()
 	return s.loop(ctx)
 }
 
@@ -125,6 +135,7 @@ func (s *server) submit(sub sdk.Submission) error {
 func (s *server) loop(ctx context.Context) error {
 	for ctx.Err() == nil {
 		s.p.Beat()
+		s.yield.TickClock()
 		if k := s.p.EntriesReady(); k > 0 {
 			for i := range k {
 				if err := s.entry(s.p.PeekEntry(i)); err != nil {
@@ -178,8 +189,14 @@ func (s *server) loop(ctx context.Context) error {
 			r.Put(s.p.NextResult())
 			posted = true
 		}
-		acked := s.p.Ack()
-		if (posted || acked) && s.p.PublishResults() {
+		// Results are published before the ack: a host that waits for
+		// the ack then finds every result of the batch (a poll of two
+		// readable descriptors reports both), never a part of it.
+		ring := posted && s.p.PublishResults()
+		if s.p.Ack() && !ring {
+			ring = s.p.PublishResults()
+		}
+		if ring {
 			if err := Ring(s.hostBell); err != nil {
 				return err
 			}
