@@ -368,7 +368,12 @@ func (p *Pool) settle(w *worker, seq uint32) {
 		cancel()
 		raw, err := w.ch.receive(seq, false, deadline)
 		if err == nil {
-			_, err = w.result("", raw, false)
+			// The function's own error (most often the context's, which
+			// it honoured) settles the call as well as a result does:
+			// only an answer that breaks the channel's rules does not.
+			if _, rerr := w.result("", raw, false); errors.Is(rerr, errMalformed) {
+				err = rerr
+			}
 		}
 		switch {
 		case err == nil:
