@@ -20,7 +20,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/kernel"
 	"github.com/loopkernel/loopkernel/plugins/executor"
+	"github.com/loopkernel/loopkernel/policy"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
@@ -31,7 +33,10 @@ import (
 // in one run, medians reported:
 //
 //   - round trip: one call at a time of a trivial function (an int doubled),
-//     one worker; the issue's target is loopkernel ≤ 1/10 of Python's;
+//     one worker, awaited by a coroutine on a running loop on both sides
+//     (kernel.CallFunc against run_in_executor); the issue's target is
+//     loopkernel ≤ 1/10 of Python's. The same call made with Pool.Call
+//     from a plain goroutine, without a loop, is reported beside it;
 //   - calls per second with 64 calls in flight, trivial function, 1 and 2
 //     workers (what the dispatch costs);
 //   - calls per second of a CPU-bound function (~1 ms of work, calibrated
@@ -51,7 +56,11 @@ func init() {
 	sdk.RegisterFunc("bench.executor.echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
 }
 
-// spin is CPU work that the compiler cannot drop.
+// spinSink keeps spin's result where the compiler must compute it.
+var spinSink uint64
+
+// spin is CPU work that the compiler cannot drop, as long as its result is
+// used (spinSink).
 func spin(n int) uint64 {
 	x := uint64(n)
 	for range n {
@@ -80,6 +89,10 @@ type execSide struct {
 	PlainMidMs     float64            `json:"plain_mid_ms"` // 32 MiB echo through the call-plane socket (loopkernel only)
 	PlainMidCPUMs  float64            `json:"plain_mid_cpu_ms"`
 	PluginRTNs     float64            `json:"plugin_round_trip_ns"` // plugin:goroutine (loopkernel only)
+	// The round trip of Pool.Call from a goroutine, no loop (loopkernel only).
+	DirectRTNs    float64 `json:"direct_round_trip_ns"`
+	DirectRTCPUNs float64 `json:"direct_round_trip_cpu_ns"`
+	DirectRTWakes float64 `json:"direct_round_trip_sleeps"`
 }
 
 const (
@@ -144,7 +157,7 @@ func calibrateSpin(d time.Duration) int {
 	n := 1 << 16
 	for {
 		t0 := cpu()
-		spin(n)
+		spinSink = spin(n) // kept, or the compiler drops the work and the loop costs an eighth
 		if el := cpu() - t0; el >= 20*time.Millisecond {
 			return max(1, int(float64(n)*float64(d)/float64(el)))
 		}
@@ -200,7 +213,7 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 
 	var n int
 	c, err := onPool(1, 0, func(p *executor.Pool) (err error) {
-		s.RoundTripNs, n, err = roundTrip(ctx, p, benchtime)
+		s.RoundTripNs, n, err = loopRoundTrip(p, benchtime)
 		return err
 	})
 	if err != nil {
@@ -208,6 +221,15 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 	}
 	s.RoundTripCPUNs = perCall(c, 1, n)
 	s.RoundTripWakes = float64(c.sleeps-idle[1].sleeps) / float64(n)
+	c, err = onPool(1, 0, func(p *executor.Pool) (err error) {
+		s.DirectRTNs, n, err = roundTrip(ctx, p, benchtime)
+		return err
+	})
+	if err != nil {
+		return s, err
+	}
+	s.DirectRTCPUNs = perCall(c, 1, n)
+	s.DirectRTWakes = float64(c.sleeps-idle[1].sleeps) / float64(n)
 	for _, w := range []int{1, 2} {
 		key := strconv.Itoa(w)
 		c, err := onPool(w, 0, func(p *executor.Pool) (err error) {
@@ -285,6 +307,58 @@ func roundTrip(ctx context.Context, ex sdk.Executor, d time.Duration) (float64, 
 		}
 	}
 	return float64(time.Since(t0).Nanoseconds()) / float64(n), n + warm, nil
+}
+
+// loopRoundTrip is roundTrip from a coroutine on a running loop whose
+// function executor is ex (kernel.CallFunc, as Python's side awaits
+// run_in_executor).
+func loopRoundTrip(ex sdk.Executor, d time.Duration) (float64, int, error) {
+	pol := &policy.Policy{Name: "bench-executor", Selector: "epoll"}
+	l, err := pol.NewEventLoop()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer l.Close()
+	l.SetFuncExecutor(ex)
+	const warm = 200
+	var ns float64
+	var n int
+	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
+		call := func(i int) error {
+			f, err := kernel.CallFunc(l, benchDouble, i)
+			if err != nil {
+				return err
+			}
+			_, err = f.Await(co)
+			return err
+		}
+		for i := range warm {
+			if err := call(i); err != nil {
+				return struct{}{}, err
+			}
+		}
+		t0 := time.Now()
+		for time.Since(t0) < d {
+			for range 100 {
+				if err := call(n); err != nil {
+					return struct{}{}, err
+				}
+				n++
+			}
+		}
+		ns = float64(time.Since(t0).Nanoseconds()) / float64(n)
+		return struct{}{}, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := l.RunUntilComplete(task); err != nil {
+		return 0, 0, err
+	}
+	if _, err := task.Result(); err != nil {
+		return 0, 0, err
+	}
+	return ns, n + warm, nil
 }
 
 // callsPerSecond keeps benchInFlight calls in flight for d.
@@ -385,6 +459,12 @@ func writeExecutorTable(w io.Writer, lk, py []execSide) {
 	row(tw, "round trip, 1 worker, wall µs", "%.1f", func(s execSide) float64 { return s.RoundTripNs / 1e3 }, false)
 	row(tw, "round trip, 1 worker, CPU µs (all processes)", "%.1f", func(s execSide) float64 { return s.RoundTripCPUNs / 1e3 }, false)
 	row(tw, "round trip, 1 worker, thread sleeps per call", "%.1f", func(s execSide) float64 { return s.RoundTripWakes }, false)
+	direct := func(what string, f func(execSide) float64) {
+		fmt.Fprintf(tw, "%s\t%.1f\t\t\t\n", what, med(lk, f))
+	}
+	direct("  Pool.Call without a loop, wall µs", func(s execSide) float64 { return s.DirectRTNs / 1e3 })
+	direct("  Pool.Call without a loop, CPU µs", func(s execSide) float64 { return s.DirectRTCPUNs / 1e3 })
+	direct("  Pool.Call without a loop, sleeps per call", func(s execSide) float64 { return s.DirectRTWakes })
 	for _, k := range []string{"1", "2"} {
 		row(tw, fmt.Sprintf("calls/s, %d in flight, %s worker(s)", benchInFlight, k), "%.0f", func(s execSide) float64 { return s.Throughput[k] }, true)
 		row(tw, fmt.Sprintf("CPU µs per call, %d in flight, %s worker(s)", benchInFlight, k), "%.1f", func(s execSide) float64 { return s.ThroughputCPU[k] / 1e3 }, false)
