@@ -28,6 +28,7 @@ type backends struct {
 	exec        sdk.Executor
 	ownExec     bool
 	started     map[*startedCall]struct{} // calls in flight on a CallStarter (executor_start.go)
+	waiting     []waitingCall             // calls waiting on the loop for one of them to end
 }
 
 // WithResolver makes the loop resolve names through r, which it owns from
@@ -129,10 +130,8 @@ func CallFunc[A, R any](l *Loop, f sdk.Func[A, R], arg A) (*Future[R], error) {
 	if err != nil {
 		return nil, err
 	}
-	if cs, ok := ex.(sdk.CallStarter); ok {
-		if fut, started, err := startFunc(l, cs, f, b); started || err != nil {
-			return fut, err
-		}
+	if cs, ok := ex.(sdk.CallStarter); ok && l.drv.Capabilities().Has(sdk.CapWatch) {
+		return callFunc(l, cs, f, b)
 	}
 	return offLoop(l, "call "+f.Name(), func(ctx context.Context) (R, error) {
 		res, err := ex.Call(ctx, f.Name(), b)

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/loopkernel/loopkernel/sdk"
@@ -13,6 +14,14 @@ import (
 // same callback. No goroutine waits on the call and nothing is handed back
 // through the threadsafe queue, so a round trip wakes two threads, the
 // worker's and the loop's, instead of four or more.
+//
+// A call the executor declines (every worker busy, most often) waits on
+// the loop while this loop has started calls in flight: each one that ends
+// has just given its worker back, so the loop starts the next waiting call
+// there and then, in FIFO order. When none is left in flight, or the
+// executor declines although one just ended (the call wants what only Call
+// does: shared memory for a large argument, say), the waiting calls go to
+// goroutines and Call as before.
 
 // startedCall is one call in flight that the loop watches.
 type startedCall struct {
@@ -20,24 +29,76 @@ type startedCall struct {
 	fd int
 }
 
-// startFunc starts f's call on cs, if cs can take it now; started is false
-// (and nothing was sent) when the caller should fall back to Call on a
-// goroutine. The call's own failure comes through the future, as on the
-// goroutine path.
-func startFunc[A, R any](l *Loop, cs sdk.CallStarter, f sdk.Func[A, R], arg []byte) (fut *Future[R], started bool, err error) {
-	if !l.drv.Capabilities().Has(sdk.CapWatch) {
-		return nil, false, nil // a driver that cannot watch a descriptor: a goroutine waits instead
+// waitingCall is a call that waits on the loop for a started call to end.
+// start tries to start it (false: declined, it is still waiting); call
+// hands it to a goroutine and Call. Both are no-ops once its future is done
+// (cancelled while it waited).
+type waitingCall struct {
+	start func() bool
+	call  func()
+}
+
+// callFunc runs f's call through cs: started now, waiting on the loop, or
+// on a goroutine (offLoop) when neither applies.
+func callFunc[A, R any](l *Loop, cs sdk.CallStarter, f sdk.Func[A, R], arg []byte) (*Future[R], error) {
+	fut := CreateFuture[R](l)
+	start := func() bool {
+		if fut.Done() {
+			return true
+		}
+		c, ok, err := cs.StartCall(l.lifeContext(), f.Name(), arg)
+		switch {
+		case err != nil:
+			fut.SetException(err)
+		case ok:
+			watchStarted(l, fut, f, c)
+		}
+		return ok || err != nil
 	}
-	c, ok, err := cs.StartCall(l.lifeContext(), f.Name(), arg)
-	if err != nil {
-		fut = CreateFuture[R](l)
-		fut.SetException(err)
-		return fut, true, nil
+	call := func() {
+		if fut.Done() {
+			return
+		}
+		g, err := offLoop(l, "call "+f.Name(), func(ctx context.Context) (R, error) {
+			res, err := cs.Call(ctx, f.Name(), arg)
+			if err != nil {
+				var zero R
+				return zero, err
+			}
+			return f.Decode(res)
+		})
+		if err != nil {
+			fut.SetException(err)
+			return
+		}
+		g.AddDoneCallback(func(g *Future[R]) {
+			if fut.Done() {
+				return
+			}
+			if v, err := g.Result(); err != nil {
+				fut.SetException(err)
+			} else {
+				fut.SetResult(v)
+			}
+		})
+		fut.addDone(func() {
+			if fut.Cancelled() {
+				g.Cancel() // abandons the wait in Call
+			}
+		})
 	}
-	if !ok {
-		return nil, false, nil
+	switch {
+	case len(l.be.waiting) == 0 && start():
+	case len(l.be.started) > 0:
+		l.be.waiting = append(l.be.waiting, waitingCall{start, call})
+	default:
+		call()
 	}
-	fut = CreateFuture[R](l)
+	return fut, nil
+}
+
+// watchStarted watches c's descriptor and completes fut with its answer.
+func watchStarted[A, R any](l *Loop, fut *Future[R], f sdk.Func[A, R], c sdk.StartedCall) {
 	s := &startedCall{c: c, fd: c.Fd()}
 	var onReadable func()
 	onReadable = func() {
@@ -69,7 +130,7 @@ func startFunc[A, R any](l *Loop, cs sdk.CallStarter, f sdk.Func[A, R], arg []by
 	if err := l.AddReader(s.fd, onReadable); err != nil {
 		c.Abandon()
 		fut.SetException(fmt.Errorf("call %q: watching the executor: %w", f.Name(), err))
-		return fut, true, nil
+		return
 	}
 	if l.be.started == nil {
 		l.be.started = make(map[*startedCall]struct{})
@@ -83,22 +144,41 @@ func startFunc[A, R any](l *Loop, cs sdk.CallStarter, f sdk.Func[A, R], arg []by
 			l.endStarted(s, true)
 		}
 	})
-	return fut, true, nil
 }
 
-// endStarted forgets s, abandoning its call if it is not over.
+// endStarted forgets s, abandoning its call if it is not over, and moves
+// the waiting calls on: the next one starts on the worker s gave back.
 func (l *Loop) endStarted(s *startedCall, abandon bool) {
 	delete(l.be.started, s)
 	if abandon {
 		s.c.Abandon()
 	}
+	for len(l.be.waiting) > 0 {
+		if !l.be.waiting[0].start() {
+			break
+		}
+		l.be.waiting[0] = waitingCall{}
+		l.be.waiting = l.be.waiting[1:]
+	}
+	if len(l.be.waiting) > 0 && (!abandon || len(l.be.started) == 0) {
+		// Declined although a worker was just given back, or no started
+		// call is left whose end would start them: goroutines wait.
+		w := l.be.waiting
+		l.be.waiting = nil
+		for _, c := range w {
+			c.call()
+		}
+	}
 }
 
-// abandonStarted gives up every started call, for Close: the watches go
-// first, since an abandoned call's descriptor is the executor's again.
+// abandonStarted gives up every started call, for Close (the watches go
+// first, since an abandoned call's descriptor is the executor's again), and
+// drops the calls waiting for them.
 func (l *Loop) abandonStarted() {
+	l.be.waiting = nil
 	for s := range l.be.started {
 		_, _ = l.RemoveReader(s.fd)
-		l.endStarted(s, true)
+		delete(l.be.started, s)
+		s.c.Abandon()
 	}
 }

@@ -3,6 +3,7 @@ package executor_test
 import (
 	"context"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -199,4 +200,58 @@ func TestStartCallByHand(t *testing.T) {
 	_, ok, err = p.StartCall(ctx, "executor-test.echo", make([]byte, 300<<10))
 	require.NoError(t, err)
 	assert.False(t, ok, "an argument for shared memory is left to Call")
+}
+
+// Calls beyond the idle workers wait on the loop and start as started
+// calls end; one cancelled while it waits never runs; when the started
+// call is abandoned, the waiting ones go to Call on goroutines.
+func TestStartedCallsWaitOnTheLoop(t *testing.T) {
+	p := newPool(t, executor.PoolOptions{Workers: 1, Grace: 20 * time.Second})
+	l := loopOn(t, p)
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+		first, err := kernel.CallFunc(l, block, 0)
+		require.NoError(t, err)
+		second, err := kernel.CallFunc(l, double, 1)
+		require.NoError(t, err)
+		third, err := kernel.CallFunc(l, double, 2)
+		require.NoError(t, err)
+		require.NoError(t, co.Sleep(20*time.Millisecond))
+		assert.False(t, second.Done(), "the only worker is busy")
+		assert.True(t, third.Cancel())
+		assert.True(t, first.Cancel())
+		got, err := second.Await(co)
+		require.NoError(t, err)
+		assert.Equal(t, 2, got)
+		_, err = third.Await(co)
+		require.ErrorIs(t, err, kernel.ErrCancelled)
+		return struct{}{}, nil
+	})
+	require.NoError(t, err)
+}
+
+// A waiting call the pool will not start (its argument goes through shared
+// memory) goes to Call when a worker comes free, and so do those behind it.
+func TestStartedCallsWaitingForCall(t *testing.T) {
+	p := newPool(t, executor.PoolOptions{Workers: 1, ShmThreshold: 1 << 10})
+	l := loopOn(t, p)
+	big := strings.Repeat("x", 4<<10)
+	_, err := testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+		a, err := kernel.CallFunc(l, double, 1)
+		require.NoError(t, err)
+		b, err := kernel.CallFunc(l, upper, big)
+		require.NoError(t, err)
+		c, err := kernel.CallFunc(l, double, 3)
+		require.NoError(t, err)
+		got, err := a.Await(co)
+		require.NoError(t, err)
+		assert.Equal(t, 2, got)
+		s, err := b.Await(co)
+		require.NoError(t, err)
+		assert.Equal(t, strings.ToUpper(big), s)
+		got, err = c.Await(co)
+		require.NoError(t, err)
+		assert.Equal(t, 6, got)
+		return struct{}{}, nil
+	})
+	require.NoError(t, err)
 }
