@@ -147,22 +147,35 @@ func watchStarted[A, R any](l *Loop, fut *Future[R], f sdk.Func[A, R], c sdk.Sta
 }
 
 // endStarted forgets s, abandoning its call if it is not over, and moves
-// the waiting calls on: the next one starts on the worker s gave back.
+// the waiting calls on: the next one starts on the worker s gave back (an
+// abandoned call's worker settles first, so none is free then). A call the
+// executor declines on that free worker wants what only Call does (or
+// another caller took the worker): it goes to a goroutine, and the rest
+// wait for the next end. With no started call left to end, they all go to
+// goroutines.
 func (l *Loop) endStarted(s *startedCall, abandon bool) {
 	delete(l.be.started, s)
 	if abandon {
 		s.c.Abandon()
 	}
+	free := !abandon
 	for len(l.be.waiting) > 0 {
-		if !l.be.waiting[0].start() {
+		w, n := l.be.waiting[0], len(l.be.started)
+		ok := w.start()
+		if !ok && !free {
 			break
 		}
 		l.be.waiting[0] = waitingCall{}
 		l.be.waiting = l.be.waiting[1:]
+		if !ok {
+			w.call()
+			break
+		}
+		if len(l.be.started) > n {
+			free = false // that call took the worker
+		}
 	}
-	if len(l.be.waiting) > 0 && (!abandon || len(l.be.started) == 0) {
-		// Declined although a worker was just given back, or no started
-		// call is left whose end would start them: goroutines wait.
+	if len(l.be.waiting) > 0 && len(l.be.started) == 0 {
 		w := l.be.waiting
 		l.be.waiting = nil
 		for _, c := range w {
