@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/loopkernel/loopkernel/sdk"
@@ -15,13 +16,13 @@ import (
 // through the threadsafe queue, so a round trip wakes two threads, the
 // worker's and the loop's, instead of four or more.
 //
-// A call the executor declines (every worker busy, most often) waits on
-// the loop while this loop has started calls in flight: each one that ends
-// has just given its worker back, so the loop starts the next waiting call
-// there and then, in FIFO order. When none is left in flight, or the
-// executor declines although one just ended (the call wants what only Call
-// does: shared memory for a large argument, say), the waiting calls go to
-// goroutines and Call as before.
+// A call that finds every worker busy (StartCall's sdk.ErrWouldWait: an
+// executor without a queue bound) waits on the loop while this loop has
+// started calls in flight: each one that ends has just given its worker
+// back, so the loop starts the next waiting call there and then, in FIFO
+// order. A call the executor declines outright (ok false: a large argument,
+// a bounded queue whose back-pressure Call applies), and the waiting calls
+// once none is left in flight, go to goroutines and Call as before.
 
 // startedCall is one call in flight that the loop watches.
 type startedCall struct {
@@ -30,30 +31,42 @@ type startedCall struct {
 }
 
 // waitingCall is a call that waits on the loop for a started call to end.
-// start tries to start it (false: declined, it is still waiting); call
-// hands it to a goroutine and Call. Both are no-ops once its future is done
-// (cancelled while it waited).
+// start tries to start it; call hands it to a goroutine and Call. Both are
+// no-ops once its future is done (cancelled while it waited).
 type waitingCall struct {
-	start func() bool
+	start func() startOutcome
 	call  func()
 }
+
+// startOutcome is what came of trying to start a call.
+type startOutcome int8
+
+const (
+	startDone     startOutcome = iota // started, failed, or no longer wanted
+	startBusy                         // every worker busy: it may wait on the loop
+	startDeclined                     // only Call can take it
+)
 
 // callFunc runs f's call through cs: started now, waiting on the loop, or
 // on a goroutine (offLoop) when neither applies.
 func callFunc[A, R any](l *Loop, cs sdk.CallStarter, f sdk.Func[A, R], arg []byte) (*Future[R], error) {
 	fut := CreateFuture[R](l)
-	start := func() bool {
+	start := func() startOutcome {
 		if fut.Done() {
-			return true
+			return startDone
 		}
 		c, ok, err := cs.StartCall(l.lifeContext(), f.Name(), arg)
 		switch {
+		case errors.Is(err, sdk.ErrWouldWait):
+			return startBusy
 		case err != nil:
 			fut.SetException(err)
 		case ok:
 			watchStarted(l, fut, f, c)
+		default:
+			return startDeclined
 		}
-		return ok || err != nil
+		return startDone
 	}
 	call := func() {
 		if fut.Done() {
@@ -87,11 +100,14 @@ func callFunc[A, R any](l *Loop, cs sdk.CallStarter, f sdk.Func[A, R], arg []byt
 			}
 		})
 	}
+	out := startBusy
+	if len(l.be.waiting) == 0 { // else they go first
+		out = start()
+	}
 	switch {
-	case len(l.be.waiting) == 0 && start():
-	case len(l.be.started) > 0:
+	case out == startBusy && len(l.be.started) > 0:
 		l.be.waiting = append(l.be.waiting, waitingCall{start, call})
-	default:
+	case out != startDone:
 		call()
 	}
 	return fut, nil
@@ -148,31 +164,25 @@ func watchStarted[A, R any](l *Loop, fut *Future[R], f sdk.Func[A, R], c sdk.Sta
 
 // endStarted forgets s, abandoning its call if it is not over, and moves
 // the waiting calls on: the next one starts on the worker s gave back (an
-// abandoned call's worker settles first, so none is free then). A call the
-// executor declines on that free worker wants what only Call does (or
-// another caller took the worker): it goes to a goroutine, and the rest
-// wait for the next end. With no started call left to end, they all go to
-// goroutines.
+// abandoned call's worker settles first, so none is free then); one the
+// executor declines outright goes to a goroutine, and the next is tried.
+// When the executor is busy again, the rest wait for the next end; with no
+// started call left to end, they all go to goroutines.
 func (l *Loop) endStarted(s *startedCall, abandon bool) {
 	delete(l.be.started, s)
 	if abandon {
 		s.c.Abandon()
 	}
-	free := !abandon
 	for len(l.be.waiting) > 0 {
-		w, n := l.be.waiting[0], len(l.be.started)
-		ok := w.start()
-		if !ok && !free {
+		w := l.be.waiting[0]
+		out := w.start()
+		if out == startBusy {
 			break
 		}
 		l.be.waiting[0] = waitingCall{}
 		l.be.waiting = l.be.waiting[1:]
-		if !ok {
+		if out == startDeclined {
 			w.call()
-			break
-		}
-		if len(l.be.started) > n {
-			free = false // that call took the worker
 		}
 	}
 	if len(l.be.waiting) > 0 && len(l.be.started) == 0 {

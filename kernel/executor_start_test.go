@@ -2,6 +2,7 @@ package kernel_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,7 +36,7 @@ func (s *slotStarter) StartCall(ctx context.Context, fn string, arg []byte) (sdk
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.free == 0 {
-		return nil, false, nil
+		return nil, false, fmt.Errorf("slots: %w", sdk.ErrWouldWait)
 	}
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {

@@ -199,12 +199,19 @@ func (f Func[A, R]) Call(ctx context.Context, ex Executor, a A) (R, error) {
 type CallStarter interface {
 	Executor
 	// StartCall sends the call now if that cannot block, and returns it in
-	// flight. ok false with a nil error: nothing was sent (no idle worker,
-	// an argument too large to send in one go, a deadline the executor
-	// would have to watch) and the caller uses Call instead; a non-nil
-	// error is the call's.
+	// flight. ok false with a nil error: nothing was sent (an argument too
+	// large to send in one go, a deadline the executor would have to
+	// watch, a queue bound Call enforces) and the caller uses Call instead.
+	// ok false with an error wrapping ErrWouldWait: nothing was sent, every
+	// worker is busy and the executor does not bound its queue, so the
+	// caller may hold the call until one of its own started calls ends and
+	// try again then (or use Call). Any other error is the call's.
 	StartCall(ctx context.Context, fn string, arg []byte) (call StartedCall, ok bool, err error)
 }
+
+// ErrWouldWait is wrapped by the error of a CallStarter.StartCall that
+// found every worker busy: the call was not sent and may wait.
+var ErrWouldWait = errors.New("every worker is busy")
 
 // StartedCall is a call in flight that CallStarter.StartCall began. Its
 // methods are for one goroutine at a time.

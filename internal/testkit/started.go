@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,9 @@ func (s startedCalls) Call(ctx context.Context, fn string, arg []byte) ([]byte, 
 		return s.CallStarter.Call(ctx, fn, arg) // says it was not started
 	}
 	c, ok, err := s.StartCall(context.Background(), fn, arg)
+	if errors.Is(err, sdk.ErrWouldWait) {
+		return s.CallStarter.Call(ctx, fn, arg) // waits for a worker
+	}
 	if err != nil {
 		return nil, err
 	}

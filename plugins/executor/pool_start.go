@@ -30,6 +30,11 @@ import (
 
 var _ sdk.CallStarter = (*Pool)(nil)
 
+// errBusy is StartCall's answer when every worker is busy and the pool has
+// no queue bound: the caller may hold the call until one of its started
+// calls ends.
+var errBusy = fmt.Errorf("process pool: %w", sdk.ErrWouldWait)
+
 // startedCall is a call StartCall sent: one per worker, since a worker runs
 // one call at a time, so starting a call allocates nothing.
 type startedCall struct {
@@ -40,11 +45,13 @@ type startedCall struct {
 }
 
 // StartCall sends the call to an idle worker without waiting and returns it
-// in flight (sdk.CallStarter); ok is false when no worker is idle, the
-// argument is too large to send at once (it would go through shared
-// memory, or in several packets), the call has a deadline (from ctx or
-// PoolOptions.CallTimeout), or the pool is closed or broken: Call then
-// does it, or says why not.
+// in flight (sdk.CallStarter); ok is false when the argument is too large
+// to send at once (it would go through shared memory, or in several
+// packets), the call has a deadline (from ctx or PoolOptions.CallTimeout),
+// no worker is idle in a pool with a Queue bound (whose back-pressure Call
+// applies), or the pool is closed or broken: Call then does it, or says why
+// not. When no worker is idle in a pool without a bound, the error wraps
+// sdk.ErrWouldWait.
 func (p *Pool) StartCall(ctx context.Context, fn string, arg []byte) (sdk.StartedCall, bool, error) {
 	if _, ok := sdk.LookupFunc(fn); !ok || len(fn) > maxNameLen {
 		return nil, false, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrUnknownFunc)
@@ -66,8 +73,11 @@ func (p *Pool) StartCall(ctx context.Context, fn string, arg []byte) (sdk.Starte
 	select {
 	case w = <-p.idle:
 	default:
-		p.unadmit()
-		return nil, false, nil
+		if p.admit != nil {
+			p.unadmit()
+			return nil, false, nil // Call waits within the queue bound, or fails fast
+		}
+		return nil, false, errBusy
 	}
 	p.mu.Lock()
 	if p.closed || p.broken != nil {

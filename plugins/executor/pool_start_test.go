@@ -174,8 +174,8 @@ func TestStartCallByHand(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	_, ok2, err := p.StartCall(ctx, double.Name(), arg)
-	require.NoError(t, err)
-	assert.False(t, ok2, "the only worker is busy: the caller falls back to Call")
+	require.ErrorIs(t, err, sdk.ErrWouldWait, "the only worker is busy: the caller waits, or uses Call")
+	assert.False(t, ok2)
 	for {
 		fds := []unix.PollFd{{Fd: int32(c.Fd()), Events: unix.POLLIN}}
 		_, err := unix.Poll(fds, 10_000)
@@ -251,6 +251,48 @@ func TestStartedCallsWaitingForCall(t *testing.T) {
 		got, err = c.Await(co)
 		require.NoError(t, err)
 		assert.Equal(t, 6, got)
+		return struct{}{}, nil
+	})
+	require.NoError(t, err)
+}
+
+// A pool with a queue bound leaves a call that finds every worker busy to
+// Call, whose back-pressure applies to a loop's calls too: fail-fast past
+// the bound.
+func TestStartedCallsKeepTheQueueBound(t *testing.T) {
+	p := newPool(t, executor.PoolOptions{Workers: 1, Queue: 1, FailFast: true, Grace: 20 * time.Second})
+	ctx := context.Background()
+	arg, err := double.Encode(1)
+	require.NoError(t, err)
+	c, ok, err := p.StartCall(ctx, double.Name(), arg)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, ok, err = p.StartCall(ctx, double.Name(), arg)
+	require.NoError(t, err, "not ErrWouldWait: Call applies the bound")
+	assert.False(t, ok)
+	c.Abandon()
+
+	l := loopOn(t, p)
+	_, err = testkit.Run(t, l, func(co *kernel.Co) (struct{}, error) {
+		var fs []*kernel.Future[int]
+		for range 4 {
+			f, err := kernel.CallFunc(l, block, 0)
+			require.NoError(t, err)
+			fs = append(fs, f)
+		}
+		require.NoError(t, co.Sleep(50*time.Millisecond))
+		full := 0
+		for _, f := range fs {
+			if f.Done() {
+				_, err := f.Result()
+				require.ErrorIs(t, err, executor.ErrQueueFull)
+				full++
+			}
+		}
+		assert.Equal(t, 2, full, "one call runs, one waits in the queue, two are refused")
+		for _, f := range fs {
+			f.Cancel()
+		}
 		return struct{}{}, nil
 	})
 	require.NoError(t, err)
