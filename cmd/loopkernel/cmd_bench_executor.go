@@ -37,10 +37,13 @@ import (
 //     (kernel.CallFunc against run_in_executor); the issue's target is
 //     loopkernel ≤ 1/10 of Python's. The same call made with Pool.Call
 //     from a plain goroutine, without a loop, is reported beside it;
-//   - calls per second with 64 calls in flight, trivial function, 1 and 2
-//     workers (what the dispatch costs);
+//   - calls per second with 64 calls in flight from as many tasks on one
+//     loop (coroutines on Python's side), trivial function, 1 and 2 workers
+//     (what the dispatch costs), and for loopkernel alone from 64
+//     goroutines calling Pool.Call;
 //   - calls per second of a CPU-bound function (~1 ms of work, calibrated
-//     on each side in its own language), 1 and 2 workers: the scaling;
+//     on each side in its own language), 1 and 2 workers, from the loop:
+//     the scaling;
 //   - a 100 MiB bytes argument echoed back: loopkernel through shared
 //     memory, and 32 MiB through the plain call-plane socket (64 MiB is its
 //     limit) for the comparison; Python pickles through its pipe.
@@ -93,6 +96,9 @@ type execSide struct {
 	DirectRTNs    float64 `json:"direct_round_trip_ns"`
 	DirectRTCPUNs float64 `json:"direct_round_trip_cpu_ns"`
 	DirectRTWakes float64 `json:"direct_round_trip_sleeps"`
+	// Calls per second from 64 goroutines calling Pool.Call, no loop
+	// (loopkernel only), by workers.
+	DirectThroughput map[string]float64 `json:"direct_calls_per_s"`
 }
 
 const (
@@ -200,7 +206,7 @@ func onPool(workers, threshold int, body func(*executor.Pool) error) (usage, err
 
 func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 	ctx := context.Background()
-	s := execSide{Throughput: map[string]float64{}, ThroughputCPU: map[string]float64{}, CPUBound: map[string]float64{}}
+	s := execSide{Throughput: map[string]float64{}, ThroughputCPU: map[string]float64{}, CPUBound: map[string]float64{}, DirectThroughput: map[string]float64{}}
 	idle := map[int]usage{}
 	for _, w := range []int{1, 2} {
 		c, err := onPool(w, 0, func(p *executor.Pool) error { _, err := benchDouble.Call(ctx, p, 1); return err })
@@ -233,10 +239,7 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 	for _, w := range []int{1, 2} {
 		key := strconv.Itoa(w)
 		c, err := onPool(w, 0, func(p *executor.Pool) (err error) {
-			s.Throughput[key], n, err = callsPerSecond(benchtime, func() error {
-				_, err := benchDouble.Call(ctx, p, 1)
-				return err
-			})
+			s.Throughput[key], n, err = loopCallsPerSecond(p, benchtime, benchDouble, 1)
 			return err
 		})
 		if err != nil {
@@ -244,10 +247,16 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 		}
 		s.ThroughputCPU[key] = perCall(c, w, n)
 		if _, err := onPool(w, 0, func(p *executor.Pool) (err error) {
-			s.CPUBound[key], _, err = callsPerSecond(benchtime, func() error {
-				_, err := benchSpin.Call(ctx, p, iters)
+			s.DirectThroughput[key], _, err = callsPerSecond(benchtime, func() error {
+				_, err := benchDouble.Call(ctx, p, 1)
 				return err
 			})
+			return err
+		}); err != nil {
+			return s, err
+		}
+		if _, err := onPool(w, 0, func(p *executor.Pool) (err error) {
+			s.CPUBound[key], _, err = loopCallsPerSecond(p, benchtime, benchSpin, iters)
 			return err
 		}); err != nil {
 			return s, err
@@ -361,6 +370,60 @@ func loopRoundTrip(ex sdk.Executor, d time.Duration) (float64, int, error) {
 	return ns, n + warm, nil
 }
 
+// loopCallsPerSecond keeps benchInFlight calls of f in flight for d from
+// as many tasks on one loop whose function executor is ex, as Python's
+// side keeps them from as many coroutines.
+func loopCallsPerSecond[A, R any](ex sdk.Executor, d time.Duration, f sdk.Func[A, R], arg A) (float64, int, error) {
+	pol := &policy.Policy{Name: "bench-executor", Selector: "epoll"}
+	l, err := pol.NewEventLoop()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer l.Close()
+	l.SetFuncExecutor(ex)
+	var n int
+	var stop time.Time
+	worker := func(co *kernel.Co) (struct{}, error) {
+		for time.Now().Before(stop) {
+			fut, err := kernel.CallFunc(l, f, arg)
+			if err != nil {
+				return struct{}{}, err
+			}
+			if _, err := fut.Await(co); err != nil {
+				return struct{}{}, err
+			}
+			n++
+		}
+		return struct{}{}, nil
+	}
+	var secs float64
+	main, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
+		t0 := time.Now()
+		stop = t0.Add(d)
+		var tasks []kernel.AwaitableOf[struct{}]
+		for range benchInFlight {
+			t, err := kernel.CreateTask(l, worker)
+			if err != nil {
+				return struct{}{}, err
+			}
+			tasks = append(tasks, t)
+		}
+		_, err := kernel.Gather(co, tasks...)
+		secs = time.Since(t0).Seconds()
+		return struct{}{}, err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := l.RunUntilComplete(main); err != nil {
+		return 0, 0, err
+	}
+	if _, err := main.Result(); err != nil {
+		return 0, 0, err
+	}
+	return float64(n) / secs, n, nil
+}
+
 // callsPerSecond keeps benchInFlight calls in flight for d.
 func callsPerSecond(d time.Duration, call func() error) (float64, int, error) {
 	var (
@@ -468,6 +531,7 @@ func writeExecutorTable(w io.Writer, lk, py []execSide) {
 	for _, k := range []string{"1", "2"} {
 		row(tw, fmt.Sprintf("calls/s, %d in flight, %s worker(s)", benchInFlight, k), "%.0f", func(s execSide) float64 { return s.Throughput[k] }, true)
 		row(tw, fmt.Sprintf("CPU µs per call, %d in flight, %s worker(s)", benchInFlight, k), "%.1f", func(s execSide) float64 { return s.ThroughputCPU[k] / 1e3 }, false)
+		fmt.Fprintf(tw, "  Pool.Call from %d goroutines, no loop, calls/s\t%.0f\t\t\t\n", benchInFlight, med(lk, func(s execSide) float64 { return s.DirectThroughput[k] }))
 	}
 	for _, k := range []string{"1", "2"} {
 		a, b := med(lk, func(s execSide) float64 { return s.CPUBound[k] }), med(py, func(s execSide) float64 { return s.CPUBound[k] })
