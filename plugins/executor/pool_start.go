@@ -99,6 +99,7 @@ func (p *Pool) StartCall(ctx context.Context, fn string, arg []byte) (sdk.Starte
 		if p.unhold(w) {
 			return nil, false, nil // Call reports the pool closed
 		}
+		defer p.calls.Done()
 		p.replace(w)
 		if errors.Is(err, errPeerGone) {
 			return nil, false, nil // it died before the call: Call takes another worker
@@ -124,6 +125,7 @@ func (c *startedCall) Poll() ([]byte, error, bool) {
 	if p.unhold(w) {
 		return nil, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed), true
 	}
+	defer p.calls.Done()
 	res, err := p.conclude(w, fn, raw, err)
 	return res, err, true
 }
@@ -137,15 +139,21 @@ func (c *startedCall) Abandon() {
 	if p.unhold(w) {
 		return
 	}
+	defer p.calls.Done()
 	p.settle(w, seq)
 }
 
 // unhold ends w's started call; if the pool closed meanwhile (Close left
-// w's channel to the call), it stops w and reports true.
+// w's channel to the call), it stops w and reports true. Otherwise the
+// caller is counted in p.calls, as a Call is, until it has handed w on:
+// Close waits for that before it stops the workers.
 func (p *Pool) unhold(w *worker) (closed bool) {
 	p.mu.Lock()
 	w.held = false
 	closed = p.closed
+	if !closed {
+		p.calls.Add(1)
+	}
 	p.mu.Unlock()
 	if closed {
 		w.stop()

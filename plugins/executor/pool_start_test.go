@@ -2,6 +2,8 @@ package executor_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -296,4 +298,44 @@ func TestStartedCallsKeepTheQueueBound(t *testing.T) {
 		return struct{}{}, nil
 	})
 	require.NoError(t, err)
+}
+
+// Closing the pool from another goroutine while a loop keeps calls going
+// through it ends every call with its result or ErrExecutorClosed, and the
+// loop's tasks all finish.
+func TestStartedCallsWhilePoolCloses(t *testing.T) {
+	for range 3 {
+		p := newPool(t, executor.PoolOptions{Workers: 2})
+		l := loopOn(t, p)
+		time.AfterFunc(20*time.Millisecond, func() { p.Close() })
+		_, err := testkit.Run(t, l, func(co *kernel.Co) ([]int, error) {
+			var tasks []kernel.AwaitableOf[int]
+			for range 8 {
+				tk, err := kernel.CreateTask(l, func(co *kernel.Co) (int, error) {
+					for n := 0; ; n++ {
+						f, err := kernel.CallFunc(l, double, n)
+						if err != nil {
+							return n, err
+						}
+						got, err := f.Await(co)
+						if err != nil {
+							if !errors.Is(err, sdk.ErrExecutorClosed) {
+								return n, err
+							}
+							return n, nil
+						}
+						if got != 2*n {
+							return n, fmt.Errorf("double(%d) = %d", n, got)
+						}
+					}
+				})
+				if err != nil {
+					return nil, err
+				}
+				tasks = append(tasks, tk)
+			}
+			return kernel.Gather(co, tasks...)
+		})
+		require.NoError(t, err)
+	}
 }
