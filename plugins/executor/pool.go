@@ -124,7 +124,9 @@ func (o PoolOptions) withDefaults() PoolOptions {
 // the bundled goroutine executor; its calls travel on a socket of their own,
 // the worker channel (pool_chan.go), with no goroutine hand-off on either
 // side, and the call plane carries only its start, cancellations and
-// health pings.
+// health pings. A loop does not even block a goroutine on a call: it starts
+// the call on its own goroutine (StartCall, sdk.CallStarter) and reads the
+// answer when its poller sees the channel readable.
 //
 // A worker that dies during a call (a panic on another goroutine, os.Exit,
 // out of memory, a signal) fails that call only, with an error wrapping
