@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/loopkernel/loopkernel/conformance"
+	"github.com/loopkernel/loopkernel/internal/testkit"
 	"github.com/loopkernel/loopkernel/plugins/executor"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
@@ -37,6 +38,21 @@ func TestExecutors(t *testing.T) {
 			return executor.NewPool(ctx, executor.PoolOptions{Workers: 1, Queue: 1, FailFast: true, Grace: grace})
 		},
 		Caps: conformance.ExecutorCaps{Isolated: true, Workers: 1, Capacity: 2, FailFast: true, Grace: grace, LargePayloads: true},
+	})
+	// The pool's started calls (sdk.CallStarter, what a loop's CallFunc
+	// uses), held to the same contract as its Call.
+	subjects = append(subjects, conformance.ExecutorConfig{
+		Name: executor.ProcessName + "-started",
+		New: func() (sdk.Executor, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			p, err := executor.NewPool(ctx, executor.PoolOptions{Workers: 2, Queue: 2, Grace: grace})
+			if err != nil {
+				return nil, err
+			}
+			return testkit.StartedCalls(p), nil
+		},
+		Caps: conformance.ExecutorCaps{Isolated: true, Workers: 2, Capacity: 4, Grace: grace, LargePayloads: true},
 	})
 	for _, s := range subjects {
 		t.Run(s.Name, func(t *testing.T) {

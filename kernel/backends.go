@@ -27,6 +27,8 @@ type backends struct {
 	ownResolver bool
 	exec        sdk.Executor
 	ownExec     bool
+	started     map[*startedCall]struct{} // calls in flight on a CallStarter (executor_start.go)
+	waiting     []waitingCall             // calls waiting on the loop for one of them to end
 }
 
 // WithResolver makes the loop resolve names through r, which it owns from
@@ -111,7 +113,9 @@ func defaultBackend[T any](r *sdk.Registry[T], name string) (T, error) {
 // for work that may run in another process (a process-pool executor), which
 // is why the function is named and its argument and result are encoded
 // (sdk.NewFunc) rather than a closure. The call waits off the loop, on the
-// default executor; cancelling the future abandons the wait. The function's
+// default executor, or on the loop itself when the executor can start a
+// call without blocking (sdk.CallStarter: executor_start.go); cancelling the
+// future abandons the wait. The function's
 // own failure is a *sdk.CallError; a worker that died during the call wraps
 // sdk.ErrBackendDied.
 func CallFunc[A, R any](l *Loop, f sdk.Func[A, R], arg A) (*Future[R], error) {
@@ -125,6 +129,9 @@ func CallFunc[A, R any](l *Loop, f sdk.Func[A, R], arg A) (*Future[R], error) {
 	b, err := f.Encode(arg)
 	if err != nil {
 		return nil, err
+	}
+	if cs, ok := ex.(sdk.CallStarter); ok && l.drv.Capabilities().Has(sdk.CapWatch) {
+		return callFunc(l, cs, f, b)
 	}
 	return offLoop(l, "call "+f.Name(), func(ctx context.Context) (R, error) {
 		res, err := ex.Call(ctx, f.Name(), b)

@@ -296,6 +296,7 @@ func (l *Loop) Close() error {
 	if l.closed.Load() {
 		return nil
 	}
+	l.abandonStarted()
 	l.tsMu.Lock()
 	l.closed.Store(true)
 	clear(l.tsQueue)

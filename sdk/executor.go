@@ -189,3 +189,43 @@ func (f Func[A, R]) Call(ctx context.Context, ex Executor, a A) (R, error) {
 	}
 	return f.Decode(res)
 }
+
+// CallStarter is an Executor that can also start a call without blocking,
+// so that an event loop sends it from its own goroutine and waits for the
+// answer in its own poller: no goroutine of the caller's waits on the call,
+// and a round trip costs the wake-up of the worker and of the loop, no
+// more (asyncio's run_in_executor hands each call to a thread and back).
+// The kernel's CallFunc uses it when the loop's function executor has it.
+type CallStarter interface {
+	Executor
+	// StartCall sends the call now if that cannot block, and returns it in
+	// flight. ok false with a nil error: nothing was sent (an argument too
+	// large to send in one go, a deadline the executor would have to
+	// watch, a queue bound Call enforces) and the caller uses Call instead.
+	// ok false with an error wrapping ErrWouldWait: nothing was sent, every
+	// worker is busy and the executor does not bound its queue, so the
+	// caller may hold the call until one of its own started calls ends and
+	// try again then (or use Call). Any other error is the call's.
+	StartCall(ctx context.Context, fn string, arg []byte) (call StartedCall, ok bool, err error)
+}
+
+// ErrWouldWait is wrapped by the error of a CallStarter.StartCall that
+// found every worker busy: the call was not sent and may wait.
+var ErrWouldWait = errors.New("every worker is busy")
+
+// StartedCall is a call in flight that CallStarter.StartCall began. Its
+// methods are for one goroutine at a time.
+type StartedCall interface {
+	// Fd is readable when Poll has something to read. The caller watches
+	// it for reading and stops before each Poll: once Poll reports done,
+	// or after Abandon, the executor may reuse or close it.
+	Fd() int
+	// Poll reads what has arrived of the answer without blocking. done:
+	// the call is over, with its result or error, and the StartedCall is
+	// spent; not done: watch Fd again.
+	Poll() (res []byte, err error, done bool)
+	// Abandon gives the call up (its caller cancelled it, or is closing);
+	// the executor settles it on its own, as Call does with a call whose
+	// context ended. The StartedCall is spent.
+	Abandon()
+}

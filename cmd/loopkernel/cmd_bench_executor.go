@@ -20,7 +20,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/loopkernel/loopkernel/kernel"
 	"github.com/loopkernel/loopkernel/plugins/executor"
+	"github.com/loopkernel/loopkernel/policy"
 	"github.com/loopkernel/loopkernel/sdk"
 	"github.com/loopkernel/loopkernel/sdk/plugin"
 )
@@ -31,11 +33,17 @@ import (
 // in one run, medians reported:
 //
 //   - round trip: one call at a time of a trivial function (an int doubled),
-//     one worker; the issue's target is loopkernel ≤ 1/10 of Python's;
-//   - calls per second with 64 calls in flight, trivial function, 1 and 2
-//     workers (what the dispatch costs);
+//     one worker, awaited by a coroutine on a running loop on both sides
+//     (kernel.CallFunc against run_in_executor); the issue's target is
+//     loopkernel ≤ 1/10 of Python's. The same call made with Pool.Call
+//     from a plain goroutine, without a loop, is reported beside it;
+//   - calls per second with 64 calls in flight from as many tasks on one
+//     loop (coroutines on Python's side), trivial function, 1 and 2 workers
+//     (what the dispatch costs), and for loopkernel alone from 64
+//     goroutines calling Pool.Call;
 //   - calls per second of a CPU-bound function (~1 ms of work, calibrated
-//     on each side in its own language), 1 and 2 workers: the scaling;
+//     on each side in its own language), 1 and 2 workers, from the loop:
+//     the scaling;
 //   - a 100 MiB bytes argument echoed back: loopkernel through shared
 //     memory, and 32 MiB through the plain call-plane socket (64 MiB is its
 //     limit) for the comparison; Python pickles through its pipe.
@@ -51,7 +59,11 @@ func init() {
 	sdk.RegisterFunc("bench.executor.echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
 }
 
-// spin is CPU work that the compiler cannot drop.
+// spinSink keeps spin's result where the compiler must compute it.
+var spinSink uint64
+
+// spin is CPU work that the compiler cannot drop, as long as its result is
+// used (spinSink).
 func spin(n int) uint64 {
 	x := uint64(n)
 	for range n {
@@ -80,6 +92,13 @@ type execSide struct {
 	PlainMidMs     float64            `json:"plain_mid_ms"` // 32 MiB echo through the call-plane socket (loopkernel only)
 	PlainMidCPUMs  float64            `json:"plain_mid_cpu_ms"`
 	PluginRTNs     float64            `json:"plugin_round_trip_ns"` // plugin:goroutine (loopkernel only)
+	// The round trip of Pool.Call from a goroutine, no loop (loopkernel only).
+	DirectRTNs    float64 `json:"direct_round_trip_ns"`
+	DirectRTCPUNs float64 `json:"direct_round_trip_cpu_ns"`
+	DirectRTWakes float64 `json:"direct_round_trip_sleeps"`
+	// Calls per second from 64 goroutines calling Pool.Call, no loop
+	// (loopkernel only), by workers.
+	DirectThroughput map[string]float64 `json:"direct_calls_per_s"`
 }
 
 const (
@@ -144,7 +163,7 @@ func calibrateSpin(d time.Duration) int {
 	n := 1 << 16
 	for {
 		t0 := cpu()
-		spin(n)
+		spinSink = spin(n) // kept, or the compiler drops the work and the loop costs an eighth
 		if el := cpu() - t0; el >= 20*time.Millisecond {
 			return max(1, int(float64(n)*float64(d)/float64(el)))
 		}
@@ -187,7 +206,7 @@ func onPool(workers, threshold int, body func(*executor.Pool) error) (usage, err
 
 func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 	ctx := context.Background()
-	s := execSide{Throughput: map[string]float64{}, ThroughputCPU: map[string]float64{}, CPUBound: map[string]float64{}}
+	s := execSide{Throughput: map[string]float64{}, ThroughputCPU: map[string]float64{}, CPUBound: map[string]float64{}, DirectThroughput: map[string]float64{}}
 	idle := map[int]usage{}
 	for _, w := range []int{1, 2} {
 		c, err := onPool(w, 0, func(p *executor.Pool) error { _, err := benchDouble.Call(ctx, p, 1); return err })
@@ -200,7 +219,7 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 
 	var n int
 	c, err := onPool(1, 0, func(p *executor.Pool) (err error) {
-		s.RoundTripNs, n, err = roundTrip(ctx, p, benchtime)
+		s.RoundTripNs, n, err = loopRoundTrip(p, benchtime)
 		return err
 	})
 	if err != nil {
@@ -208,13 +227,19 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 	}
 	s.RoundTripCPUNs = perCall(c, 1, n)
 	s.RoundTripWakes = float64(c.sleeps-idle[1].sleeps) / float64(n)
+	c, err = onPool(1, 0, func(p *executor.Pool) (err error) {
+		s.DirectRTNs, n, err = roundTrip(ctx, p, benchtime)
+		return err
+	})
+	if err != nil {
+		return s, err
+	}
+	s.DirectRTCPUNs = perCall(c, 1, n)
+	s.DirectRTWakes = float64(c.sleeps-idle[1].sleeps) / float64(n)
 	for _, w := range []int{1, 2} {
 		key := strconv.Itoa(w)
 		c, err := onPool(w, 0, func(p *executor.Pool) (err error) {
-			s.Throughput[key], n, err = callsPerSecond(benchtime, func() error {
-				_, err := benchDouble.Call(ctx, p, 1)
-				return err
-			})
+			s.Throughput[key], n, err = loopCallsPerSecond(p, benchtime, benchDouble, 1)
 			return err
 		})
 		if err != nil {
@@ -222,10 +247,16 @@ func measureLoopkernel(benchtime time.Duration, iters int) (execSide, error) {
 		}
 		s.ThroughputCPU[key] = perCall(c, w, n)
 		if _, err := onPool(w, 0, func(p *executor.Pool) (err error) {
-			s.CPUBound[key], _, err = callsPerSecond(benchtime, func() error {
-				_, err := benchSpin.Call(ctx, p, iters)
+			s.DirectThroughput[key], _, err = callsPerSecond(benchtime, func() error {
+				_, err := benchDouble.Call(ctx, p, 1)
 				return err
 			})
+			return err
+		}); err != nil {
+			return s, err
+		}
+		if _, err := onPool(w, 0, func(p *executor.Pool) (err error) {
+			s.CPUBound[key], _, err = loopCallsPerSecond(p, benchtime, benchSpin, iters)
 			return err
 		}); err != nil {
 			return s, err
@@ -285,6 +316,112 @@ func roundTrip(ctx context.Context, ex sdk.Executor, d time.Duration) (float64, 
 		}
 	}
 	return float64(time.Since(t0).Nanoseconds()) / float64(n), n + warm, nil
+}
+
+// loopRoundTrip is roundTrip from a coroutine on a running loop whose
+// function executor is ex (kernel.CallFunc, as Python's side awaits
+// run_in_executor).
+func loopRoundTrip(ex sdk.Executor, d time.Duration) (float64, int, error) {
+	pol := &policy.Policy{Name: "bench-executor", Selector: "epoll"}
+	l, err := pol.NewEventLoop()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer l.Close()
+	l.SetFuncExecutor(ex)
+	const warm = 200
+	var ns float64
+	var n int
+	task, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
+		call := func(i int) error {
+			f, err := kernel.CallFunc(l, benchDouble, i)
+			if err != nil {
+				return err
+			}
+			_, err = f.Await(co)
+			return err
+		}
+		for i := range warm {
+			if err := call(i); err != nil {
+				return struct{}{}, err
+			}
+		}
+		t0 := time.Now()
+		for time.Since(t0) < d {
+			for range 100 {
+				if err := call(n); err != nil {
+					return struct{}{}, err
+				}
+				n++
+			}
+		}
+		ns = float64(time.Since(t0).Nanoseconds()) / float64(n)
+		return struct{}{}, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := l.RunUntilComplete(task); err != nil {
+		return 0, 0, err
+	}
+	if _, err := task.Result(); err != nil {
+		return 0, 0, err
+	}
+	return ns, n + warm, nil
+}
+
+// loopCallsPerSecond keeps benchInFlight calls of f in flight for d from
+// as many tasks on one loop whose function executor is ex, as Python's
+// side keeps them from as many coroutines.
+func loopCallsPerSecond[A, R any](ex sdk.Executor, d time.Duration, f sdk.Func[A, R], arg A) (float64, int, error) {
+	pol := &policy.Policy{Name: "bench-executor", Selector: "epoll"}
+	l, err := pol.NewEventLoop()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer l.Close()
+	l.SetFuncExecutor(ex)
+	var n int
+	var stop time.Time
+	worker := func(co *kernel.Co) (struct{}, error) {
+		for time.Now().Before(stop) {
+			fut, err := kernel.CallFunc(l, f, arg)
+			if err != nil {
+				return struct{}{}, err
+			}
+			if _, err := fut.Await(co); err != nil {
+				return struct{}{}, err
+			}
+			n++
+		}
+		return struct{}{}, nil
+	}
+	var secs float64
+	main, err := kernel.CreateTask(l, func(co *kernel.Co) (struct{}, error) {
+		t0 := time.Now()
+		stop = t0.Add(d)
+		var tasks []kernel.AwaitableOf[struct{}]
+		for range benchInFlight {
+			t, err := kernel.CreateTask(l, worker)
+			if err != nil {
+				return struct{}{}, err
+			}
+			tasks = append(tasks, t)
+		}
+		_, err := kernel.Gather(co, tasks...)
+		secs = time.Since(t0).Seconds()
+		return struct{}{}, err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := l.RunUntilComplete(main); err != nil {
+		return 0, 0, err
+	}
+	if _, err := main.Result(); err != nil {
+		return 0, 0, err
+	}
+	return float64(n) / secs, n, nil
 }
 
 // callsPerSecond keeps benchInFlight calls in flight for d.
@@ -385,9 +522,16 @@ func writeExecutorTable(w io.Writer, lk, py []execSide) {
 	row(tw, "round trip, 1 worker, wall µs", "%.1f", func(s execSide) float64 { return s.RoundTripNs / 1e3 }, false)
 	row(tw, "round trip, 1 worker, CPU µs (all processes)", "%.1f", func(s execSide) float64 { return s.RoundTripCPUNs / 1e3 }, false)
 	row(tw, "round trip, 1 worker, thread sleeps per call", "%.1f", func(s execSide) float64 { return s.RoundTripWakes }, false)
+	direct := func(what string, f func(execSide) float64) {
+		fmt.Fprintf(tw, "%s\t%.1f\t\t\t\n", what, med(lk, f))
+	}
+	direct("  Pool.Call without a loop, wall µs", func(s execSide) float64 { return s.DirectRTNs / 1e3 })
+	direct("  Pool.Call without a loop, CPU µs", func(s execSide) float64 { return s.DirectRTCPUNs / 1e3 })
+	direct("  Pool.Call without a loop, sleeps per call", func(s execSide) float64 { return s.DirectRTWakes })
 	for _, k := range []string{"1", "2"} {
 		row(tw, fmt.Sprintf("calls/s, %d in flight, %s worker(s)", benchInFlight, k), "%.0f", func(s execSide) float64 { return s.Throughput[k] }, true)
 		row(tw, fmt.Sprintf("CPU µs per call, %d in flight, %s worker(s)", benchInFlight, k), "%.1f", func(s execSide) float64 { return s.ThroughputCPU[k] / 1e3 }, false)
+		fmt.Fprintf(tw, "  Pool.Call from %d goroutines, no loop, calls/s\t%.0f\t\t\t\n", benchInFlight, med(lk, func(s execSide) float64 { return s.DirectThroughput[k] }))
 	}
 	for _, k := range []string{"1", "2"} {
 		a, b := med(lk, func(s execSide) float64 { return s.CPUBound[k] }), med(py, func(s execSide) float64 { return s.CPUBound[k] })

@@ -12,6 +12,9 @@ import (
 // executor named in the environment, and ServeBundled, first thing in
 // TestMain, serves it instead of running tests.
 func TestMain(m *testing.M) {
+	if os.Getenv(floorPeerEnv) != "" {
+		floorPeer() // BenchmarkSeqpacketFloor's other process
+	}
 	plugin.ServeBundled()
 	testkit.QuickRaceExit()
 	os.Exit(m.Run())

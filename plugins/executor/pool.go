@@ -124,7 +124,9 @@ func (o PoolOptions) withDefaults() PoolOptions {
 // the bundled goroutine executor; its calls travel on a socket of their own,
 // the worker channel (pool_chan.go), with no goroutine hand-off on either
 // side, and the call plane carries only its start, cancellations and
-// health pings.
+// health pings. A loop does not even block a goroutine on a call: it starts
+// the call on its own goroutine (StartCall, sdk.CallStarter) and reads the
+// answer when its poller sees the channel readable.
 //
 // A worker that dies during a call (a panic on another goroutine, os.Exit,
 // out of memory, a signal) fails that call only, with an error wrapping
@@ -314,30 +316,42 @@ func (p *Pool) run(ctx context.Context, w *worker, fn string, arg []byte) (res [
 		w.ch.drainCancel()
 	}
 	switch {
-	case err == nil:
-		res, err := w.result(fn, raw, true)
-		if errors.Is(err, errMalformed) {
-			p.replace(w)
-			return nil, fmt.Errorf("process pool: call %q: worker %d broke the channel's rules, so it is replaced: %w", fn, w.pid, err), true
-		}
-		p.release(w, true)
-		return res, err, true
 	case errors.Is(err, errClosing):
 		// Close stops w once its callers are out.
 		return nil, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed), true
 	case errors.Is(err, errCancelled):
 		p.settle(w, seq)
 		return nil, fmt.Errorf("process pool: call %q: abandoned: %w", fn, ctx.Err()), true
+	}
+	res, err = p.conclude(w, fn, raw, err)
+	return res, err, true
+}
+
+// conclude turns what came back from w's channel for a call of fn (an
+// answer, or the error of reading one) into the call's result or error, and
+// hands w on: back to the idle workers, or to a replacement when it died or
+// broke the channel's rules. Both Call and a started call (pool_start.go)
+// end here.
+func (p *Pool) conclude(w *worker, fn string, raw []byte, err error) ([]byte, error) {
+	switch {
+	case err == nil:
+		res, err := w.result(fn, raw, true)
+		if errors.Is(err, errMalformed) {
+			p.replace(w)
+			return nil, fmt.Errorf("process pool: call %q: worker %d broke the channel's rules, so it is replaced: %w", fn, w.pid, err)
+		}
+		p.release(w, true)
+		return res, err
 	case errors.Is(err, errPeerGone):
 		if p.life.Err() != nil {
-			return nil, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed), true
+			return nil, fmt.Errorf("process pool: call %q: %w", fn, sdk.ErrExecutorClosed)
 		}
 		died := w.rx.Died()
 		p.replace(w)
-		return nil, fmt.Errorf("process pool: call %q: %w", fn, died), true
+		return nil, fmt.Errorf("process pool: call %q: %w", fn, died)
 	}
 	p.replace(w)
-	return nil, fmt.Errorf("process pool: call %q: worker %d, replaced: %w", fn, w.pid, err), true
+	return nil, fmt.Errorf("process pool: call %q: worker %d, replaced: %w", fn, w.pid, err)
 }
 
 // release returns w to the idle workers after a call, or retires it if it
@@ -368,7 +382,12 @@ func (p *Pool) settle(w *worker, seq uint32) {
 		cancel()
 		raw, err := w.ch.receive(seq, false, deadline)
 		if err == nil {
-			_, err = w.result("", raw, false)
+			// The function's own error (most often the context's, which
+			// it honoured) settles the call as well as a result does:
+			// only an answer that breaks the channel's rules does not.
+			if _, rerr := w.result("", raw, false); errors.Is(rerr, errMalformed) {
+				err = rerr
+			}
 		}
 		switch {
 		case err == nil:
@@ -418,8 +437,16 @@ func (p *Pool) Close() error {
 	p.bg.Wait()    // replacements see the cancel and stop what they started
 	p.calls.Wait() // no caller uses a worker's channel any more
 	p.mu.Lock()
-	ws := make([]*worker, 0, len(p.workers))
+	var ws, held []*worker
 	for w := range p.workers {
+		if w.held {
+			// A started call's caller watches this channel: wake it
+			// (shutdown makes the socket readable) and leave the
+			// descriptor to that call, which releases it when it ends.
+			_ = unix.Shutdown(w.ch.fd, unix.SHUT_RDWR)
+			held = append(held, w)
+			continue
+		}
 		ws = append(ws, w)
 	}
 	p.workers = nil
@@ -427,6 +454,9 @@ func (p *Pool) Close() error {
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Go(w.stop)
+	}
+	for _, w := range held {
+		wg.Go(w.stopProcess)
 	}
 	wg.Wait()
 	_ = unix.Close(p.closing)

@@ -34,6 +34,7 @@ var (
 	errClosing   = errors.New("the pool is closing")
 	errPeerGone  = errors.New("the worker's end of the channel closed")
 	errTimeout   = errors.New("no answer in time")
+	errNotYet    = errors.New("the answer is not whole yet")
 )
 
 // channel is one end of a worker channel. Only the goroutine that holds its
@@ -87,11 +88,14 @@ func (c *channel) write(p []byte) error {
 
 // recv reads one packet into c.in and returns its length as the socket
 // reports it (MSG_TRUNC: longer than c.in when it did not fit); 0 means
-// the other end closed.
-func (c *channel) recv() (int, error) {
+// the other end closed. flags may add MSG_DONTWAIT, which makes an empty
+// socket errNotYet.
+func (c *channel) recv(flags int) (int, error) {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&c.in[0])), uintptr(len(c.in)), unix.MSG_TRUNC, 0, 0)
+		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&c.in[0])), uintptr(len(c.in)), uintptr(unix.MSG_TRUNC|flags), 0, 0)
 		switch e {
+		case unix.EAGAIN:
+			return 0, errNotYet
 		case 0:
 			if n == 0 {
 				return 0, errPeerGone
@@ -111,7 +115,7 @@ func (c *channel) recv() (int, error) {
 func (c *channel) readMessage(kind uint8) error {
 	c.asm.reset(kind)
 	for {
-		n, err := c.recv()
+		n, err := c.recv(0)
 		if err != nil {
 			return err
 		}
@@ -134,7 +138,27 @@ func (c *channel) receive(seq uint32, watchCancel bool, deadline time.Time) ([]b
 		if err := c.wait(watchCancel && !c.asm.started, deadline); err != nil {
 			return nil, err
 		}
-		n, err := c.recv()
+		n, err := c.recv(0)
+		if err != nil {
+			return nil, err
+		}
+		done, err := c.asm.add(c.in, n, seq, false)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return c.asm.msg, nil
+		}
+	}
+}
+
+// poll is receive without blocking, for a call sent by StartCall (after
+// c.asm.reset(kindAnswer)): it reads the packets of the answer to call seq
+// that have arrived, and returns the answer once it is whole, errNotYet
+// before that.
+func (c *channel) poll(seq uint32) ([]byte, error) {
+	for {
+		n, err := c.recv(unix.MSG_DONTWAIT)
 		if err != nil {
 			return nil, err
 		}

@@ -206,3 +206,19 @@ func TestPoolThatCannotReplaceItsWorkersBreaks(t *testing.T) {
 	require.ErrorIs(t, err, sdk.ErrPluginFailed, "a pool whose every slot failed to restart fails calls with the reason")
 	assert.Contains(t, err.Error(), "failed to start")
 }
+
+// A call cancelled while it runs, whose function honours its context, gives
+// its worker back: the function's error (the context's) settles the call as
+// well as a result would.
+func TestPoolCancelledCallKeepsItsWorker(t *testing.T) {
+	p := newPool(t, executor.PoolOptions{Workers: 1, Grace: 20 * time.Second})
+	w0, err := pid.Call(context.Background(), p, 0)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	_, err = block.Call(ctx, p, 0)
+	require.ErrorIs(t, err, context.Canceled)
+	w1, err := pid.Call(context.Background(), p, 0)
+	require.NoError(t, err)
+	assert.Equal(t, w0, w1, "the worker was not replaced")
+}

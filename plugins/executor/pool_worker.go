@@ -27,6 +27,11 @@ type worker struct {
 	msg      []byte   // the call being sent, kept between calls
 	tasks    int
 	stopOnce sync.Once
+	procOnce sync.Once
+	// held: a started call (pool_start.go) has the worker, and its caller
+	// watches the channel; under the pool's mu.
+	held    bool
+	started startedCall // the started call, when held
 	// argHigh and resHigh are how much of each memfd the last call used,
 	// to release what goes past retainShm.
 	argHigh, resHigh int64
@@ -89,6 +94,17 @@ func (p *Pool) launch(ctx context.Context) (*worker, error) {
 	return w, nil
 }
 
+// stopProcess stops the worker's process (through its supervisor), leaving
+// its channel open: Close's way with a worker whose started call holds the
+// channel.
+func (w *worker) stopProcess() {
+	w.procOnce.Do(func() {
+		if w.rx != nil {
+			_ = w.rx.Close()
+		}
+	})
+}
+
 func memfd(name string) (*os.File, error) {
 	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
 	if err != nil {
@@ -102,9 +118,7 @@ func memfd(name string) (*os.File, error) {
 // call is in flight), so no one is waiting on the channel.
 func (w *worker) stop() {
 	w.stopOnce.Do(func() {
-		if w.rx != nil {
-			_ = w.rx.Close()
-		}
+		w.stopProcess()
 		if w.ch != nil {
 			w.ch.close()
 		}
