@@ -64,7 +64,7 @@ func TimeoutAt(co *Co, when time.Duration, body func(s *TimeoutScope) error) (er
 	if t == nil || t.fut.done() {
 		return fmt.Errorf("timeout: must be used inside a task: %w", ErrInvalidState)
 	}
-	s := &TimeoutScope{loop: co.loop, task: t, cancelling: t.cancels}
+	s := &TimeoutScope{loop: co.loop, task: t, cancelling: int(t.cancels)}
 	if err := s.Reschedule(when); err != nil {
 		return err
 	}
@@ -195,23 +195,23 @@ func WaitFor[T any](co *Co, aw AwaitableOf[T], timeout time.Duration) (T, error)
 		var zero T
 		return zero, fmt.Errorf("wait for: must be used inside a task: %w", ErrInvalidState)
 	}
-	if t.waitForFire == nil {
-		t.waitForFire = func() {
-			t.waitForExpired = true
+	if t.more().waitForFire == nil {
+		t.rare.waitForFire = func() {
+			t.rare.waitForExpired = true
 			t.cancel("")
 		}
 	}
-	base := t.cancels
-	t.waitForExpired = false
-	th, err := co.loop.CallLater(timeout, t.waitForFire)
+	base := int(t.cancels)
+	t.rare.waitForExpired = false
+	th, err := co.loop.CallLater(timeout, t.rare.waitForFire)
 	if err != nil {
 		var zero T
 		return zero, fmt.Errorf("wait for: %w", err)
 	}
 	v, err := aw.Await(co)
 	th.Cancel()
-	if t.waitForExpired {
-		t.waitForExpired = false
+	if t.rare.waitForExpired {
+		t.rare.waitForExpired = false
 		if t.uncancel() <= base && err != nil && errors.Is(err, ErrCancelled) {
 			var zero T
 			return zero, fmt.Errorf("wait for: %w", ErrTimeout)
