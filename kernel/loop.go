@@ -141,6 +141,8 @@ type Loop struct {
 	// between iterations; it lives here so that a batch cut by a panicking
 	// callback resumes where it stopped (see iterate).
 	batch int
+	// cur is the handle whose callback is running, nil between callbacks.
+	cur *handle
 }
 
 // Option configures a Loop at New.
@@ -338,13 +340,17 @@ func (l *Loop) Close() error {
 // own cost, a task switch leaves the CPU's return-address predictions for
 // this goroutine's stack stale, so every frame between this loop and a
 // resumed coroutine costs a mispredicted return on every switch.
+//
+// The callback running is l.cur rather than a local: a task runner that
+// runs the next task's first step itself (chainStep) moves it on.
 func (l *Loop) iterate(once bool) (stopped bool) {
-	var cur *handle // the callback running, if any
 	defer func() {
 		if r := recover(); r != nil {
+			cur := l.cur
 			if cur == nil {
 				panic(r) // the loop's own failure, not a callback's
 			}
+			l.cur = nil
 			l.reportPanic(cur, r)
 			l.release(cur)
 		}
@@ -368,7 +374,7 @@ func (l *Loop) iterate(once bool) (stopped bool) {
 				h.cancelled = true
 				continue
 			}
-			cur = h
+			l.cur = h
 			if l.debug {
 				l.runTimed(h)
 			} else if h.fn != nil {
@@ -376,7 +382,8 @@ func (l *Loop) iterate(once bool) (stopped bool) {
 			} else {
 				h.run.runHandle(h.arg)
 			}
-			cur = nil
+			h = l.cur // a chained runner may have run later handles of the batch
+			l.cur = nil
 			l.release(h)
 		}
 		l.batch = -1
