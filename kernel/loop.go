@@ -141,8 +141,9 @@ type Loop struct {
 	// between iterations; it lives here so that a batch cut by a panicking
 	// callback resumes where it stopped (see iterate).
 	batch int
-	// cur is the handle whose callback is running, nil between callbacks.
-	cur *handle
+	// direct is set by iterate just before it runs a task's step as the
+	// batch's own callback, and taken by the step (see chainStep).
+	direct bool
 }
 
 // Option configures a Loop at New.
@@ -340,17 +341,13 @@ func (l *Loop) Close() error {
 // own cost, a task switch leaves the CPU's return-address predictions for
 // this goroutine's stack stale, so every frame between this loop and a
 // resumed coroutine costs a mispredicted return on every switch.
-//
-// The callback running is l.cur rather than a local: a task runner that
-// runs the next task's first step itself (chainStep) moves it on.
 func (l *Loop) iterate(once bool) (stopped bool) {
+	var cur *handle // the callback running, if any
 	defer func() {
 		if r := recover(); r != nil {
-			cur := l.cur
 			if cur == nil {
 				panic(r) // the loop's own failure, not a callback's
 			}
-			l.cur = nil
 			l.reportPanic(cur, r)
 			l.release(cur)
 		}
@@ -374,16 +371,18 @@ func (l *Loop) iterate(once bool) (stopped bool) {
 				h.cancelled = true
 				continue
 			}
-			l.cur = h
+			cur = h
 			if l.debug {
 				l.runTimed(h)
 			} else if h.fn != nil {
 				h.fn()
+			} else if t, ok := h.run.(*taskState); ok {
+				l.direct = true
+				t.runHandle(h.arg)
 			} else {
 				h.run.runHandle(h.arg)
 			}
-			h = l.cur // a chained runner may have run later handles of the batch
-			l.cur = nil
+			cur = nil
 			l.release(h)
 		}
 		l.batch = -1

@@ -409,15 +409,18 @@ func (t *taskState) start() {
 // with no wrapper frame between the loop and the coroutine switch, which
 // would cost a mispredicted return on every switch (see Loop.iterate).
 func (t *taskState) runHandle(*futureCore) {
+	l := t.fut.loop
+	direct := l.direct // iterate runs this step as its own callback
+	l.direct = false
 	if t.fut.done() {
 		return
 	}
-	l := t.fut.loop
 	r := t.r
 	if r == nil {
 		r = l.getRunner()
 		r.t, t.r = t, r
 	}
+	r.direct = direct
 	prev := l.currentTask
 	l.currentTask = t
 	_, more := r.next()
@@ -513,7 +516,10 @@ type runner struct {
 	yield func(struct{}) bool
 	t     *taskState // the task whose coroutine the runner runs (or the next resume starts)
 	idle  bool       // the task's coroutine returned; set until the runner is reused
-	gid   uint64     // debug mode: this goroutine acts for loop
+	// direct: the step that resumed the runner is iterate's own callback,
+	// so the runner may go on to the batch's next task (chainStep).
+	direct bool
+	gid    uint64 // debug mode: this goroutine acts for loop
 }
 
 const maxIdleRunners = 128
@@ -558,19 +564,17 @@ func (l *Loop) getRunner() *runner {
 // just returned, when that callback is the first step of another task: it
 // would take an idle runner (this one) and resume it, so running it here
 // saves two coroutine switches, which were most of what a short task cost.
-// It does exactly what Loop.iterate and the step would have done, in the
-// same order: it ends the callback that resumed r (the task's step, which
-// iterate was running), takes the next callback of the same batch, and
-// gives r the new task. It reports whether it did; it does not when the
-// step was not iterate's own callback (an eager start, a waiter's
-// callback), in debug mode (each callback is timed on its own), or when
-// the next callback is anything else.
+// It does what Loop.iterate and the step would have done, in the same
+// order: it takes the next callback of the same batch and gives r the new
+// task, which becomes the current task. The handle is released at once
+// rather than after the step, as nothing holds it (callSoonRun gives out no
+// Handle); iterate releases the handle of the step it called when r
+// finally switches back. chainStep reports whether it did; it does not when
+// the step that resumed r was not iterate's own callback (an eager start,
+// a waiter's callback), in debug mode (each callback is timed on its own),
+// or when the next callback is anything else.
 func (l *Loop) chainStep(r *runner) bool {
-	cur := l.cur
-	if l.debug || cur == nil || cur.fn != nil || l.batch <= 0 {
-		return false
-	}
-	if ts, ok := cur.run.(*taskState); !ok || ts != r.t {
+	if !r.direct || l.debug || l.batch <= 0 {
 		return false
 	}
 	h := l.ready.buf[l.ready.head]
@@ -578,14 +582,10 @@ func (l *Loop) chainStep(r *runner) bool {
 	if !ok || h.fn != nil || h.cancelled || h.ctx != nil || t.r != nil || t.fut.done() {
 		return false
 	}
-	// The step of r.t returns: its runner is free, and iterate releases
-	// the handle that ran it.
-	r.t.r = nil
-	l.release(cur)
-	// iterate takes the next handle; t's step takes r and resumes it.
 	l.ready.pop()
 	l.batch--
-	l.cur = h
+	l.release(h)
+	r.t.r = nil // the returned task's step ends: its runner is free
 	r.t, t.r = t, r
 	l.currentTask = t
 	return true
