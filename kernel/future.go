@@ -126,12 +126,13 @@ func (f *futureCore) removeDone(id int) {
 	}
 }
 
-// watch registers w to run as w.runHandle(f), through the ready queue like
-// any done callback, when the task f is done; it allocates nothing. It
+// watch registers the gather w to run as w.runHandle(f), through the ready
+// queue like any done callback, when the task f is done; it allocates
+// nothing. It
 // reports false, registering nothing, unless f is a pending task with no
 // done callback yet (the caller then uses addDone): the watch is scheduled
 // before the other callbacks, so it must have been the first.
-func (f *futureCore) watch(w handleRunner) bool {
+func (f *futureCore) watch(w *gatherState) bool {
 	t := f.task
 	if t == nil || f.state != pending || f.cb0 != nil || f.more != nil || t.watch != nil {
 		return false

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // errAbandoned is what an await returns when the loop was closed while the
@@ -18,15 +19,28 @@ var errAbandoned = fmt.Errorf("task abandoned: %w", ErrClosed)
 // Co is a running coroutine's handle on its task: what a coroutine body uses
 // to await futures and tasks, yield to the loop and sleep. A body gets its
 // *Co as its argument and must use it only on its own goroutine of control.
+//
+// A task's Co is the first field of its taskState, so the Co leads to the
+// task without a pointer of its own (see task): every byte of a task counts
+// in a fan-out of short tasks, where the tasks' bytes set how often the
+// collector runs.
 type Co struct {
 	loop *Loop
-	// t is the task whose coroutine this is; nil for an async generator's
-	// body, which suspends through suspend instead.
-	t *taskState
-	// suspend parks the coroutine until w is done (w == nil: until the loop
-	// has run one batch of callbacks) and returns a cancellation delivered
-	// meanwhile. Tasks and async generators suspend differently.
+	// suspend parks an async generator's body until w is done (w == nil:
+	// until the loop has run one batch of callbacks) and returns a
+	// cancellation delivered meanwhile; nil for a task's coroutine, which
+	// suspends through its taskState.
 	suspend func(w *futureCore) error
+}
+
+// task returns the task whose coroutine this is, or nil for an async
+// generator's body (and for a zero Co, which no coroutine gets).
+func (co *Co) task() *taskState {
+	if co.suspend != nil || co.loop == nil {
+		return nil
+	}
+	// A task's Co is the first field of its taskState (createTask).
+	return (*taskState)(unsafe.Pointer(co))
 }
 
 // Loop returns the loop the coroutine runs on.
@@ -36,8 +50,8 @@ func (co *Co) Loop() *Loop { return co.loop }
 // or context.Background() for a task created without one: what a coroutine
 // passes on to Go code that takes a context.
 func (co *Co) Context() context.Context {
-	if co.t != nil && co.t.rare != nil && co.t.rare.ctx != nil {
-		return co.t.rare.ctx
+	if t := co.task(); t != nil && t.rare != nil && t.rare.ctx != nil {
+		return t.rare.ctx
 	}
 	return context.Background()
 }
@@ -53,8 +67,8 @@ func (co *Co) await(w *futureCore) error {
 		// It would wait for itself forever (asyncio raises RuntimeError).
 		return fmt.Errorf("await: a task cannot await itself: %w", ErrInvalidState)
 	}
-	if co.t != nil {
-		return co.t.suspend(w)
+	if t := co.task(); t != nil {
+		return t.suspend(w)
 	}
 	return co.suspend(w)
 }
@@ -63,8 +77,8 @@ func (co *Co) await(w *futureCore) error {
 // await asyncio.sleep(0)). It returns a *CancelledError if the task was
 // cancelled meanwhile.
 func (co *Co) Yield() error {
-	if co.t != nil {
-		return co.t.suspend(nil)
+	if t := co.task(); t != nil {
+		return t.suspend(nil)
 	}
 	return co.suspend(nil)
 }
@@ -93,18 +107,18 @@ func (co *Co) Sleep(d time.Duration) error {
 // A task is the one allocation CreateTask makes, and its bytes set how
 // often the collector runs in a program that fans out many short tasks, so
 // what only some tasks use lives behind rare: a Task[int] fits the
-// 192-byte size class.
+// 176-byte size class.
 type taskState struct {
+	co     Co // the coroutine's handle; first, so that it leads back here (Co.task)
 	fut    *futureCore
 	id     uint64  // names the task "Task-<id>" until SetName
 	self   taskJob // the *Task[T]: runs the coroutine to its end and completes the task
-	co     Co      // the coroutine's handle, kept here to save an allocation
 	r      *runner // the runner, from the first step to the last
 	waiter *futureCore
 	stepFn func() // the step as a done callback, made at the first suspending await (see runHandle)
-	// watch is a done callback without a closure, run as
-	// watch.runHandle(fut) before any other (see futureCore.watch).
-	watch handleRunner
+	// watch is a gather waiting for this task, notified without a closure
+	// before any other done callback (see futureCore.watch).
+	watch *gatherState
 	rare  *taskRare // nil until a task needs one of its fields
 	slot  int32     // index in Loop.tasks while pending, -1 after
 	// cancels counts cancellation requests not yet withdrawn with Uncancel
@@ -242,7 +256,7 @@ func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error
 	t.self = task
 	task.futureCore.task = t
 	t.id = taskCounter.Add(1)
-	t.co = Co{loop: l, t: t}
+	t.co = Co{loop: l}
 	if ctx != nil {
 		t.more().ctx = ctx
 	}

@@ -57,7 +57,7 @@ func Timeout(co *Co, delay time.Duration, body func(s *TimeoutScope) error) erro
 // TimeoutAt is Timeout with an absolute deadline on the loop's clock
 // (Loop.Time), as asyncio.timeout_at.
 func TimeoutAt(co *Co, when time.Duration, body func(s *TimeoutScope) error) (err error) {
-	t := co.t
+	t := co.task()
 	if t == nil { // an async generator's body: the task consuming it
 		t = co.loop.currentTask
 	}
@@ -187,7 +187,7 @@ func WaitFor[T any](co *Co, aw AwaitableOf[T], timeout time.Duration) (T, error)
 	// await, so no other WaitFor can nest in it on this task, and the task's
 	// cached expiry callback saves the scope, the body closure and the
 	// timer's method value (WaitFor's cost over a bare await is a benchmark).
-	t := co.t
+	t := co.task()
 	if t == nil {
 		t = co.loop.currentTask
 	}
