@@ -30,7 +30,7 @@ func (l *Loop) runTimed(h *handle) {
 	t0 := time.Now()
 	l.call(h)
 	if dt := time.Since(t0); dt >= l.slowCallback {
-		args := []any{"callback", funcName(h.fn), "took", dt}
+		args := []any{"callback", h.callbackName(), "took", dt}
 		if h.src != 0 {
 			if f := runtime.FuncForPC(h.src); f != nil {
 				file, line := f.FileLine(h.src)

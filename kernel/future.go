@@ -64,7 +64,7 @@ func (f *futureCore) errOf() error {
 	if f.state == pending {
 		return fmt.Errorf("future is pending: %w", ErrInvalidState)
 	}
-	if f.task != nil && f.task.report != nil {
+	if f.task != nil && f.task.unread() {
 		f.task.retrieved()
 	}
 	return f.err
@@ -126,7 +126,27 @@ func (f *futureCore) removeDone(id int) {
 	}
 }
 
+// watch registers the gather w to run as w.runHandle(f), through the ready
+// queue like any done callback, when the task f is done; it allocates
+// nothing. It
+// reports false, registering nothing, unless f is a pending task with no
+// done callback yet (the caller then uses addDone): the watch is scheduled
+// before the other callbacks, so it must have been the first.
+func (f *futureCore) watch(w *gatherState) bool {
+	t := f.task
+	if t == nil || f.state != pending || f.cb0 != nil || f.more != nil || t.watch != nil {
+		return false
+	}
+	t.watch = w
+	return true
+}
+
 func (f *futureCore) scheduleCallbacks() {
+	if t := f.task; t != nil && t.watch != nil {
+		w := t.watch
+		t.watch = nil
+		f.loop.callSoonRun(w, f)
+	}
 	if cb := f.cb0; cb != nil {
 		f.cb0 = nil
 		f.loop.CallSoon(cb)

@@ -141,6 +141,9 @@ type Loop struct {
 	// between iterations; it lives here so that a batch cut by a panicking
 	// callback resumes where it stopped (see iterate).
 	batch int
+	// direct is set by iterate just before it runs a task's step as the
+	// batch's own callback, and taken by the step (see chainStep).
+	direct bool
 }
 
 // Option configures a Loop at New.
@@ -372,8 +375,13 @@ func (l *Loop) iterate(once bool) (stopped bool) {
 			cur = h
 			if l.debug {
 				l.runTimed(h)
-			} else {
+			} else if h.fn != nil {
 				h.fn()
+			} else if t, ok := h.run.(*taskState); ok {
+				l.direct = true
+				t.runHandle(h.arg)
+			} else {
+				h.run.runHandle(h.arg)
 			}
 			cur = nil
 			l.release(h)
@@ -494,6 +502,7 @@ func (l *Loop) release(h *handle) {
 		h.stop()
 	}
 	h.fn, h.ctx, h.stop = nil, nil, nil
+	h.run, h.arg = nil, nil
 	h.gen++
 	h.next, l.free = l.free, h
 }
@@ -514,7 +523,11 @@ func (l *Loop) call(h *handle) {
 			l.reportPanic(h, r)
 		}
 	}()
-	h.fn()
+	if h.fn != nil {
+		h.fn()
+	} else {
+		h.run.runHandle(h.arg)
+	}
 }
 
 // newHandle takes a handle from the free list.
@@ -567,6 +580,22 @@ func (l *Loop) CallSoon(fn func()) (Handle, error) {
 	h := l.newHandle(fn)
 	l.ready.push(h)
 	return Handle{h, h.gen}, nil
+}
+
+// callSoonRun is CallSoon for a kernel callback without a closure
+// (handleRunner): r.runHandle(arg) runs on the next iteration, in the same
+// FIFO as CallSoon's callbacks. Like the kernel's other internal CallSoon
+// calls it does nothing on an unusable loop.
+func (l *Loop) callSoonRun(r handleRunner, arg *futureCore) {
+	if l.checkUsable() != nil {
+		return
+	}
+	if l.tsLen.Load() > 0 {
+		l.drainThreadsafe()
+	}
+	h := l.newHandle(nil)
+	h.run, h.arg = r, arg
+	l.ready.push(h)
 }
 
 // CallSoonContext is CallSoon with a context: fn receives ctx, and if ctx is

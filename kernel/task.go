@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // errAbandoned is what an await returns when the loop was closed while the
@@ -18,16 +19,28 @@ var errAbandoned = fmt.Errorf("task abandoned: %w", ErrClosed)
 // Co is a running coroutine's handle on its task: what a coroutine body uses
 // to await futures and tasks, yield to the loop and sleep. A body gets its
 // *Co as its argument and must use it only on its own goroutine of control.
+//
+// A task's Co is the first field of its taskState, so the Co leads to the
+// task without a pointer of its own (see task): every byte of a task counts
+// in a fan-out of short tasks, where the tasks' bytes set how often the
+// collector runs.
 type Co struct {
 	loop *Loop
-	ctx  context.Context // the task's context (CreateTaskContext), nil for none
-	// t is the task whose coroutine this is; nil for an async generator's
-	// body, which suspends through suspend instead.
-	t *taskState
-	// suspend parks the coroutine until w is done (w == nil: until the loop
-	// has run one batch of callbacks) and returns a cancellation delivered
-	// meanwhile. Tasks and async generators suspend differently.
+	// suspend parks an async generator's body until w is done (w == nil:
+	// until the loop has run one batch of callbacks) and returns a
+	// cancellation delivered meanwhile; nil for a task's coroutine, which
+	// suspends through its taskState.
 	suspend func(w *futureCore) error
+}
+
+// task returns the task whose coroutine this is, or nil for an async
+// generator's body (and for a zero Co, which no coroutine gets).
+func (co *Co) task() *taskState {
+	if co.suspend != nil || co.loop == nil {
+		return nil
+	}
+	// A task's Co is the first field of its taskState (createTask).
+	return (*taskState)(unsafe.Pointer(co))
 }
 
 // Loop returns the loop the coroutine runs on.
@@ -37,10 +50,10 @@ func (co *Co) Loop() *Loop { return co.loop }
 // or context.Background() for a task created without one: what a coroutine
 // passes on to Go code that takes a context.
 func (co *Co) Context() context.Context {
-	if co.ctx == nil {
-		return context.Background()
+	if t := co.task(); t != nil && t.rare != nil && t.rare.ctx != nil {
+		return t.rare.ctx
 	}
-	return co.ctx
+	return context.Background()
 }
 
 func (co *Co) await(w *futureCore) error {
@@ -54,8 +67,8 @@ func (co *Co) await(w *futureCore) error {
 		// It would wait for itself forever (asyncio raises RuntimeError).
 		return fmt.Errorf("await: a task cannot await itself: %w", ErrInvalidState)
 	}
-	if co.t != nil {
-		return co.t.suspend(w)
+	if t := co.task(); t != nil {
+		return t.suspend(w)
 	}
 	return co.suspend(w)
 }
@@ -64,8 +77,8 @@ func (co *Co) await(w *futureCore) error {
 // await asyncio.sleep(0)). It returns a *CancelledError if the task was
 // cancelled meanwhile.
 func (co *Co) Yield() error {
-	if co.t != nil {
-		return co.t.suspend(nil)
+	if t := co.task(); t != nil {
+		return t.suspend(nil)
 	}
 	return co.suspend(nil)
 }
@@ -90,32 +103,65 @@ func (co *Co) Sleep(d time.Duration) error {
 // taskState drives one coroutine on a runner (an iter.Pull coroutine, see
 // runner): resuming the coroutine is a direct switch (~75 ns) rather than a
 // channel hand-off between goroutines.
+//
+// A task is the one allocation CreateTask makes, and its bytes set how
+// often the collector runs in a program that fans out many short tasks, so
+// what only some tasks use lives behind rare: a Task[int] fits the
+// 176-byte size class.
 type taskState struct {
-	fut       *futureCore
-	id        uint64 // names the task "Task-<id>" until SetName
-	name      string
-	job       taskJob // the *Task[T]: runs the coroutine to its end and completes the task
-	co        Co      // the coroutine's handle, kept here to save an allocation
-	r         *runner // the runner, from the first step to the last
-	waiter    *futureCore
-	cancelMsg string
-	stepFn    func() // the step, made once so scheduling allocates nothing (see newStep)
+	co     Co // the coroutine's handle; first, so that it leads back here (Co.task)
+	fut    *futureCore
+	id     uint64  // names the task "Task-<id>" until SetName
+	self   taskJob // the *Task[T]: runs the coroutine to its end and completes the task
+	r      *runner // the runner, from the first step to the last
+	waiter *futureCore
+	stepFn func() // the step as a done callback, made at the first suspending await (see runHandle)
+	// watch is a gather waiting for this task, notified without a closure
+	// before any other done callback (see futureCore.watch).
+	watch *gatherState
+	rare  *taskRare // nil until a task needs one of its fields
+	slot  int32     // index in Loop.tasks while pending, -1 after
 	// cancels counts cancellation requests not yet withdrawn with Uncancel
 	// (asyncio's Task.cancelling()); timeouts and task groups compare it to
 	// tell their own cancellation from one that came from outside.
-	cancels int
-	self    Awaitable   // the *Task[T] this state belongs to, for error contexts
-	ctxStop func() bool // stops the context watch of CreateTaskContext
-	report  *unretrieved
+	cancels    int32
+	mustCancel bool
+	started    bool
+}
+
+// taskRare is the part of a task that only some tasks use: a name, a
+// context, a cancellation message, WaitFor's expiry callback, an unread
+// error's report.
+type taskRare struct {
+	name      string
+	cancelMsg string
+	ctx       context.Context // the task's context (CreateTaskContext)
+	ctxStop   func() bool     // stops the context watch of CreateTaskContext
+	report    *unretrieved
 	// waitForFire is WaitFor's expiry callback, made once per task that
 	// uses WaitFor; waitForExpired records that it fired.
-	waitForFire func()
-	// The flags sit together: a Task[int] fits the 256-byte size class.
-	slot           int32 // index in Loop.tasks while pending, -1 after
-	mustCancel     bool
-	started        bool
+	waitForFire    func()
 	waitForExpired bool
 }
+
+// more returns the task's rare part, making it on first use.
+func (t *taskState) more() *taskRare {
+	if t.rare == nil {
+		t.rare = new(taskRare)
+	}
+	return t.rare
+}
+
+// cancelMsg is the message of the cancellation last requested.
+func (t *taskState) cancelMsg() string {
+	if t.rare == nil {
+		return ""
+	}
+	return t.rare.cancelMsg
+}
+
+// unread reports whether the task failed and nobody has read its error.
+func (t *taskState) unread() bool { return t.rare != nil && t.rare.report != nil }
 
 var taskCounter atomic.Uint64
 
@@ -133,8 +179,11 @@ type Task[T any] struct {
 
 // taskJob is what a runner runs: a task's coroutine, start to end. An
 // interface over *Task[T] rather than a closure, so creating a task does not
-// allocate one.
-type taskJob interface{ runCoroutine() }
+// allocate one; being an Awaitable too, it names the task in error contexts.
+type taskJob interface {
+	Awaitable
+	runCoroutine()
+}
 
 func (task *Task[T]) runCoroutine() {
 	coro := task.coro
@@ -188,7 +237,7 @@ func CreateTaskContext[T any](l *Loop, ctx context.Context, coro func(co *Co) (T
 		return task, nil
 	}
 	if ctx.Done() != nil {
-		task.t.ctxStop = context.AfterFunc(ctx, func() {
+		task.t.more().ctxStop = context.AfterFunc(ctx, func() {
 			// Cancel on the loop goroutine; if the loop is closed the task
 			// was abandoned with it and there is nothing to cancel.
 			l.CallSoonThreadsafe(func() { task.t.cancel(context.Cause(ctx).Error()) })
@@ -207,16 +256,19 @@ func createTask[T any](l *Loop, ctx context.Context, coro func(co *Co) (T, error
 	t.self = task
 	task.futureCore.task = t
 	t.id = taskCounter.Add(1)
-	t.stepFn = t.newStep()
-	t.co = Co{loop: l, ctx: ctx, t: t}
-	task.coro, t.job = coro, task
+	t.co = Co{loop: l}
+	if ctx != nil {
+		t.more().ctx = ctx
+	}
+	task.coro = coro
 	l.addTask(t)
 	if l.taskFactory != nil {
 		l.taskFactory(l, task, t.start)
 	} else {
-		// The step itself, not the method value t.start, which would cost
-		// an allocation per task; the default factory starts exactly once.
-		l.CallSoon(t.stepFn)
+		// The step itself as a handleRunner, not the method value t.start,
+		// which would cost an allocation per task; the default factory
+		// starts exactly once.
+		l.callSoonRun(t, nil)
 	}
 	return task, nil
 }
@@ -253,7 +305,7 @@ func (l *Loop) removeTask(t *taskState) {
 func (t *taskState) suspend(w *futureCore) error {
 	if t.mustCancel {
 		t.mustCancel = false
-		return &CancelledError{Msg: t.cancelMsg}
+		return &CancelledError{Msg: t.cancelMsg()}
 	}
 	t.waiter = w
 	r := t.r
@@ -263,7 +315,7 @@ func (t *taskState) suspend(w *futureCore) error {
 	t.waiter = nil
 	if t.mustCancel {
 		t.mustCancel = false
-		return &CancelledError{Msg: t.cancelMsg}
+		return &CancelledError{Msg: t.cancelMsg()}
 	}
 	return nil
 }
@@ -273,7 +325,7 @@ func (t *taskState) suspend(w *futureCore) error {
 func runCoro[T any](t *taskState, co *Co, coro func(co *Co) (T, error)) (v T, err error) {
 	if t.mustCancel {
 		t.mustCancel = false
-		return v, &CancelledError{Msg: t.cancelMsg}
+		return v, &CancelledError{Msg: t.cancelMsg()}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -286,9 +338,9 @@ func runCoro[T any](t *taskState, co *Co, coro func(co *Co) (T, error)) (v T, er
 func (task *Task[T]) complete(v T, err error) {
 	t := &task.t
 	task.loop.removeTask(t)
-	if t.ctxStop != nil {
-		t.ctxStop()
-		t.ctxStop = nil
+	if t.rare != nil && t.rare.ctxStop != nil {
+		t.rare.ctxStop()
+		t.rare.ctxStop = nil
 	}
 	switch {
 	case err != nil && errors.Is(err, ErrCancelled):
@@ -304,7 +356,7 @@ func (task *Task[T]) complete(v T, err error) {
 		}
 	case t.mustCancel:
 		// Cancelled right before the coroutine returned.
-		t.fut.cancelNow(t.cancelMsg)
+		t.fut.cancelNow(t.cancelMsg())
 	default:
 		task.value = v
 		task.finish(nil)
@@ -317,14 +369,14 @@ func (task *Task[T]) Name() string { return task.t.nameOf() }
 // nameOf formats the default name on demand: most tasks are never asked
 // for theirs, and formatting it in CreateTask cost an allocation each.
 func (t *taskState) nameOf() string {
-	if t.name == "" {
+	if t.rare == nil || t.rare.name == "" {
 		return "Task-" + strconv.FormatUint(t.id, 10)
 	}
-	return t.name
+	return t.rare.name
 }
 
 // SetName renames the task.
-func (task *Task[T]) SetName(name string) { task.t.name = name }
+func (task *Task[T]) SetName(name string) { task.t.more().name = name }
 
 // AddDoneCallback schedules fn(task) with CallSoon once the task is done.
 func (task *Task[T]) AddDoneCallback(fn func(*Task[T])) {
@@ -335,7 +387,7 @@ func (task *Task[T]) AddDoneCallback(fn func(*Task[T])) {
 // Uncancel has not withdrawn (asyncio: Task.cancelling). Structured
 // concurrency uses it: a timeout or task group that cancelled its task
 // withdraws its own request and can then see whether anyone else asked.
-func (task *Task[T]) Cancelling() int { return task.t.cancels }
+func (task *Task[T]) Cancelling() int { return int(task.t.cancels) }
 
 // Uncancel withdraws one cancellation request and returns how many remain
 // (asyncio: Task.uncancel). When none remain, a cancellation not yet
@@ -349,7 +401,7 @@ func (t *taskState) uncancel() int {
 			t.mustCancel = false
 		}
 	}
-	return t.cancels
+	return int(t.cancels)
 }
 
 func (task *Task[T]) String() string {
@@ -361,50 +413,60 @@ func (t *taskState) start() {
 		return
 	}
 	t.started = true
-	t.stepFn()
+	t.runHandle(nil)
 }
 
-// newStep returns the task's step, which resumes the coroutine until it
-// suspends or returns and then arranges for the next step: when its waiter
-// is done, or on the next iteration for a bare yield.
-func (t *taskState) newStep() func() {
-	// The step is a closure rather than the method value t.step: the loop
-	// calls it through a func value, and a method value would put a wrapper
-	// frame between the loop and the coroutine switch, which costs a
-	// mispredicted return on every switch (see Loop.iterate).
-	return func() {
-		if t.fut.done() {
-			return
-		}
-		l := t.fut.loop
-		r := t.r
-		if r == nil {
-			r = l.getRunner()
-			r.job, t.r = t.job, r
-		}
-		prev := l.currentTask
-		l.currentTask = t
-		_, more := r.next()
-		l.currentTask = prev
-		if !more {
-			return
-		}
-		if r.idle { // the coroutine returned: the runner is free again
-			t.r = nil
-			l.putRunner(r)
-			return
-		}
-		w := t.waiter
-		if w == nil {
-			l.CallSoon(t.stepFn)
-			return
-		}
-		w.addDone(t.stepFn)
-		if t.mustCancel && w.cancel(t.cancelMsg) {
-			t.mustCancel = false
-		}
+// runHandle is the task's step: it resumes the coroutine until it suspends
+// or returns and then arranges for the next step: when its waiter is done,
+// or on the next iteration for a bare yield. The loop calls it through the
+// handle's interface value (handleRunner), a direct call into this method
+// with no wrapper frame between the loop and the coroutine switch, which
+// would cost a mispredicted return on every switch (see Loop.iterate).
+func (t *taskState) runHandle(*futureCore) {
+	l := t.fut.loop
+	direct := l.direct // iterate runs this step as its own callback
+	l.direct = false
+	if t.fut.done() {
+		return
+	}
+	r := t.r
+	if r == nil {
+		r = l.getRunner()
+		r.t, t.r = t, r
+	}
+	r.direct = direct
+	prev := l.currentTask
+	l.currentTask = t
+	_, more := r.next()
+	l.currentTask = prev
+	if !more {
+		return
+	}
+	// The runner may have gone on to the first steps of the tasks after
+	// t in the batch (chainStep): what follows is for the last it ran.
+	t = r.t
+	if r.idle { // the coroutine returned: the runner is free again
+		t.r, r.t = nil, nil
+		l.putRunner(r)
+		return
+	}
+	w := t.waiter
+	if w == nil {
+		l.callSoonRun(t, nil)
+		return
+	}
+	if t.stepFn == nil {
+		// Made at the first await that suspends, not in CreateTask: most
+		// tasks of a fan-out never wait on a future.
+		t.stepFn = func() { t.runHandle(nil) }
+	}
+	w.addDone(t.stepFn)
+	if t.mustCancel && w.cancel(t.cancelMsg()) {
+		t.mustCancel = false
 	}
 }
+
+func (t *taskState) describe() string { return "Task.step " + t.nameOf() }
 
 // cancel requests cancellation: the waiter is cancelled if there is one
 // (which wakes the task with the cancellation), otherwise the next
@@ -417,7 +479,10 @@ func (t *taskState) cancel(msg string) bool {
 	if t.waiter != nil && t.waiter.cancel(msg) {
 		return true
 	}
-	t.mustCancel, t.cancelMsg = true, msg
+	t.mustCancel = true
+	if msg != "" || t.rare != nil {
+		t.more().cancelMsg = msg
+	}
 	return true
 }
 
@@ -432,8 +497,8 @@ func (l *Loop) abandonTasks() {
 	l.tasks = nil
 	for _, t := range pending {
 		t.slot = -1
-		if t.ctxStop != nil {
-			t.ctxStop()
+		if t.rare != nil && t.rare.ctxStop != nil {
+			t.rare.ctxStop()
 		}
 		if t.r != nil {
 			t.r.stop()
@@ -463,9 +528,12 @@ type runner struct {
 	next  func() (struct{}, bool)
 	stop  func()
 	yield func(struct{}) bool
-	job   taskJob // the coroutine the next resume starts
-	idle  bool    // the job returned; set until the runner is reused
-	gid   uint64  // debug mode: this goroutine acts for loop
+	t     *taskState // the task whose coroutine the runner runs (or the next resume starts)
+	idle  bool       // the task's coroutine returned; set until the runner is reused
+	// direct: the step that resumed the runner is iterate's own callback,
+	// so the runner may go on to the batch's next task (chainStep).
+	direct bool
+	gid    uint64 // debug mode: this goroutine acts for loop
 }
 
 const maxIdleRunners = 128
@@ -493,9 +561,10 @@ func (l *Loop) getRunner() *runner {
 		r.gid = l.registerCoroutine()
 		defer func() { unregisterCoroutine(r.gid) }()
 		for {
-			job := r.job
-			r.job = nil
-			job.runCoroutine()
+			r.t.self.runCoroutine()
+			if l.chainStep(r) {
+				continue
+			}
 			r.idle = true
 			if !yield(struct{}{}) {
 				return
@@ -503,6 +572,37 @@ func (l *Loop) getRunner() *runner {
 		}
 	})
 	return r
+}
+
+// chainStep runs the loop's next callback on the runner r, whose task has
+// just returned, when that callback is the first step of another task: it
+// would take an idle runner (this one) and resume it, so running it here
+// saves two coroutine switches, which were most of what a short task cost.
+// It does what Loop.iterate and the step would have done, in the same
+// order: it takes the next callback of the same batch and gives r the new
+// task, which becomes the current task. The handle is released at once
+// rather than after the step, as nothing holds it (callSoonRun gives out no
+// Handle); iterate releases the handle of the step it called when r
+// finally switches back. chainStep reports whether it did; it does not when
+// the step that resumed r was not iterate's own callback (an eager start,
+// a waiter's callback), in debug mode (each callback is timed on its own),
+// or when the next callback is anything else.
+func (l *Loop) chainStep(r *runner) bool {
+	if !r.direct || l.debug || l.batch <= 0 {
+		return false
+	}
+	h := l.ready.buf[l.ready.head]
+	t, ok := h.run.(*taskState)
+	if !ok || h.fn != nil || h.cancelled || h.ctx != nil || t.r != nil || t.fut.done() {
+		return false
+	}
+	l.ready.pop()
+	l.batch--
+	l.release(h)
+	r.t.r = nil // the returned task's step ends: its runner is free
+	r.t, t.r = t, r
+	l.currentTask = t
+	return true
 }
 
 func (l *Loop) putRunner(r *runner) {

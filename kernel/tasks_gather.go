@@ -52,6 +52,11 @@ func (g *gatherState) done(c *futureCore) {
 	}
 }
 
+// runHandle is the watch on a child task (futureCore.watch).
+func (g *gatherState) runHandle(c *futureCore) { g.done(c) }
+
+func (g *gatherState) describe() string { return "gather child done" }
+
 func gather[T any](co *Co, aws []AwaitableOf[T], retErrs bool) ([]T, []error, error) {
 	g := &gatherState{loop: co.loop, retErrs: retErrs}
 	for i, a := range aws {
@@ -66,7 +71,9 @@ func gather[T any](co *Co, aws []AwaitableOf[T], retErrs bool) ([]T, []error, er
 			continue
 		}
 		g.pending++
-		c.addDone(func() { g.done(c) })
+		if !c.watch(g) { // a future, or a task with callbacks already
+			c.addDone(func() { g.done(c) })
+		}
 	}
 	if g.pending > 0 && (retErrs || !g.failed) {
 		if err := gatherWait(g, co, aws); err != nil {

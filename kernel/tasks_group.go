@@ -62,7 +62,7 @@ func (e *TaskGroupError) Unwrap() []error { return e.Errs }
 // the group's tasks; that error joins theirs. The result is nil, the
 // parent's *CancelledError, or a *TaskGroupError.
 func RunTaskGroup(co *Co, body func(tg *TaskGroup) error) error {
-	t := co.t
+	t := co.task()
 	if t == nil { // an async generator's body: the task consuming it
 		t = co.loop.currentTask
 	}

@@ -57,14 +57,14 @@ func Timeout(co *Co, delay time.Duration, body func(s *TimeoutScope) error) erro
 // TimeoutAt is Timeout with an absolute deadline on the loop's clock
 // (Loop.Time), as asyncio.timeout_at.
 func TimeoutAt(co *Co, when time.Duration, body func(s *TimeoutScope) error) (err error) {
-	t := co.t
+	t := co.task()
 	if t == nil { // an async generator's body: the task consuming it
 		t = co.loop.currentTask
 	}
 	if t == nil || t.fut.done() {
 		return fmt.Errorf("timeout: must be used inside a task: %w", ErrInvalidState)
 	}
-	s := &TimeoutScope{loop: co.loop, task: t, cancelling: t.cancels}
+	s := &TimeoutScope{loop: co.loop, task: t, cancelling: int(t.cancels)}
 	if err := s.Reschedule(when); err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func WaitFor[T any](co *Co, aw AwaitableOf[T], timeout time.Duration) (T, error)
 	// await, so no other WaitFor can nest in it on this task, and the task's
 	// cached expiry callback saves the scope, the body closure and the
 	// timer's method value (WaitFor's cost over a bare await is a benchmark).
-	t := co.t
+	t := co.task()
 	if t == nil {
 		t = co.loop.currentTask
 	}
@@ -195,23 +195,23 @@ func WaitFor[T any](co *Co, aw AwaitableOf[T], timeout time.Duration) (T, error)
 		var zero T
 		return zero, fmt.Errorf("wait for: must be used inside a task: %w", ErrInvalidState)
 	}
-	if t.waitForFire == nil {
-		t.waitForFire = func() {
-			t.waitForExpired = true
+	if t.more().waitForFire == nil {
+		t.rare.waitForFire = func() {
+			t.rare.waitForExpired = true
 			t.cancel("")
 		}
 	}
-	base := t.cancels
-	t.waitForExpired = false
-	th, err := co.loop.CallLater(timeout, t.waitForFire)
+	base := int(t.cancels)
+	t.rare.waitForExpired = false
+	th, err := co.loop.CallLater(timeout, t.rare.waitForFire)
 	if err != nil {
 		var zero T
 		return zero, fmt.Errorf("wait for: %w", err)
 	}
 	v, err := aw.Await(co)
 	th.Cancel()
-	if t.waitForExpired {
-		t.waitForExpired = false
+	if t.rare.waitForExpired {
+		t.rare.waitForExpired = false
 		if t.uncancel() <= base && err != nil && errors.Is(err, ErrCancelled) {
 			var zero T
 			return zero, fmt.Errorf("wait for: %w", ErrTimeout)

@@ -52,7 +52,7 @@ func trackUnretrieved[T any](task *Task[T]) {
 	l := task.loop
 	r := &unretrieved{loop: l, err: task.err, name: task.t.nameOf()}
 	r.cleanup = runtime.AddCleanup(task, (*unretrieved).dropped, r)
-	task.t.report = r
+	task.t.more().report = r
 	if l.taskAux.unretrieved == nil {
 		l.taskAux.unretrieved = make(map[*unretrieved]struct{})
 	}
@@ -61,8 +61,8 @@ func trackUnretrieved[T any](task *Task[T]) {
 
 // retrieved withdraws the report: the task's error has been read.
 func (t *taskState) retrieved() {
-	r := t.report
-	t.report = nil
+	r := t.rare.report
+	t.rare.report = nil
 	r.state.Store(1)
 	r.cleanup.Stop()
 	delete(r.loop.taskAux.unretrieved, r)
