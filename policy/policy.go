@@ -128,7 +128,9 @@ func (p *Policy) NewEventLoop() (*kernel.Loop, error) {
 
 // NewEventLoopContext is NewEventLoop with a context bounding the back-ends'
 // start, which for a plugin placement means starting a process. The loop
-// owns every back-end it was built with and closes them in Close.
+// owns every back-end it was built with and closes them in Close, except
+// the resolver: loops with the same resolver spec share one, and the last
+// of them to close closes it (resolver_shared.go).
 func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err error) {
 	var closers []func() error
 	defer func() {
@@ -141,7 +143,7 @@ func (p *Policy) NewEventLoopContext(ctx context.Context) (_ *kernel.Loop, err e
 	}()
 	opts := make([]kernel.Option, 0, len(p.Options)+3)
 	if p.Resolver != "" {
-		r, err := openBackend(ctx, sdk.Resolvers, p.Resolver, fallbackFor(p.PluginFallback, sdk.Resolvers, p.Resolver, sdk.DefaultResolver))
+		r, err := openSharedResolver(ctx, p.Resolver, fallbackFor(p.PluginFallback, sdk.Resolvers, p.Resolver, sdk.DefaultResolver))
 		if err != nil {
 			return nil, err
 		}
