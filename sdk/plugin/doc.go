@@ -106,9 +106,11 @@
 // start removes the directory too. One window stays open: go-plugin
 // (v1.8.0) makes a plugin-dirNNN of its own in Start before it calls our
 // RunnerFunc, which removes it at once, before the fork. A host SIGKILLed
-// between the two (tens of microseconds, longer when the goroutine is
-// preempted on a loaded machine) leaves that directory empty, and no
-// process of ours exists that could know its name. Closing it needs a start
+// between the two leaves that directory empty, and no process of ours
+// exists that could know its name. The window is short (the whole start up
+// to RunnerFunc took a median 0.09 ms, 99th percentile 0.8 ms, at most
+// 13 ms on a loaded 2-core machine) but a kill at a random moment of a run
+// that starts plugins finds it about 5 times in 1,000. Closing it needs a start
 // that makes no directory before the fork (the host forks the plugin and
 // reads the handshake line itself, then attaches go-plugin with
 // ReattachConfig). The first plugin start of every later host sweeps such
