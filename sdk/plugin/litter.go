@@ -10,11 +10,13 @@ import (
 	"time"
 )
 
-// A plugin's gRPC socket lives in a directory go-plugin makes in $TMPDIR
+// A plugin's gRPC socket lives in a directory the plugin makes in $TMPDIR
 // (plugin-dirNNN, holding one socket pluginNNN). The host removes it as
 // soon as it has connected, so a running plugin has nothing on disk; what
 // can still leave one behind is a host killed in the few milliseconds of a
-// start, together with its plugin (a process-group, cgroup or OOM kill):
+// start together with its plugin (a process-group, cgroup or OOM kill), or
+// a host killed alone in the moment between go-plugin's own MkdirTemp and
+// our RunnerFunc's removal of it (startProcess), before any plugin exists:
 // then nobody is left to remove it. sweepStale, run once per process when
 // its first plugin starts, removes such leftovers.
 

@@ -114,7 +114,11 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 			// go-plugin's directory, made a moment ago, is not used: a
 			// host killed before its plugin could remove it would leave it
 			// behind. The plugin makes its own (envSocketDirToMake) once it
-			// can be sure to remove it, whatever happens to the host.
+			// can be sure to remove it, whatever happens to the host. A
+			// host SIGKILLed between go-plugin's MkdirTemp and this Remove
+			// still leaves go-plugin's empty (no process exists yet that
+			// could remove it; see the package doc): nothing may come
+			// before this line.
 			_ = os.Remove(goPluginDir)
 			p.sockDir = socketDirName(goPluginDir)
 			cmd := exec.Command(path, s.Args...)
