@@ -542,6 +542,7 @@ const maxIdleRunners = 128
 // runners and failed tasks whose error nobody read.
 type taskAux struct {
 	runners     []*runner
+	waiters     []*futureCore // idle waiters of Lock, Queue and the like (sync_waitq.go)
 	unretrieved map[*unretrieved]struct{}
 }
 
