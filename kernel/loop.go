@@ -547,11 +547,21 @@ func (l *Loop) release(h *handle) {
 	if h.persistent || h.cancelled {
 		return
 	}
-	if h.stop != nil {
-		h.stop()
+	// Only the fields set are cleared: while the collector marks, every
+	// pointer store pays a write barrier, nil or not, and most handles
+	// carry a closure or a kernel callback and nothing else.
+	if h.fn != nil {
+		h.fn = nil
 	}
-	h.fn, h.ctx, h.stop = nil, nil, nil
-	h.run, h.arg = nil, nil
+	if h.run != nil {
+		h.run, h.arg = nil, nil
+	}
+	if h.ctx != nil || h.stop != nil {
+		if h.stop != nil {
+			h.stop()
+		}
+		h.ctx, h.stop = nil, nil
+	}
 	h.gen++
 	h.next, l.free = l.free, h
 }
