@@ -120,6 +120,45 @@ func TestDropTimer(t *testing.T) {
 	}
 }
 
+// TestUnarmedTimers: a deadline kept unarmed waits outside the heap with
+// its delay until the loop reads its clock, is never due before delay has
+// passed from a reading after it was made, and drops from anywhere in the
+// unarmed list, recycling its handle and keeping the others' slots true.
+func TestUnarmedTimers(t *testing.T) {
+	l := newTestLoop(t)
+	var ths []TimerHandle
+	for i := range 6 {
+		ths = append(ths, l.callLaterUnarmed(time.Duration(i+1)*time.Hour, nop))
+	}
+	require.Empty(t, l.timers)
+	l.dropTimer(ths[1])
+	l.dropTimer(ths[5])
+	require.False(t, ths[1].live())
+	require.Len(t, l.unarmed, 4)
+	for i, h := range l.unarmed {
+		require.Equal(t, unarmedIndex(i), h.index, "unarmed timer %d has a stale slot", i)
+	}
+	before := l.Time()
+	iterate(l) // reads the clock: arms them
+	require.Empty(t, l.unarmed)
+	require.Len(t, l.timers, 4)
+	for i, h := range l.timers {
+		require.Equal(t, i, h.index)
+		require.Greater(t, h.when, before+time.Hour-1, "an armed deadline counts from a reading after it was made")
+	}
+	l.dropTimer(ths[0])
+	require.Len(t, l.timers, 3)
+
+	// A short WaitFor-like deadline on an idle loop: the loop reads its
+	// clock before it blocks, so the deadline is armed and fires.
+	fired := false
+	l.callLaterUnarmed(5*time.Millisecond, func() { fired = true; l.Stop() })
+	start := time.Now()
+	require.NoError(t, l.RunForever())
+	require.True(t, fired)
+	require.GreaterOrEqual(t, time.Since(start), 5*time.Millisecond, "fired early")
+}
+
 // TestBusyRunReadsClockFirst: a busy loop skips clock readings while its
 // first timer lies well past the last one (timerSlack), but a run starts
 // with a reading, since time passed between runs: a timer that fell due

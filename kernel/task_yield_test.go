@@ -1,6 +1,7 @@
 package kernel_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -76,5 +77,51 @@ func TestYieldShortcutKeepsTheOrder(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("debug=%v: got %q, want %q", debug, got, want)
 		}
+	}
+}
+
+// WaitFor's deadline is armed at the loop's next clock reading (see
+// callLaterUnarmed): on a loop kept busy by a task that only yields, and
+// so mostly skips its turns, the deadline still passes, and not early.
+func TestWaitForTimesOutOnABusyLoop(t *testing.T) {
+	l := testkit.NewLoop(t, "epoll")
+	main, err := kernel.CreateTask(l, func(co *kernel.Co) (int, error) {
+		lp := co.Loop()
+		stop := false
+		spins := 0
+		spinner, err := kernel.CreateTask(lp, func(co *kernel.Co) (int, error) {
+			for !stop {
+				spins++
+				if err := co.Yield(); err != nil {
+					return 0, err
+				}
+			}
+			return 0, nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		never := kernel.CreateFuture[int](lp)
+		start := time.Now()
+		_, err = kernel.WaitFor(co, never, 20*time.Millisecond)
+		took := time.Since(start)
+		stop = true
+		if !errors.Is(err, kernel.ErrTimeout) {
+			t.Errorf("WaitFor returned %v, want ErrTimeout", err)
+		}
+		if took < 20*time.Millisecond || took > 2*time.Second {
+			t.Errorf("WaitFor timed out after %v, want 20ms (and not much later)", took)
+		}
+		if spins == 0 {
+			t.Error("the spinner never ran")
+		}
+		_, err = spinner.Await(co)
+		return 0, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RunUntilComplete(main); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -203,10 +203,15 @@ func WaitFor[T any](co *Co, aw AwaitableOf[T], timeout time.Duration) (T, error)
 	}
 	base := int(t.cancels)
 	t.rare.waitForExpired = false
-	th, err := co.loop.CallLater(timeout, t.rare.waitForFire)
-	if err != nil {
-		var zero T
-		return zero, fmt.Errorf("wait for: %w", err)
+	var th TimerHandle
+	if timeout > timerSlack && co.loop.checkUsable() == nil {
+		th = co.loop.callLaterUnarmed(timeout, t.rare.waitForFire)
+	} else {
+		var err error
+		if th, err = co.loop.CallLater(timeout, t.rare.waitForFire); err != nil {
+			var zero T
+			return zero, fmt.Errorf("wait for: %w", err)
+		}
 	}
 	v, err := aw.Await(co)
 	co.loop.dropTimer(th)
