@@ -233,6 +233,27 @@ func (t timerHeap) down(i int) {
 	t[i], h.index = h, i
 }
 
+// remove takes the timer at index i out of the heap.
+func (t *timerHeap) remove(i int) {
+	old := *t
+	n := len(old) - 1
+	h := old[i]
+	if i != n {
+		last := old[n]
+		old[i], last.index = last, i
+	}
+	old[n] = nil
+	*t = old[:n]
+	if i != n {
+		if i > 0 && before(old[i], old[(i-1)/2]) {
+			t.up(i)
+		} else {
+			t.down(i)
+		}
+	}
+	h.index = -1
+}
+
 // rebuild drops cancelled timers and restores the heap order.
 func (t *timerHeap) rebuild() {
 	old := *t

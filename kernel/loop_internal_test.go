@@ -84,6 +84,106 @@ func TestTimerSweepBookkeeping(t *testing.T) {
 	}
 }
 
+// TestDropTimer: dropping a timer takes it out of the heap wherever it
+// lies, recycles its handle at once, and leaves a heap that still pops the
+// remaining timers in deadline order with true indices.
+func TestDropTimer(t *testing.T) {
+	l := newTestLoop(t)
+	var ths []TimerHandle
+	for i := range 50 {
+		// Deadlines out of scheduling order, so drops hit every level.
+		th, err := l.CallLater(time.Duration((i*37)%50+1)*time.Hour, nop)
+		require.NoError(t, err)
+		ths = append(ths, th)
+	}
+	dropped := map[*handle]bool{}
+	for i := 0; i < len(ths); i += 3 {
+		h := ths[i].h
+		l.dropTimer(ths[i])
+		dropped[h] = true
+		require.Equal(t, -1, h.index)
+		require.False(t, ths[i].live(), "a dropped timer's handle is recycled")
+		require.Same(t, h, l.free, "the dropped handle is the next one reused")
+		l.dropTimer(ths[i]) // stale now: nothing happens
+	}
+	require.Zero(t, l.cancelledTimers, "a dropped timer is not left in the heap cancelled")
+	require.Equal(t, len(ths)-len(dropped), len(l.timers))
+	for i, h := range l.timers {
+		require.Equal(t, i, h.index, "timer %d has a stale heap index", i)
+		require.False(t, dropped[h])
+	}
+	prev := time.Duration(-1)
+	for len(l.timers) > 0 {
+		h := l.timers.pop()
+		require.GreaterOrEqual(t, h.when, prev)
+		prev = h.when
+	}
+}
+
+// TestUnarmedTimers: a deadline kept unarmed waits outside the heap with
+// its delay until the loop reads its clock, is never due before delay has
+// passed from a reading after it was made, and drops from anywhere in the
+// unarmed list, recycling its handle and keeping the others' slots true.
+func TestUnarmedTimers(t *testing.T) {
+	l := newTestLoop(t)
+	var ths []TimerHandle
+	for i := range 6 {
+		ths = append(ths, l.callLaterUnarmed(time.Duration(i+1)*time.Hour, nop))
+	}
+	require.Empty(t, l.timers)
+	l.dropTimer(ths[1])
+	l.dropTimer(ths[5])
+	require.False(t, ths[1].live())
+	require.Len(t, l.unarmed, 4)
+	for i, h := range l.unarmed {
+		require.Equal(t, unarmedIndex(i), h.index, "unarmed timer %d has a stale slot", i)
+	}
+	before := l.Time()
+	iterate(l) // reads the clock: arms them
+	require.Empty(t, l.unarmed)
+	require.Len(t, l.timers, 4)
+	for i, h := range l.timers {
+		require.Equal(t, i, h.index)
+		require.Greater(t, h.when, before+time.Hour-1, "an armed deadline counts from a reading after it was made")
+	}
+	l.dropTimer(ths[0])
+	require.Len(t, l.timers, 3)
+
+	// A short WaitFor-like deadline on an idle loop: the loop reads its
+	// clock before it blocks, so the deadline is armed and fires.
+	fired := false
+	l.callLaterUnarmed(5*time.Millisecond, func() { fired = true; l.Stop() })
+	start := time.Now()
+	require.NoError(t, l.RunForever())
+	require.True(t, fired)
+	require.GreaterOrEqual(t, time.Since(start), 5*time.Millisecond, "fired early")
+}
+
+// TestBusyRunReadsClockFirst: a busy loop skips clock readings while its
+// first timer lies well past the last one (timerSlack), but a run starts
+// with a reading, since time passed between runs: a timer that fell due
+// between them runs in the new run's first iteration, however busy.
+func TestBusyRunReadsClockFirst(t *testing.T) {
+	l := newTestLoop(t)
+	iterate(l) // read the clock
+	fired := false
+	_, err := l.CallLater(5*time.Millisecond, func() { fired = true; l.Stop() })
+	require.NoError(t, err)
+	time.Sleep(10 * time.Millisecond)
+	busy := 0
+	var spin func()
+	spin = func() {
+		busy++
+		if !fired {
+			l.CallSoon(spin)
+		}
+	}
+	l.CallSoon(spin)
+	require.NoError(t, l.RunForever())
+	require.True(t, fired)
+	require.Equal(t, 1, busy, "the due timer waited for %d busy iterations", busy)
+}
+
 // TestHandleRecycling: a handle whose callback ran goes back on the free
 // list with a new generation, so the next callback reuses the record while
 // the old Handle value goes stale; a cancelled handle is never recycled.

@@ -74,9 +74,9 @@ func (q *Queue[T]) Put(co *Co, v T) error {
 		if q.shutdown {
 			return fmt.Errorf("queue put: %w", ErrQueueShutDown)
 		}
-		w, err := q.putters.wait(co)
+		st, err := q.putters.wait(co)
 		if err != nil {
-			if w != nil && !q.Full() && w.state == finished {
+			if !q.Full() && st == finished {
 				q.putters.popWake() // pass our wake-up on
 			}
 			return err
@@ -109,9 +109,9 @@ func (q *Queue[T]) Get(co *Co) (T, error) {
 			var zero T
 			return zero, fmt.Errorf("queue get: %w", ErrQueueShutDown)
 		}
-		w, err := q.getters.wait(co)
+		st, err := q.getters.wait(co)
 		if err != nil {
-			if w != nil && q.n > 0 && w.state == finished {
+			if q.n > 0 && st == finished {
 				q.getters.popWake()
 			}
 			var zero T

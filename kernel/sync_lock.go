@@ -25,9 +25,9 @@ func (m *Lock) Acquire(co *Co) error {
 		m.locked = true
 		return nil
 	}
-	w, err := m.waiters.wait(co)
+	st, err := m.waiters.wait(co)
 	if err != nil {
-		if w != nil && !m.locked {
+		if st != pending && !m.locked {
 			// We may have been the one woken: wake the next in line.
 			m.waiters.wakeFirst()
 		}
@@ -124,8 +124,8 @@ func (s *Semaphore) Acquire(co *Co) error {
 		s.value--
 		return nil
 	}
-	w, err := s.waiters.wait(co)
-	if err != nil && w != nil && w.state == finished {
+	st, err := s.waiters.wait(co)
+	if err != nil && st == finished {
 		// Woken (given a unit) but cancelled before running: give it back.
 		s.value++
 	}
@@ -137,7 +137,7 @@ func (s *Semaphore) Acquire(co *Co) error {
 }
 
 func (s *Semaphore) wakeNext() bool {
-	for _, w := range s.waiters.ws {
+	for _, w := range s.waiters.waiters() {
 		if !w.done() {
 			s.value--
 			w.finish(nil)

@@ -307,8 +307,11 @@ func (t *taskState) suspend(w *futureCore) error {
 		t.mustCancel = false
 		return &CancelledError{Msg: t.cancelMsg()}
 	}
-	t.waiter = w
 	r := t.r
+	if w == nil && r.top && t.fut.loop.skipTurn() {
+		return nil // the loop's next turn would only resume this task
+	}
+	t.waiter = w
 	if !r.yield(struct{}{}) {
 		return errAbandoned
 	}
@@ -425,7 +428,10 @@ func (t *taskState) start() {
 func (t *taskState) runHandle(*futureCore) {
 	l := t.fut.loop
 	direct := l.direct // iterate runs this step as its own callback
-	l.direct = false
+	// Either way iterate runs the step as the batch's callback, not nested
+	// in another callback (an eager start): see skipTurn.
+	top := direct || l.viaStepFn
+	l.direct, l.viaStepFn = false, false
 	if t.fut.done() {
 		return
 	}
@@ -434,7 +440,7 @@ func (t *taskState) runHandle(*futureCore) {
 		r = l.getRunner()
 		r.t, t.r = t, r
 	}
-	r.direct = direct
+	r.direct, r.top = direct, top
 	prev := l.currentTask
 	l.currentTask = t
 	_, more := r.next()
@@ -458,7 +464,11 @@ func (t *taskState) runHandle(*futureCore) {
 	if t.stepFn == nil {
 		// Made at the first await that suspends, not in CreateTask: most
 		// tasks of a fan-out never wait on a future.
-		t.stepFn = func() { t.runHandle(nil) }
+		// Only iterate runs it (done callbacks are always scheduled).
+		t.stepFn = func() {
+			l.viaStepFn = true
+			t.runHandle(nil)
+		}
 	}
 	w.addDone(t.stepFn)
 	if t.mustCancel && w.cancel(t.cancelMsg()) {
@@ -533,7 +543,11 @@ type runner struct {
 	// direct: the step that resumed the runner is iterate's own callback,
 	// so the runner may go on to the batch's next task (chainStep).
 	direct bool
-	gid    uint64 // debug mode: this goroutine acts for loop
+	// top: the step that resumed the runner is a callback iterate runs
+	// itself, directly or as a done callback, not one nested in another
+	// callback, so its yield may skip the loop's turn (skipTurn).
+	top bool
+	gid uint64 // debug mode: this goroutine acts for loop
 }
 
 const maxIdleRunners = 128
@@ -542,6 +556,7 @@ const maxIdleRunners = 128
 // runners and failed tasks whose error nobody read.
 type taskAux struct {
 	runners     []*runner
+	waiters     []*futureCore // idle waiters of Lock, Queue and the like (sync_waitq.go)
 	unretrieved map[*unretrieved]struct{}
 }
 

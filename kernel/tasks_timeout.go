@@ -70,7 +70,7 @@ func TimeoutAt(co *Co, when time.Duration, body func(s *TimeoutScope) error) (er
 	}
 	defer func() {
 		if s.armed {
-			s.th.Cancel()
+			s.loop.dropTimer(s.th)
 			s.armed = false
 		}
 	}()
@@ -87,7 +87,7 @@ func addSat(now, d time.Duration) time.Duration {
 
 func (s *TimeoutScope) exit(err error) error {
 	if s.armed {
-		s.th.Cancel()
+		s.loop.dropTimer(s.th)
 		s.armed = false
 	}
 	switch s.state {
@@ -115,7 +115,7 @@ func (s *TimeoutScope) Reschedule(when time.Duration) error {
 	}
 	s.when = when
 	if s.armed {
-		s.th.Cancel()
+		s.loop.dropTimer(s.th)
 		s.armed = false
 	}
 	if when == NoDeadline {
@@ -203,13 +203,18 @@ func WaitFor[T any](co *Co, aw AwaitableOf[T], timeout time.Duration) (T, error)
 	}
 	base := int(t.cancels)
 	t.rare.waitForExpired = false
-	th, err := co.loop.CallLater(timeout, t.rare.waitForFire)
-	if err != nil {
-		var zero T
-		return zero, fmt.Errorf("wait for: %w", err)
+	var th TimerHandle
+	if timeout > timerSlack && co.loop.checkUsable() == nil {
+		th = co.loop.callLaterUnarmed(timeout, t.rare.waitForFire)
+	} else {
+		var err error
+		if th, err = co.loop.CallLater(timeout, t.rare.waitForFire); err != nil {
+			var zero T
+			return zero, fmt.Errorf("wait for: %w", err)
+		}
 	}
 	v, err := aw.Await(co)
-	th.Cancel()
+	co.loop.dropTimer(th)
 	if t.rare.waitForExpired {
 		t.rare.waitForExpired = false
 		if t.uncancel() <= base && err != nil && errors.Is(err, ErrCancelled) {
