@@ -41,20 +41,25 @@ func TestParseHandshakeLine(t *testing.T) {
 }
 
 // The plugin's JSON log lines keep their level, message and pairs; other
-// lines arrive at debug level, a line longer than the buffer in pieces.
+// lines arrive at debug level (at error level from a panic on), a line
+// longer than the buffer in pieces.
 func TestForwardLog(t *testing.T) {
 	var out strings.Builder
 	var mu sync.Mutex
 	l := hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Trace, Output: lockedWriter{&mu, &out}, DisableTime: true})
 	long := strings.Repeat("x", 70<<10)
 	in := `{"@level":"warn","@message":"disk full","@timestamp":"2026-01-01T00:00:00Z","b":2,"a":"one"}` + "\n" +
-		"panic: oops\n" + `{"@message":"no level"}` + "\n" + long + "\n" + `{"@level":"error","@message":"last, unterminated"}`
+		"plain\n" + `{"@message":"no level"}` + "\n" + long + "\n" + `{"@level":"error","@message":"json"}` + "\n" +
+		"panic: oops\n\tstack\n" + `{"@level":"info","@message":"last, unterminated"}`
 	forwardLog(l.Named("p"), strings.NewReader(in))
 	got := out.String()
 	assert.Contains(t, got, "[WARN]  host.p: disk full: a=one b=2\n")
-	assert.Contains(t, got, "[DEBUG] host.p: panic: oops\n")
-	assert.Contains(t, got, "[INFO]  host.p: no level\n")
-	assert.Contains(t, got, "[ERROR] host.p: last, unterminated\n")
+	assert.Contains(t, got, "[DEBUG] host.p: plain\n")
+	assert.Contains(t, got, "[DEBUG] host.p: {\"@message\":\"no level\"}\n")
+	assert.Contains(t, got, "[ERROR] host.p: json\n")
+	assert.Contains(t, got, "[ERROR] host.p: panic: oops\n")
+	assert.Contains(t, got, "[ERROR] host.p: \tstack\n", "the rest of a panic's lines at error level")
+	assert.Contains(t, got, "[INFO]  host.p: last, unterminated\n")
 	assert.NotContains(t, got, "@timestamp")
 	assert.Equal(t, 70<<10, strings.Count(got, "x"), "a long line arrives whole, in pieces")
 
