@@ -103,18 +103,14 @@
 // with gRPC's idle mode off so that the connection is never redialled; a
 // running plugin has nothing on disk, so killing host and plugin together
 // (a process-group, cgroup or OOM kill) leaves nothing behind. Every failed
-// start removes the directory too. One window stays open: go-plugin
-// (v1.8.0) makes a plugin-dirNNN of its own in Start before it calls our
-// RunnerFunc, which removes it at once, before the fork. A host SIGKILLed
-// between the two leaves that directory empty, and no process of ours
-// exists that could know its name. The window is short (the whole start up
-// to RunnerFunc took a median 0.09 ms, 99th percentile 0.8 ms, at most
-// 13 ms on a loaded 2-core machine) but a kill at a random moment of a run
-// that starts plugins finds it about 5 times in 1,000. Closing it needs a start
-// that makes no directory before the fork (the host forks the plugin and
-// reads the handshake line itself, then attaches go-plugin with
-// ReattachConfig). The first plugin start of every later host sweeps such
-// leftovers away (sweepStale: only directories of this user, of go-plugin's
+// start removes the directory too. The host itself makes nothing on disk
+// before the fork: go-plugin's Client.Start (v1.8.0) would make a
+// plugin-dirNNN of its own before any plugin exists, which a host killed at
+// that moment left behind, so the host starts the plugin itself, reads its
+// go-plugin handshake line, and attaches go-plugin's client to the running
+// process (ReattachConfig). The first plugin start of every host still
+// sweeps leftovers of older hosts, or of other go-plugin hosts of the same
+// user, away (sweepStale: only directories of this user, of go-plugin's
 // shape, older than a minute, holding nothing but sockets no live process
 // is bound to).
 //

@@ -39,7 +39,7 @@ type Spec struct {
 	// Config is sent with the Configure control call after every start.
 	Config map[string]string
 	// Logger receives supervision events and the plugin's own log lines
-	// (forwarded by go-plugin under the plugin's name). Default: none.
+	// (its stderr, forwarded under the plugin's name). Default: none.
 	Logger hclog.Logger
 
 	// StartTimeout bounds a start: exec, go-plugin handshake, control
@@ -87,10 +87,7 @@ type Spec struct {
 	// of the registrations) instead of starting a process while the loop or
 	// the callers wait. It works the same for every family.
 	// The price is that second process, started again after every
-	// restart, and with each such start the window the package
-	// documentation describes (a host that dies while a plugin is still
-	// starting leaves its empty socket directory). Ignored when
-	// MaxRestarts is negative.
+	// restart. Ignored when MaxRestarts is negative.
 	Standby bool
 }
 

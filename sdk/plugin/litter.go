@@ -14,11 +14,12 @@ import (
 // (plugin-dirNNN, holding one socket pluginNNN). The host removes it as
 // soon as it has connected, so a running plugin has nothing on disk; what
 // can still leave one behind is a host killed in the few milliseconds of a
-// start together with its plugin (a process-group, cgroup or OOM kill), or
-// a host killed alone in the moment between go-plugin's own MkdirTemp and
-// our RunnerFunc's removal of it (startProcess), before any plugin exists:
-// then nobody is left to remove it. sweepStale, run once per process when
-// its first plugin starts, removes such leftovers.
+// start together with its plugin (a process-group, cgroup or OOM kill):
+// then nobody is left to remove it. (Older hosts, which let go-plugin's
+// Client.Start make a directory before the fork, also left one when killed
+// alone at that moment; attach.go says why that no longer happens.)
+// sweepStale, run once per process when its first plugin starts, removes
+// such leftovers.
 
 // staleAge is how old (by modification time) a socket directory must be
 // before a sweep may remove it: far longer than any start takes, so a

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -84,7 +85,7 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 	t.Run("runner", func(t *testing.T) {
 		tmp := t.TempDir()
 		t.Setenv("TMPDIR", tmp)
-		makeRunner = func(string, *exec.Cmd, *os.File, *startTrace) (*procRunner, error) {
+		makeRunner = func(string, *exec.Cmd, *os.File, *startTrace, hclog.Logger) (*procRunner, error) {
 			return nil, fmt.Errorf("pipe2: %w", unix.EMFILE)
 		}
 		t.Cleanup(func() { makeRunner = newProcRunner })

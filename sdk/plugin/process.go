@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,18 +12,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
-	"github.com/hashicorp/go-plugin/runner"
-	"google.golang.org/grpc"
 
 	"github.com/loopkernel/loopkernel/sdk/dataplane"
 	pb "github.com/loopkernel/loopkernel/sdk/proto"
 )
 
-// process is one running plugin process, host side: the go-plugin client
-// that owns the process and its socket directory, the control stub, and the
-// host's end of the data plane (not yet adopted by a dataplane.Client).
+// process is one running plugin process, host side: our runner that
+// started it, the go-plugin client attached to it, the control stub, and
+// the host's end of the data plane (not yet adopted by a dataplane.Client).
 type process struct {
 	name    string
 	served  string // the back-end name the plugin reported
@@ -31,9 +29,10 @@ type process struct {
 	control pb.ControlClient
 	conn    *os.File // host's end of the data plane
 	pid     int
+	addr    net.Addr // the plugin's gRPC address, from its handshake line
 	trace   startTrace
 	end     endTrace
-	// sockDir is the directory go-plugin made for the plugin's gRPC
+	// sockDir is the directory the plugin is told to make for its gRPC
 	// socket. It is removed as soon as the host has connected (see
 	// startProcess), and by every failure path of a start.
 	sockDir string
@@ -42,11 +41,6 @@ type process struct {
 	// check: how long it served, for the restart policy.
 	attached time.Time
 	lastOK   atomic.Int64
-
-	// abortMu orders abort against the runner's creation: a start whose
-	// ctx is cancelled before the fork never forks.
-	abortMu sync.Mutex
-	aborted bool
 
 	stopOnce sync.Once
 }
@@ -94,66 +88,30 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < startTimeout {
 		startTimeout = time.Until(dl)
 	}
-	p.client = goplugin.NewClient(&goplugin.ClientConfig{
-		HandshakeConfig:  handshake,
-		Plugins:          hostPlugins,
-		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		Logger:           s.Logger,
-		StartTimeout:     startTimeout,
-		// go-plugin makes a 0700 directory inside TempDir for the socket and
-		// tells the plugin through PLUGIN_UNIX_SOCKET_DIR; we remove it once
-		// connected (below), or when the start fails.
-		UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: os.TempDir()},
-		// The socket file is gone once the host has connected, so the
-		// connection must never be redialled: no idle mode (gRPC's default
-		// would close an idle channel after 30 minutes and redial on the
-		// next call). The stdio stream go-plugin keeps open holds the
-		// channel busy anyway; this makes it explicit.
-		GRPCDialOptions: []grpc.DialOption{grpc.WithIdleTimeout(0)},
-		RunnerFunc: func(_ hclog.Logger, base *exec.Cmd, goPluginDir string) (runner.Runner, error) {
-			// go-plugin's directory, made a moment ago, is not used: a
-			// host killed before its plugin could remove it would leave it
-			// behind. The plugin makes its own (envSocketDirToMake) once it
-			// can be sure to remove it, whatever happens to the host. A
-			// host SIGKILLed between go-plugin's MkdirTemp and this Remove
-			// still leaves go-plugin's empty (no process exists yet that
-			// could remove it; see the package doc): nothing may come
-			// before this line.
-			_ = os.Remove(goPluginDir)
-			p.sockDir = socketDirName(goPluginDir)
-			cmd := exec.Command(path, s.Args...)
-			cmd.Env = append(base.Env, env...)
-			// An empty PLUGIN_UNIX_SOCKET_DIR puts the socket of a plugin
-			// built with an older SDK straight into $TMPDIR, where the host
-			// removes it once connected, like the directory of a new one.
-			cmd.Env = append(cmd.Env, envSocketDir+"=", envSocketDirToMake+"="+p.sockDir)
-			r, err := makeRunner(name, cmd, pluginEnd, &p.trace)
-			if err != nil {
-				return nil, err
-			}
-			p.abortMu.Lock()
-			defer p.abortMu.Unlock()
-			if p.aborted {
-				// A runner that refuses to start rather than an error here:
-				// go-plugin's Kill removes the socket directory only once
-				// it has a runner.
-				r.killed = true
-			}
-			p.run = r
-			return r, nil
-		},
-	})
+	// The plugin makes its own socket directory (envSocketDirToMake) and
+	// removes it however the host ends; nothing exists on disk before the
+	// fork. go-plugin's Start would make a directory of its own before any
+	// plugin exists (one a host killed at that moment leaves behind), so
+	// the process is started here and go-plugin attached to it (attach.go).
+	p.sockDir = filepath.Join(os.TempDir(), fmt.Sprintf("plugin-dir%d", rand.Uint32()))
+	cmd := exec.Command(path, s.Args...)
+	cmd.Env = append(pluginEnv(), env...)
+	// An empty PLUGIN_UNIX_SOCKET_DIR puts the socket of a plugin built with
+	// an older SDK straight into $TMPDIR, where the host removes it once
+	// connected, like the directory of a new one.
+	cmd.Env = append(cmd.Env, envSocketDir+"=", envSocketDirToMake+"="+p.sockDir)
+	r, err := makeRunner(name, cmd, pluginEnd, &p.trace, s.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: starting %s: %w", name, path, err)
+	}
+	p.run = r
 	defer func() {
 		if err != nil {
-			p.client.Kill()
-			// go-plugin's Kill removes the directory only if a runner was
-			// started; a start that failed before (no descriptors for the
-			// pipes, say) would leave it behind.
-			removeSocketDir(p.sockDir)
+			p.abandon()
 		}
 	}()
-	// go-plugin waits for the handshake line up to StartTimeout whatever
-	// happens to ctx; killing the process ends that wait.
+	// Once ctx is done the process is killed (or, before the fork, never
+	// forked: Kill first makes Start refuse), which ends every wait below.
 	stopAbort := context.AfterFunc(ctx, p.abort)
 	defer func() {
 		if !stopAbort() && err == nil {
@@ -161,8 +119,15 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 			err = fmt.Errorf("plugin %q: start abandoned: %w", name, context.Cause(ctx))
 		}
 	}()
+	if err := r.Start(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("plugin %q: start abandoned: %w", name, context.Cause(ctx))
+		}
+		return nil, fmt.Errorf("plugin %q: starting %s: %w", name, path, err)
+	}
+	p.pid = r.pid
 
-	rpc, err := p.client.Client()
+	rpc, err := p.attach(s.Logger, startTimeout)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("plugin %q: start abandoned: %w", name, context.Cause(ctx))
@@ -174,7 +139,6 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 		return nil, fmt.Errorf("plugin %q: %w", name, err)
 	}
 	p.control = raw.(familyClient).ControlClient
-	p.pid = p.run.pid
 	p.trace.dialed = time.Now()
 
 	hctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -193,8 +157,8 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 	// $TMPDIR is litter if host and plugin are killed together (a process
 	// group, cgroup or OOM kill), when neither can remove it.
 	removeSocketDir(p.sockDir)
-	if rc := p.client.ReattachConfig(); rc != nil && rc.Addr != nil && rc.Addr.Network() == "unix" {
-		if a := rc.Addr.String(); filepath.Dir(a) == filepath.Clean(os.TempDir()) && digitsAfter(filepath.Base(a), "plugin") {
+	if p.addr != nil && p.addr.Network() == "unix" {
+		if a := p.addr.String(); filepath.Dir(a) == filepath.Clean(os.TempDir()) && digitsAfter(filepath.Base(a), "plugin") {
 			_ = os.Remove(a) // an older plugin's socket, made without a directory
 		}
 	}
@@ -211,29 +175,26 @@ func startProcess(ctx context.Context, s *Spec, family, name, path string, env [
 	return p, nil
 }
 
-// socketDirName is the directory a plugin is told to make for its gRPC
-// socket: go-plugin's name for it, in the same place (a sibling of the
-// one go-plugin made, with other random digits), so that sweepStale
-// recognises it.
-func socketDirName(goPluginDir string) string {
-	return filepath.Join(filepath.Dir(goPluginDir), fmt.Sprintf("plugin-dir%d", rand.Uint32()))
-}
-
 // makeRunner is newProcRunner; a test makes it fail, as running out of
 // descriptors for the output pipes would.
 var makeRunner = newProcRunner
 
+// abandon undoes a failed start: the process killed and reaped,
+// go-plugin's client (if attached) closed, the socket directory removed.
+func (p *process) abandon() {
+	if p.run != nil {
+		_ = p.run.Kill(context.Background())
+		<-p.run.exited
+	}
+	if p.client != nil {
+		p.client.Kill()
+	}
+	removeSocketDir(p.sockDir)
+}
+
 // abort ends a start in progress: a process not yet forked never will be,
 // one already running is killed.
-func (p *process) abort() {
-	p.abortMu.Lock()
-	p.aborted = true
-	r := p.run
-	p.abortMu.Unlock()
-	if r != nil {
-		_ = r.Kill(context.Background())
-	}
-}
+func (p *process) abort() { _ = p.run.Kill(context.Background()) }
 
 // endTrace records how the supervisor ended a process it replaces, for the
 // restart breakdown.
@@ -257,7 +218,8 @@ func (p *process) kill() {
 // RPC, then wait for the exit), and killed once the deadline passes. It
 // reports whether the process had to be killed. go-plugin's Kill afterwards
 // finds the process gone, so its own two-second grace never applies; it
-// closes the gRPC connection and removes the socket directory.
+// closes the gRPC connection (the socket directory went when the host
+// connected).
 func (p *process) stop(deadline time.Time) (killed bool) {
 	p.stopOnce.Do(func() {
 		if !deadline.IsZero() {

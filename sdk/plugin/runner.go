@@ -1,17 +1,21 @@
 package plugin
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // spawner is one goroutine locked to one OS thread for the life of the
@@ -50,23 +54,31 @@ func onSpawnerThread(f func()) {
 // Serve runs, it handles SIGWINCH like SIGTERM.
 const parentDeathSignal = syscall.SIGWINCH
 
-// procRunner is our go-plugin runner.Runner: like go-plugin's own command
-// runner, except that it forks on the spawner thread with a parent-death
-// signal, passes the data-plane socket, and records how the process ended.
+// procRunner starts and reaps one plugin process: it forks on the spawner
+// thread with a parent-death signal, passes the data-plane socket, reads the
+// go-plugin handshake line from the plugin's stdout, forwards the plugin's
+// log lines from its stderr to the host's logger, and records how the
+// process ended. go-plugin is attached to the running process afterwards
+// (attach.go) and uses it as its runner.AttachedRunner.
 type procRunner struct {
 	name      string
 	cmd       *exec.Cmd
 	pluginEnd *os.File // the plugin's end of the data plane; closed here once started
-	// The plugin's stdout and stderr: go-plugin reads the parent's ends;
-	// the child's ends are closed once it has them (or never will).
-	stdout, stderr     io.ReadCloser
+	logger    hclog.Logger
+	// The plugin's stdout and stderr: the parent's ends are read here; the
+	// child's ends are closed once it has them (or never will).
 	outR, errR         *os.File
 	childOut, childErr *os.File
 	trace              *startTrace
 
-	pid    int
-	exited chan struct{} // closed when the process has been reaped
-	state  *os.ProcessState
+	// line delivers the first line of the plugin's stdout (its go-plugin
+	// handshake line), or the error that ended stdout before one came.
+	line chan lineOrErr
+
+	pid     int
+	exited  chan struct{} // closed when the process has been reaped
+	state   *os.ProcessState
+	waitErr error
 
 	// mu orders Start against Kill: a Kill that comes first makes Start
 	// fail instead of forking a process nobody wants.
@@ -74,11 +86,17 @@ type procRunner struct {
 	killed bool
 }
 
-func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File, trace *startTrace) (*procRunner, error) {
+type lineOrErr struct {
+	line string
+	err  error
+}
+
+func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File, trace *startTrace, logger hclog.Logger) (*procRunner, error) {
 	cmd.ExtraFiles = []*os.File{pluginEnd} // becomes descriptor 3
 	cmd.Env = append(cmd.Env, envDataPlaneFD+"=3")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: parentDeathSignal}
-	r := &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, trace: trace, exited: make(chan struct{})}
+	r := &procRunner{name: name, cmd: cmd, pluginEnd: pluginEnd, trace: trace, logger: logger,
+		line: make(chan lineOrErr, 1), exited: make(chan struct{})}
 	// Our own pipes rather than cmd.StdoutPipe, so that a runner that is
 	// never started can still close them.
 	var err error
@@ -90,12 +108,12 @@ func newProcRunner(name string, cmd *exec.Cmd, pluginEnd *os.File, trace *startT
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = r.childOut, r.childErr
-	r.stdout = &firstRead{ReadCloser: r.outR, at: &trace.line}
-	r.stderr = r.errR
 	return r, nil
 }
 
-func (r *procRunner) Start(context.Context) error {
+// Start forks the process and starts reading its output and waiting for
+// its end. A runner killed before Start never forks.
+func (r *procRunner) Start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var err error
@@ -115,33 +133,46 @@ func (r *procRunner) Start(context.Context) error {
 	r.pid = r.cmd.Process.Pid
 	raiseChildLimit(r.pid)
 	r.trace.spawned = time.Now()
+
+	var outputs sync.WaitGroup
+	outputs.Add(2)
+	go func() { defer outputs.Done(); r.readStdout() }()
+	go func() { defer outputs.Done(); forwardLog(r.logger.Named(filepath.Base(r.name)), r.errR) }()
+	go func() {
+		// The pipes first: the last lines a plugin logs before it exits
+		// must reach the logger before its end is reported.
+		outputs.Wait()
+		r.waitErr = r.cmd.Wait()
+		closeFiles(r.outR, r.errR)
+		r.state = r.cmd.ProcessState
+		close(r.exited)
+	}()
 	return nil
 }
 
-// firstRead stamps the time its first read returns: on the plugin's stdout,
-// that is when the go-plugin handshake line arrived. Only go-plugin's
-// scanner goroutine reads it, so no lock is needed; the stamp is published
-// to startProcess by go-plugin's channel hand-off of the line.
-type firstRead struct {
-	io.ReadCloser
-	at *time.Time
-}
-
-func (f *firstRead) Read(p []byte) (int, error) {
-	n, err := f.ReadCloser.Read(p)
-	if f.at != nil {
-		*f.at, f.at = time.Now(), nil
+// readStdout hands the first line of the plugin's stdout to r.line, then
+// discards the rest (go-plugin's Serve sends the plugin's own stdout over
+// gRPC; anything else written to descriptor 1 is of no use), so that a
+// plugin writing there never blocks on a full pipe.
+func (r *procRunner) readStdout() {
+	sc := bufio.NewScanner(r.outR)
+	if sc.Scan() {
+		r.line <- lineOrErr{line: sc.Text()}
+	} else {
+		err := sc.Err()
+		if err == nil {
+			err = io.EOF
+		}
+		r.line <- lineOrErr{err: err}
 	}
-	return n, err
+	_, _ = io.Copy(io.Discard, r.outR)
 }
 
-// Wait is called once, by go-plugin, after the output pipes reach EOF.
+// Wait returns once the process has been reaped, with cmd.Wait's error.
+// go-plugin calls it once it is attached, to learn when the plugin exits.
 func (r *procRunner) Wait(context.Context) error {
-	err := r.cmd.Wait()
-	closeFiles(r.outR, r.errR)
-	r.state = r.cmd.ProcessState
-	close(r.exited)
-	return err
+	<-r.exited
+	return r.waitErr
 }
 
 func closeFiles(fs ...*os.File) {
@@ -178,11 +209,13 @@ func (r *procRunner) exitStatus() string {
 	}
 }
 
-func (r *procRunner) Stdout() io.ReadCloser { return r.stdout }
-func (r *procRunner) Stderr() io.ReadCloser { return r.stderr }
-func (r *procRunner) Name() string          { return r.name }
-func (r *procRunner) ID() string            { return strconv.Itoa(r.pid) }
-func (r *procRunner) Diagnose(context.Context) string {
+// ID is the pid, as go-plugin's Kill wants one: a runner without an ID is
+// never killed.
+func (r *procRunner) ID() string { return strconv.Itoa(r.pid) }
+
+// diagnose is appended to the error of a start whose handshake line was
+// missing or malformed.
+func (r *procRunner) diagnose() string {
 	return fmt.Sprintf("plugin %q (%s) did not complete the go-plugin handshake: is it built with loopkernel's sdk/plugin.Serve for this architecture?", r.name, r.cmd.Path)
 }
 
