@@ -361,13 +361,19 @@ func loopRoundTrip(ex sdk.Executor, d time.Duration) (float64, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if err := l.RunUntilComplete(task); err != nil {
-		return 0, 0, err
-	}
-	if _, err := task.Result(); err != nil {
+	if err := runToEnd(l, task); err != nil {
 		return 0, 0, err
 	}
 	return ns, n + warm, nil
+}
+
+// runToEnd runs l until task is done and returns the task's error.
+func runToEnd(l *kernel.Loop, task *kernel.Task[struct{}]) error {
+	if err := l.RunUntilComplete(task); err != nil {
+		return err
+	}
+	_, err := task.Result()
+	return err
 }
 
 // loopCallsPerSecond keeps benchInFlight calls of f in flight for d from
@@ -415,10 +421,7 @@ func loopCallsPerSecond[A, R any](ex sdk.Executor, d time.Duration, f sdk.Func[A
 	if err != nil {
 		return 0, 0, err
 	}
-	if err := l.RunUntilComplete(main); err != nil {
-		return 0, 0, err
-	}
-	if _, err := main.Result(); err != nil {
+	if err := runToEnd(l, main); err != nil {
 		return 0, 0, err
 	}
 	return float64(n) / secs, n, nil
