@@ -362,6 +362,14 @@ func nServerManyClients(n *nt) {
 // that fails.
 func nServerEMFILE(n *nt) {
 	l := n.newLoop()
+	if c := l.Driver().Capabilities(); c.Family != "selector" {
+		// The case's premise is an accept made when the listener is
+		// dispatched, after the descriptors are gone. A completion
+		// driver's multishot accept takes the connection inside its
+		// back-end as soon as the client connects, before the case can
+		// exhaust descriptors, so EMFILE cannot be provoked this way.
+		n.Skip(fmt.Sprintf("needs accepts made at dispatch time; the %s %s driver accepts in its back-end (multishot)", c.Backend, c.Family))
+	}
 	exc := excRecorder(l)
 	var srvs serverProtos
 	n.run(l, "EMFILE on accept", func(co *kernel.Co) error {

@@ -30,24 +30,15 @@ func newUring(t testing.TB) func() (sdk.Driver, error) {
 	}
 }
 
-// gaps are the networking cases whose premise a completion back-end does
-// not meet, each with the reason it is skipped (see docs/proactor.md).
-var gaps = map[string]string{
-	"net/server/emfile-survived": "needs accepts made at dispatch time: a multishot accept takes the connection inside the back-end " +
-		"as soon as the client connects, before the case exhausts descriptors, so EMFILE cannot be provoked this way",
-	"net/sendfile/sock/cancelled-keeps-position": "needs the kernel's sock_sendall to count a write that completed in the back-end " +
-		"after its task was cancelled (the seam lets completion win that race; kernel/sockwait.go drops the count): kernel gap, not a driver one",
-}
-
 // TestNetConformance runs the networking contract on the io_uring
 // completion driver in process, plain and in debug mode.
 func TestNetConformance(t *testing.T) {
 	drv := newUring(t)
 	t.Run("plain", func(t *testing.T) {
-		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv, Gaps: gaps})
+		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv})
 	})
 	t.Run("debug", func(t *testing.T) {
-		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv, Debug: true, Gaps: gaps})
+		conformance.RunNet(t, selector.NewEpoll, conformance.NetConfig{Driver: drv, Debug: true})
 	})
 }
 

@@ -49,9 +49,7 @@ func uringPluginDriver(t testing.TB) func() (sdk.Driver, error) {
 // uringPluginGaps are the plane's own (sdk/proactorplane's inproc_test.go
 // names the same), each skipped with its reason.
 var uringPluginGaps = map[string]string{
-	"net/server/emfile-survived":                 "as in process: a case for accepts made at dispatch time",
-	"net/sendfile/sock/cancelled-keeps-position": "kernel gap shared with the in-process proactor (driver/completion's gaps)",
-	"net/sendfile/sock/forced-fallback":          "sock_sendfile's read-and-send fallback over the plane hung once under load (not explained; sdk/proactorplane's gap)",
+	"net/sendfile/sock/forced-fallback": "sock_sendfile's read-and-send fallback over the plane hung once under load (not explained; sdk/proactorplane's gap)",
 }
 
 // TestUringPluginNetConformance runs the networking contract on the

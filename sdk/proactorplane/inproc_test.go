@@ -86,11 +86,9 @@ func (c *closing) Close() error {
 }
 
 var gaps = map[string]string{
-	"net/server/emfile-survived":                 "as in process: a case for accepts made at dispatch time",
-	"net/sendfile/sock/cancelled-keeps-position": "kernel gap shared with the in-process proactor (driver/completion's gaps)",
 	// Hung for 20 s once, in debug mode under a full `make test` on 2
 	// cores (2026-12-04), and passed in every other run; not explained.
-	// The plane is served by no policy yet; this stays a gap until the
+	// uring-plugin runs on this plane too; this stays a gap until the
 	// hang is found.
 	"net/sendfile/sock/forced-fallback": "sock_sendfile's read-and-send fallback over the plane hung once under load (not explained)",
 }
